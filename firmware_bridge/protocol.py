@@ -1,0 +1,855 @@
+"""The MQTT contract, version 1: topics and payloads as typed objects.
+
+This module is the only place in the project that spells a topic. The bridge
+(``firmware_bridge``) and the server's hub (``devices``) both import it, so it
+holds both directions: encoders and decoders for every message either side
+sends. It depends on the standard library only (no Django, no paho).
+
+Topics (``{lab}`` and ``{machine}`` are slugs, ``{bridge}`` a bridge id, all
+matching ``[a-z0-9][a-z0-9-]{0,62}``)::
+
+    fablab/v1/{lab}/{machine}/status      bridge -> server  QoS 1  retained   Status
+    fablab/v1/{lab}/{machine}/telemetry   bridge -> server  QoS 1  -          Telemetry
+    fablab/v1/{lab}/{machine}/event       bridge -> server  QoS 1  -          Event
+    fablab/v1/{lab}/{machine}/cmd         server -> bridge  QoS 1  never      Command
+    fablab/v1/{lab}/{machine}/cmd/ack     bridge -> server  QoS 1  -          CommandAck
+    fablab/v1/_bridges/{bridge}/online    bridge -> server  QoS 1  retained   BridgeOnline (and the Last Will)
+
+Payloads are UTF-8 JSON objects with ``"v": 1`` and at most 16 KiB
+(:data:`MAX_PAYLOAD_BYTES`). ``ts`` is milliseconds since the Unix epoch, taken
+on the bridge when the reading was made. Unknown fields are ignored by the
+decoders (a newer sender may add some); a wrong known field raises
+:class:`ProtocolError` whose message names the field.
+
+``sid``/``seq``: telemetry and events carry the bridge spool's id (``sid``, a
+UUID made when the spool file is created) and a per-machine counter (``seq``)
+that never repeats for the life of that spool. The server de-duplicates on
+(machine, ``sid``, ``seq``): the same key twice is a replay, a hole in ``seq``
+is lost data, and a new ``sid`` is a new spool (never a replay).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+VERSION = 1
+PREFIX = "fablab/v1"
+BRIDGES = "_bridges"  # the reserved lab level of bridge topics; never a valid slug (leading "_")
+MAX_PAYLOAD_BYTES = 16 * 1024
+QOS = 1
+
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+#: Names of telemetry values, event types and adapters: lower-case identifiers.
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: Command ids: a UUID is what the server sends; any short printable token is accepted.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+SHARE_GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Machine states.
+OFFLINE = "offline"
+IDLE = "idle"
+RUNNING = "running"
+PAUSED = "paused"
+ERROR = "error"
+STATES = (OFFLINE, IDLE, RUNNING, PAUSED, ERROR)
+
+# Command actions.
+ACTIONS = ("enable", "disable", "pause", "resume", "cancel")
+
+# Ack error codes.
+EXPIRED = "expired"
+UNSUPPORTED = "unsupported"
+INVALID_STATE = "invalid_state"
+DEVICE_ERROR = "device_error"
+INVALID = "invalid"
+ACK_CODES = (EXPIRED, UNSUPPORTED, INVALID_STATE, DEVICE_ERROR, INVALID)
+
+#: Event types the project's adapters emit. The vocabulary is open: any NAME_RE is accepted.
+EVENT_TYPES = (
+    "job_started",
+    "job_finished",
+    "job_failed",
+    "job_cancelled",
+    "alarm",
+    "door_opened",
+    "door_closed",
+    "power_on",
+    "power_off",
+)
+
+#: Telemetry names with units in the name. Open vocabulary: adapters may add NAME_RE names.
+TELEMETRY_NAMES = (
+    "temp_nozzle_c",
+    "temp_nozzle_target_c",
+    "temp_bed_c",
+    "temp_bed_target_c",
+    "progress_pct",
+    "print_time_s",
+    "print_time_left_s",
+    "power_w",
+    "energy_wh",
+    "feed_mm_min",
+    "spindle_rpm",
+    "laser_power_pct",
+    "pos_x_mm",
+    "pos_y_mm",
+    "pos_z_mm",
+    "feed_override_pct",
+)
+
+# Topic kinds, as returned by parse_topic().
+STATUS = "status"
+TELEMETRY = "telemetry"
+EVENT = "event"
+CMD = "cmd"
+CMD_ACK = "cmd/ack"
+ONLINE = "online"
+MACHINE_KINDS = (STATUS, TELEMETRY, EVENT, CMD, CMD_ACK)
+
+
+class ProtocolError(ValueError):
+    """A topic or payload that breaks contract v1; the message names the field."""
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def is_slug(value: object) -> bool:
+    """True when ``value`` is a string matching ``[a-z0-9][a-z0-9-]{0,62}``."""
+    return isinstance(value, str) and SLUG_RE.fullmatch(value) is not None
+
+
+def _slug(value: object, field: str) -> str:
+    if not is_slug(value):
+        raise ProtocolError(f"{field}: must be a slug matching [a-z0-9][a-z0-9-]{{0,62}}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _machine_topic(lab: str, machine: str, kind: str) -> str:
+    return f"{PREFIX}/{_slug(lab, 'lab')}/{_slug(machine, 'machine')}/{kind}"
+
+
+def topic_status(lab: str, machine: str) -> str:
+    """``fablab/v1/{lab}/{machine}/status`` (retained)."""
+    return _machine_topic(lab, machine, STATUS)
+
+
+def topic_telemetry(lab: str, machine: str) -> str:
+    """``fablab/v1/{lab}/{machine}/telemetry``."""
+    return _machine_topic(lab, machine, TELEMETRY)
+
+
+def topic_event(lab: str, machine: str) -> str:
+    """``fablab/v1/{lab}/{machine}/event``."""
+    return _machine_topic(lab, machine, EVENT)
+
+
+def topic_cmd(lab: str, machine: str) -> str:
+    """``fablab/v1/{lab}/{machine}/cmd`` (never retained)."""
+    return _machine_topic(lab, machine, CMD)
+
+
+def topic_cmd_ack(lab: str, machine: str) -> str:
+    """``fablab/v1/{lab}/{machine}/cmd/ack``."""
+    return _machine_topic(lab, machine, CMD_ACK)
+
+
+def topic_bridge_online(bridge: str) -> str:
+    """``fablab/v1/_bridges/{bridge}/online`` (retained; also the Last Will's topic)."""
+    return f"{PREFIX}/{BRIDGES}/{_slug(bridge, 'bridge')}/{ONLINE}"
+
+
+class ParsedTopic(NamedTuple):
+    """What a contract topic names.
+
+    For machine topics ``lab`` and ``machine`` are the slugs. For a bridge's
+    ``online`` topic, ``lab`` is ``None`` and ``machine`` holds the bridge id
+    (also available as :attr:`bridge`).
+    """
+
+    kind: str
+    lab: str | None
+    machine: str
+
+    @property
+    def bridge(self) -> str | None:
+        return self.machine if self.kind == ONLINE else None
+
+
+def parse_topic(topic: str) -> ParsedTopic:
+    """Split a contract topic into ``(kind, lab, machine)``; raise :class:`ProtocolError` otherwise."""
+    if not isinstance(topic, str):
+        raise ProtocolError(f"topic: must be a string, got {type(topic).__name__}")
+    parts = topic.split("/")
+    if len(parts) < 5 or "/".join(parts[:2]) != PREFIX:
+        raise ProtocolError(f"topic: not a contract v1 topic: {topic!r}")
+    if parts[2] == BRIDGES:
+        if len(parts) == 5 and parts[4] == ONLINE:
+            return ParsedTopic(ONLINE, None, _slug(parts[3], "topic bridge"))
+        raise ProtocolError(f"topic: unknown bridge topic: {topic!r}")
+    lab = _slug(parts[2], "topic lab")
+    machine = _slug(parts[3], "topic machine")
+    kind = "/".join(parts[4:])
+    if kind not in MACHINE_KINDS:
+        raise ProtocolError(f"topic: unknown kind {kind!r} in {topic!r}")
+    return ParsedTopic(kind, lab, machine)
+
+
+# ------------------------------------------------------------------ subscription filters
+
+
+def _filter(lab: str | None, machine: str | None, kind: str) -> str:
+    lab_level = "+" if lab is None else _slug(lab, "lab")
+    machine_level = "+" if machine is None else _slug(machine, "machine")
+    return f"{PREFIX}/{lab_level}/{machine_level}/{kind}"
+
+
+def filter_all_status(lab: str | None = None) -> str:
+    """Every machine's status (of one lab, or all). Retained: never use it under ``$share``."""
+    return _filter(lab, None, STATUS)
+
+
+def filter_all_telemetry(lab: str | None = None) -> str:
+    """Every machine's telemetry (of one lab, or all)."""
+    return _filter(lab, None, TELEMETRY)
+
+
+def filter_all_events(lab: str | None = None) -> str:
+    """Every machine's events (of one lab, or all)."""
+    return _filter(lab, None, EVENT)
+
+
+def filter_all_cmd_acks(lab: str | None = None) -> str:
+    """Every machine's command acknowledgements (of one lab, or all)."""
+    return _filter(lab, None, CMD_ACK)
+
+
+def filter_all_cmds(lab: str | None = None) -> str:
+    """Every machine's commands (diagnostics; a bridge subscribes to its own machines' topics)."""
+    return _filter(lab, None, CMD)
+
+
+def filter_all_online() -> str:
+    """Every bridge's online flag. Retained: never use it under ``$share``."""
+    return f"{PREFIX}/{BRIDGES}/+/{ONLINE}"
+
+
+def filter_machine(lab: str, machine: str) -> str:
+    """Everything about one machine (``fablab/v1/{lab}/{machine}/#``)."""
+    return f"{PREFIX}/{_slug(lab, 'lab')}/{_slug(machine, 'machine')}/#"
+
+
+def filter_everything() -> str:
+    """Every contract v1 topic (``fablab/v1/#``), for tools and tests."""
+    return f"{PREFIX}/#"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription ``$share/{group}/{filter}``.
+
+    Brokers do not send retained messages to shared subscriptions, so use it
+    for the streams (telemetry, events, acks), not for status or online.
+    """
+    if not isinstance(group, str) or SHARE_GROUP_RE.fullmatch(group) is None:
+        raise ProtocolError(f"group: must match [A-Za-z0-9_-]{{1,64}}, got {group!r}")
+    return f"$share/{group}/{topic_filter}"
+
+
+def unshare(topic_filter: str) -> str:
+    """The plain filter inside ``$share/{group}/{filter}`` (unchanged when not shared)."""
+    if topic_filter.startswith("$share/"):
+        parts = topic_filter.split("/", 2)
+        if len(parts) == 3:
+            return parts[2]
+    return topic_filter
+
+
+def server_subscriptions(group: str | None = "hub") -> list[str]:
+    """The filters a server-side consumer subscribes to, all at QoS 1.
+
+    Streams go through ``$share/{group}/`` when ``group`` is given so several
+    workers split them; the retained ``status`` and ``online`` topics are always
+    plain subscriptions (every worker needs them, and shared ones get no
+    retained messages).
+    """
+    streams = [filter_all_telemetry(), filter_all_events(), filter_all_cmd_acks()]
+    if group is not None:
+        streams = [shared(group, f) for f in streams]
+    return [filter_all_status(), filter_all_online(), *streams]
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int(value: object, field: str, *, minimum: int = 0) -> int:
+    if not _is_int(value):
+        raise ProtocolError(f"{field}: must be an integer, got {value!r}")
+    if value < minimum:  # type: ignore[operator]
+        raise ProtocolError(f"{field}: must be >= {minimum}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _ts(value: object, field: str = "ts") -> int:
+    return _int(value, field, minimum=0)
+
+
+def _number(value: object, field: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ProtocolError(f"{field}: must be a number, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError(f"{field}: must be finite, got {value!r}")
+    return value
+
+
+def _str(value: object, field: str, *, max_len: int = 1024, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"{field}: must be a string, got {value!r}")
+    if len(value) > max_len:
+        raise ProtocolError(f"{field}: longer than {max_len} characters")
+    if not allow_empty and not value:
+        raise ProtocolError(f"{field}: must not be empty")
+    return value
+
+
+def _bool(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{field}: must be true or false, got {value!r}")
+    return value
+
+
+def _name(value: object, field: str) -> str:
+    if not isinstance(value, str) or NAME_RE.fullmatch(value) is None:
+        raise ProtocolError(f"{field}: must match [a-z][a-z0-9_]{{0,63}}, got {value!r}")
+    return value
+
+
+def _sid(value: object, field: str = "sid") -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"{field}: must be a UUID string, got {value!r}")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ProtocolError(f"{field}: must be a UUID string, got {value!r}") from None
+
+
+def _id(value: object, field: str = "id") -> str:
+    if not isinstance(value, str) or ID_RE.fullmatch(value) is None:
+        raise ProtocolError(f"{field}: must be an id (a UUID), got {value!r}")
+    return value
+
+
+def _obj(value: object, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{field}: must be an object, got {value!r}")
+    return value
+
+
+def _check_json_numbers(value: object, field: str) -> None:
+    """Reject non-finite floats anywhere in a free-form structure (``detail``, ``params``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError(f"{field}: must be finite, got {value!r}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ProtocolError(f"{field}: keys must be strings")
+            _check_json_numbers(v, f"{field}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_json_numbers(v, f"{field}[{i}]")
+    elif value is not None and not isinstance(value, str | int | float | bool):
+        raise ProtocolError(f"{field}: not JSON: {type(value).__name__}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ProtocolError(f"payload: {name} is not allowed (numbers must be finite)")
+
+
+def load_payload(payload: bytes | bytearray | str) -> dict[str, Any]:
+    """Parse a payload into a JSON object with ``"v": 1``, enforcing the size limit."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    if not isinstance(payload, bytes | bytearray):
+        raise ProtocolError(f"payload: must be bytes, got {type(payload).__name__}")
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"payload: {len(payload)} bytes, more than {MAX_PAYLOAD_BYTES}")
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"payload: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(
+            f"payload: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise ProtocolError("payload: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("payload: must be a JSON object")
+    if "v" not in data:
+        raise ProtocolError("v: missing")
+    if not _is_int(data["v"]) or data["v"] != VERSION:
+        raise ProtocolError(f"v: must be {VERSION}, got {data['v']!r}")
+    return data
+
+
+def _required(data: Mapping[str, Any], field: str) -> Any:
+    if field not in data:
+        raise ProtocolError(f"{field}: missing")
+    return data[field]
+
+
+def _dumps(data: Mapping[str, Any]) -> bytes:
+    try:
+        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except ValueError as exc:
+        raise ProtocolError(f"payload: {exc}") from None
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"payload: {len(raw)} bytes, more than {MAX_PAYLOAD_BYTES}")
+    return raw
+
+
+# -------------------------------------------------------------------------- messages
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A job: ``id``, ``name``, ``started_ts`` (epoch ms) and ``progress_pct`` (0-100 or null)."""
+
+    id: str
+    name: str
+    started_ts: int
+    progress_pct: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "started_ts": self.started_ts,
+            "progress_pct": self.progress_pct,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object, field: str = "job") -> Job:
+        obj = _obj(data, field)
+        progress = obj.get("progress_pct")
+        if progress is not None:
+            progress = _number(progress, f"{field}.progress_pct")
+        return cls(
+            id=_str(_required_in(obj, "id", field), f"{field}.id", max_len=256),
+            name=_str(_required_in(obj, "name", field), f"{field}.name", max_len=1024),
+            started_ts=_ts(_required_in(obj, "started_ts", field), f"{field}.started_ts"),
+            progress_pct=progress,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineError:
+    """A machine fault in ``status.error``: ``code`` and human ``message``."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, data: object, field: str = "error") -> MachineError:
+        obj = _obj(data, field)
+        return cls(
+            code=_str(_required_in(obj, "code", field), f"{field}.code", max_len=64, allow_empty=False),
+            message=_str(_required_in(obj, "message", field), f"{field}.message", max_len=2048),
+        )
+
+
+def _required_in(obj: Mapping[str, Any], key: str, parent: str) -> Any:
+    if key not in obj:
+        raise ProtocolError(f"{parent}.{key}: missing")
+    return obj[key]
+
+
+def _job_or_none(value: object, field: str = "job") -> Job | None:
+    return None if value is None else Job.from_dict(value, field)
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """``…/status``, retained: the machine's current state as the bridge sees it.
+
+    ``enabled`` is the interlock's truth (always true for machines without an
+    interlock). ``spool_dropped`` (an extension of v1; absent means 0) counts
+    telemetry and events the bridge's spool dropped because it was full.
+    """
+
+    state: str
+    enabled: bool
+    bridge: str
+    adapter: str
+    ts: int
+    job: Job | None = None
+    error: MachineError | None = None
+    spool_dropped: int = 0
+
+    def validate(self) -> None:
+        if self.state not in STATES:
+            raise ProtocolError(f"state: must be one of {', '.join(STATES)}, got {self.state!r}")
+        _bool(self.enabled, "enabled")
+        _slug(self.bridge, "bridge")
+        _str(self.adapter, "adapter", max_len=64, allow_empty=False)
+        _ts(self.ts)
+        _int(self.spool_dropped, "spool_dropped")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "state": self.state,
+            "enabled": self.enabled,
+            "bridge": self.bridge,
+            "adapter": self.adapter,
+            "job": None if self.job is None else self.job.to_dict(),
+            "error": None if self.error is None else self.error.to_dict(),
+            "ts": self.ts,
+            "spool_dropped": self.spool_dropped,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Telemetry:
+    """``…/telemetry``: readings taken at ``ts``; ``values`` is a flat map of finite numbers."""
+
+    ts: int
+    sid: str
+    seq: int
+    values: Mapping[str, float]
+
+    def validate(self) -> None:
+        _ts(self.ts)
+        _sid(self.sid)
+        _int(self.seq, "seq")
+        values = _obj(dict(self.values) if isinstance(self.values, Mapping) else self.values, "values")
+        if not values:
+            raise ProtocolError("values: must hold at least one reading")
+        for key, value in values.items():
+            _name(key, f"values.{key}" if isinstance(key, str) else "values key")
+            _number(value, f"values.{key}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": VERSION, "ts": self.ts, "sid": self.sid, "seq": self.seq, "values": dict(self.values)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """``…/event``: something that happened at ``ts`` (``type`` from :data:`EVENT_TYPES` or a new name)."""
+
+    ts: int
+    sid: str
+    seq: int
+    type: str
+    job: Job | None = None
+    detail: Mapping[str, Any] | None = None
+
+    def validate(self) -> None:
+        _ts(self.ts)
+        _sid(self.sid)
+        _int(self.seq, "seq")
+        _name(self.type, "type")
+        if self.detail is not None:
+            _obj(dict(self.detail) if isinstance(self.detail, Mapping) else self.detail, "detail")
+            _check_json_numbers(dict(self.detail), "detail")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "ts": self.ts,
+            "sid": self.sid,
+            "seq": self.seq,
+            "type": self.type,
+            "job": None if self.job is None else self.job.to_dict(),
+            "detail": None if self.detail is None else dict(self.detail),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """``…/cmd``, never retained: do ``action`` unless ``expires`` (epoch ms) has passed.
+
+    ``id`` makes the command idempotent: the bridge carries an id out at most
+    once and answers a repeat with the first result. ``booking`` (the booking it
+    belongs to, or null) and ``params`` (an optional object for the adapter)
+    are passed through. ``expires`` null means the command never expires (for
+    tools; the server always sets it).
+    """
+
+    id: str
+    action: str
+    ts: int
+    expires: int | None
+    booking: str | int | None = None
+    params: Mapping[str, Any] | None = None
+
+    def validate(self) -> None:
+        _id(self.id)
+        if self.action not in ACTIONS:
+            raise ProtocolError(f"action: must be one of {', '.join(ACTIONS)}, got {self.action!r}")
+        _ts(self.ts)
+        if self.expires is not None:
+            _ts(self.expires, "expires")
+        if self.booking is not None and not (_is_int(self.booking) or isinstance(self.booking, str)):
+            raise ProtocolError(f"booking: must be a string, an integer or null, got {self.booking!r}")
+        if self.params is not None:
+            _obj(dict(self.params) if isinstance(self.params, Mapping) else self.params, "params")
+            _check_json_numbers(dict(self.params), "params")
+
+    def is_expired(self, now_ms: int) -> bool:
+        return self.expires is not None and now_ms > self.expires
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "v": VERSION,
+            "id": self.id,
+            "action": self.action,
+            "ts": self.ts,
+            "expires": self.expires,
+            "booking": self.booking,
+        }
+        if self.params is not None:
+            data["params"] = dict(self.params)
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class AckError:
+    """Why a command failed: ``code`` from :data:`ACK_CODES` and a human ``message``."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandAck:
+    """``…/cmd/ack``: the outcome of command ``id``. ``ok`` true has ``error`` null, false has one.
+
+    ``id`` is null only when the command was so malformed that it had no
+    readable id (then ``error.code`` is ``invalid``).
+    """
+
+    id: str | None
+    ok: bool
+    ts: int
+    error: AckError | None = None
+
+    def validate(self) -> None:
+        if self.id is not None:
+            _str(self.id, "id", max_len=128, allow_empty=False)
+        _bool(self.ok, "ok")
+        _ts(self.ts)
+        if self.ok and self.error is not None:
+            raise ProtocolError("error: must be null when ok is true")
+        if not self.ok:
+            if self.error is None:
+                raise ProtocolError("error: missing while ok is false")
+            if self.error.code not in ACK_CODES:
+                raise ProtocolError(
+                    f"error.code: must be one of {', '.join(ACK_CODES)}, got {self.error.code!r}"
+                )
+            _str(self.error.message, "error.message", max_len=2048)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": VERSION,
+            "id": self.id,
+            "ok": self.ok,
+            "error": None if self.error is None else self.error.to_dict(),
+            "ts": self.ts,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeOnline:
+    """``fablab/v1/_bridges/{bridge}/online``, retained.
+
+    After connecting the bridge publishes ``online`` true with ``ts``; its Last
+    Will is exactly ``{"v": 1, "online": false}`` (no ``ts``: the broker sends it
+    later). Extensions of v1: ``spool_dropped`` (total dropped by a full spool)
+    and ``spool_pending`` (messages waiting for the broker), both absent in the will.
+    """
+
+    online: bool
+    ts: int | None = None
+    spool_dropped: int | None = None
+    spool_pending: int | None = None
+
+    def validate(self) -> None:
+        _bool(self.online, "online")
+        if self.ts is not None:
+            _ts(self.ts)
+        if self.spool_dropped is not None:
+            _int(self.spool_dropped, "spool_dropped")
+        if self.spool_pending is not None:
+            _int(self.spool_pending, "spool_pending")
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"v": VERSION, "online": self.online}
+        if self.ts is not None:
+            data["ts"] = self.ts
+        if self.spool_dropped is not None:
+            data["spool_dropped"] = self.spool_dropped
+        if self.spool_pending is not None:
+            data["spool_pending"] = self.spool_pending
+        return data
+
+
+Message = Status | Telemetry | Event | Command | CommandAck | BridgeOnline
+
+#: The Last Will's payload, byte for byte.
+WILL_PAYLOAD = b'{"v":1,"online":false}'
+
+
+def encode(message: Message) -> bytes:
+    """Validate ``message`` and return its compact UTF-8 JSON; raise :class:`ProtocolError` if invalid."""
+    message.validate()
+    return _dumps(message.to_dict())
+
+
+# -------------------------------------------------------------------------- decoders
+
+
+def decode_status(payload: bytes | str) -> Status:
+    """Decode and validate a ``status`` payload."""
+    data = load_payload(payload)
+    spool_dropped = data.get("spool_dropped", 0)
+    error = data.get("error")
+    msg = Status(
+        state=_required(data, "state"),
+        enabled=_required(data, "enabled"),
+        bridge=_required(data, "bridge"),
+        adapter=_required(data, "adapter"),
+        ts=_required(data, "ts"),
+        job=_job_or_none(data.get("job")),
+        error=None if error is None else MachineError.from_dict(error),
+        spool_dropped=0 if spool_dropped is None else spool_dropped,
+    )
+    msg.validate()
+    return msg
+
+
+def decode_telemetry(payload: bytes | str) -> Telemetry:
+    """Decode and validate a ``telemetry`` payload."""
+    data = load_payload(payload)
+    msg = Telemetry(
+        ts=_required(data, "ts"),
+        sid=_sid(_required(data, "sid")),
+        seq=_required(data, "seq"),
+        values=_obj(_required(data, "values"), "values"),
+    )
+    msg.validate()
+    return msg
+
+
+def decode_event(payload: bytes | str) -> Event:
+    """Decode and validate an ``event`` payload."""
+    data = load_payload(payload)
+    detail = data.get("detail")
+    msg = Event(
+        ts=_required(data, "ts"),
+        sid=_sid(_required(data, "sid")),
+        seq=_required(data, "seq"),
+        type=_required(data, "type"),
+        job=_job_or_none(data.get("job")),
+        detail=None if detail is None else _obj(detail, "detail"),
+    )
+    msg.validate()
+    return msg
+
+
+def decode_command(payload: bytes | str) -> Command:
+    """Decode and validate a ``cmd`` payload (``expires``, ``booking`` and ``params`` may be absent)."""
+    data = load_payload(payload)
+    params = data.get("params")
+    msg = Command(
+        id=_id(_required(data, "id")),
+        action=_required(data, "action"),
+        ts=_required(data, "ts"),
+        expires=data.get("expires"),
+        booking=data.get("booking"),
+        params=None if params is None else _obj(params, "params"),
+    )
+    msg.validate()
+    return msg
+
+
+def command_id_of(payload: bytes | str) -> str | None:
+    """Best effort: the ``id`` of a command that failed to decode, to acknowledge it; else ``None``."""
+    try:
+        data = json.loads(payload if isinstance(payload, str) else bytes(payload).decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and ID_RE.fullmatch(data["id"]):
+        return data["id"]
+    return None
+
+
+def decode_cmd_ack(payload: bytes | str) -> CommandAck:
+    """Decode and validate a ``cmd/ack`` payload."""
+    data = load_payload(payload)
+    error = data.get("error")
+    ack_error = None
+    if error is not None:
+        obj = _obj(error, "error")
+        ack_error = AckError(
+            code=_str(_required_in(obj, "code", "error"), "error.code", max_len=64),
+            message=_str(_required_in(obj, "message", "error"), "error.message", max_len=2048),
+        )
+    msg = CommandAck(
+        id=_required(data, "id"), ok=_required(data, "ok"), ts=_required(data, "ts"), error=ack_error
+    )
+    msg.validate()
+    return msg
+
+
+def decode_online(payload: bytes | str) -> BridgeOnline:
+    """Decode and validate a bridge ``online`` payload (including the Last Will)."""
+    data = load_payload(payload)
+    msg = BridgeOnline(
+        online=_required(data, "online"),
+        ts=data.get("ts"),
+        spool_dropped=data.get("spool_dropped"),
+        spool_pending=data.get("spool_pending"),
+    )
+    msg.validate()
+    return msg
+
+
+_DECODERS = {
+    STATUS: decode_status,
+    TELEMETRY: decode_telemetry,
+    EVENT: decode_event,
+    CMD: decode_command,
+    CMD_ACK: decode_cmd_ack,
+    ONLINE: decode_online,
+}
+
+
+def decode(topic: str, payload: bytes | str) -> tuple[ParsedTopic, Message]:
+    """Parse ``topic`` and decode ``payload`` with the matching decoder."""
+    parsed = parse_topic(topic)
+    return parsed, _DECODERS[parsed.kind](payload)
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch (the contract's ``ts``)."""
+    return time.time_ns() // 1_000_000
