@@ -1,0 +1,50 @@
+"""Why a booking request was refused: one machine-readable code per rule.
+
+The codes are part of the public API (``{"code", "detail"}`` bodies) and are
+listed in the OpenAPI description; the messages are translated.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+#: code -> (HTTP status, translated message)
+RULES: dict[str, tuple[int, object]] = {
+    "invalid_range": (400, _("The end must be after the start.")),
+    "not_bookable": (400, _("This machine cannot be booked.")),
+    "not_certified": (403, _("You need the training for this machine before you can book it.")),
+    "certification_expired": (
+        403,
+        _("Your certification for this machine has expired (or expires before the end of this booking)."),
+    ),
+    "in_past": (400, _("This time has already passed.")),
+    "too_soon": (400, _("This machine must be booked further in advance.")),
+    "too_far_ahead": (400, _("This machine cannot be booked that far ahead.")),
+    "bad_granularity": (400, _("Bookings must start and end on the machine's slot boundaries.")),
+    "too_short": (400, _("This booking is shorter than the machine's minimum duration.")),
+    "too_long": (400, _("This booking is longer than the machine's maximum duration.")),
+    "lab_closed": (400, _("The lab is closed on that day.")),
+    "outside_opening_hours": (400, _("The booking is not within the lab's opening hours.")),
+    "maintenance": (409, _("The machine is planned for maintenance at that time.")),
+    "slot_taken": (409, _("Someone else has already booked this time.")),
+    "quota_exceeded": (409, _("This booking would exceed your weekly hours for this type of machine.")),
+    "too_many_bookings": (
+        409,
+        _("You already have the maximum number of upcoming bookings for this type of machine."),
+    ),
+    "not_cancellable": (409, _("This booking can no longer be cancelled.")),
+    "not_pending": (409, _("Only bookings awaiting approval can be approved or declined.")),
+    "forbidden": (403, _("You are not allowed to do this.")),
+}
+
+
+class BookingError(Exception):
+    """A booking rule was broken; ``code`` names the rule (see ``RULES``)."""
+
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        if code not in RULES:
+            raise ValueError(f"unknown booking error code {code!r}")
+        self.code = code
+        self.status, message = RULES[code]
+        self.detail = str(detail or message)
+        super().__init__(f"{code}: {self.detail}")

@@ -1,0 +1,261 @@
+"""Booking writes. Every path (pages, API, admin) goes through these functions.
+
+Each write follows lock → check → write in one transaction:
+
+* the member's row is locked (``SELECT … FOR UPDATE``), so two requests of
+  one member cannot both pass the quota check;
+* every rule is checked and the first broken one raises :class:`BookingError`;
+* the booking is inserted. On PostgreSQL the exclusion constraint
+  ``booking_no_overlap`` is the last line against a concurrent overlapping
+  insert; on SQLite every transaction is ``BEGIN IMMEDIATE`` (see settings), so
+  only one writer at a time runs check and insert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from fablab.labs.models import Machine, MaintenanceWindow
+from fablab.members.models import Certification
+
+from .errors import BookingError
+from .models import NO_OVERLAP_CONSTRAINT, Booking, QuotaPolicy
+
+# Test hooks for the concurrency proofs (tests/booking/test_concurrency.py):
+# ``race_point`` runs between the checks and the insert, and ``lock_member``
+# switches the member lock off to show the race it prevents. Never set in production.
+race_point: Callable[[], None] | None = None
+lock_member: bool = True
+
+
+def booking_create(
+    *,
+    machine: Machine,
+    member,
+    start: dt.datetime,
+    end: dt.datetime,
+    purpose: str = "",
+    now: dt.datetime | None = None,
+) -> Booking:
+    """Book ``machine`` for ``member`` from ``start`` to ``end`` (aware datetimes).
+
+    Returns the booking, ``confirmed`` or (machines needing approval) ``pending``.
+    Raises :class:`BookingError` naming the first rule the request breaks.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        if lock_member:
+            get_user_model().objects.select_for_update().filter(pk=member.pk).first()
+        machine = Machine.objects.select_related("lab", "machine_type", "required_training").get(
+            pk=machine.pk
+        )
+        check_booking_rules(machine=machine, member=member, start=start, end=end, now=now)
+        if race_point is not None:
+            race_point()
+        status = Booking.Status.PENDING if machine.approval_required else Booking.Status.CONFIRMED
+        try:
+            with transaction.atomic():
+                booking = Booking.objects.create(
+                    machine=machine,
+                    member=member,
+                    start=start,
+                    end=end,
+                    blocked_until=end + machine.buffer,
+                    status=status,
+                    purpose=purpose.strip(),
+                )
+        except IntegrityError as exc:
+            if NO_OVERLAP_CONSTRAINT in str(exc):
+                raise BookingError("slot_taken") from exc
+            raise
+        _notify_on_commit(booking, "confirmed" if status == Booking.Status.CONFIRMED else "requested")
+    return booking
+
+
+def check_booking_rules(
+    *, machine: Machine, member, start: dt.datetime, end: dt.datetime, now: dt.datetime
+) -> None:
+    """Raise :class:`BookingError` for the first rule a new booking would break."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("booking times must be timezone-aware")
+    if end <= start:
+        raise BookingError("invalid_range")
+    if not machine.bookable:
+        raise BookingError("not_bookable")
+    _check_certification(machine, member, end)
+    _check_timing(machine, start, end, now)
+    _check_opening_hours(machine, start, end)
+    if MaintenanceWindow.objects.filter(machine=machine, start__lt=end, end__gt=start).exists():
+        raise BookingError("maintenance")
+    if _overlapping(machine, start, end + machine.buffer).exists():
+        raise BookingError("slot_taken")
+    _check_quota(machine, member, start, end, now)
+
+
+def _overlapping(machine: Machine, start: dt.datetime, blocked_until: dt.datetime):
+    return Booking.objects.filter(
+        machine=machine, status__in=Booking.ACTIVE, start__lt=blocked_until, blocked_until__gt=start
+    )
+
+
+def _check_certification(machine: Machine, member, end: dt.datetime) -> None:
+    if machine.required_training_id is None:
+        return
+    certs = Certification.objects.filter(
+        member=member, training_id=machine.required_training_id, revoked_at=None
+    )
+    if not certs.exists():
+        raise BookingError("not_certified")
+    # The certification must still hold when the booking ends.
+    if not certs.filter(Q(expires_at__isnull=True) | Q(expires_at__gte=end)).exists():
+        raise BookingError("certification_expired")
+
+
+def _check_timing(machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
+    if start < now:
+        raise BookingError("in_past")
+    if start < now + dt.timedelta(minutes=machine.min_notice_minutes):
+        raise BookingError("too_soon")
+    tz = machine.lab.tz
+    last_day = timezone.localtime(now, tz).date() + dt.timedelta(days=machine.max_days_ahead)
+    if timezone.localtime(start, tz).date() > last_day:
+        raise BookingError("too_far_ahead")
+    slot = machine.slot_minutes
+    for moment in (start, end):
+        local = timezone.localtime(moment, tz)
+        if local.second or local.microsecond or (local.hour * 60 + local.minute) % slot:
+            raise BookingError("bad_granularity")
+    minutes = (end - start).total_seconds() / 60
+    if minutes < machine.min_duration_minutes:
+        raise BookingError("too_short")
+    if minutes > machine.max_duration_minutes:
+        raise BookingError("too_long")
+
+
+def _check_opening_hours(machine: Machine, start: dt.datetime, end: dt.datetime) -> None:
+    lab = machine.lab
+    day = timezone.localtime(start, lab.tz).date()
+    intervals = lab.opening_intervals(day)
+    if not intervals and lab.closures.filter(starts_on__lte=day, ends_on__gte=day).exists():
+        raise BookingError("lab_closed")
+    if not any(opens <= start and end <= closes for opens, closes in intervals):
+        raise BookingError("outside_opening_hours")
+
+
+def quota_policy_for(machine: Machine) -> QuotaPolicy | None:
+    policies = QuotaPolicy.objects.filter(machine_type_id=machine.machine_type_id).filter(
+        Q(lab_id=machine.lab_id) | Q(lab__isnull=True)
+    )
+    # A lab's own policy wins over the general one.
+    return sorted(policies, key=lambda p: p.lab_id is None)[0] if policies else None
+
+
+def _check_quota(machine: Machine, member, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
+    policy = quota_policy_for(machine)
+    if policy is None:
+        return
+    scope = Booking.objects.filter(
+        member=member, machine__machine_type_id=machine.machine_type_id, status__in=Booking.ACTIVE
+    )
+    if policy.lab_id is not None:
+        scope = scope.filter(machine__lab_id=policy.lab_id)
+    if policy.max_future_bookings is not None:
+        upcoming = scope.filter(status__in=Booking.CANCELLABLE, end__gt=now).count()
+        if upcoming >= policy.max_future_bookings:
+            raise BookingError("too_many_bookings")
+    if policy.max_hours_per_week is not None:
+        week_start, week_end = _local_week(start, machine.lab.tz)
+        booked = sum(
+            (
+                (b_end - b_start).total_seconds()
+                for b_start, b_end in scope.filter(start__gte=week_start, start__lt=week_end).values_list(
+                    "start", "end"
+                )
+            ),
+            0.0,
+        )
+        hours = Decimal(str((booked + (end - start).total_seconds()) / 3600))
+        if hours > policy.max_hours_per_week:
+            raise BookingError("quota_exceeded")
+
+
+def _local_week(moment: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime]:
+    """Monday 00:00 to the next Monday 00:00, lab-local, as aware datetimes."""
+    local_day = timezone.localtime(moment, tz).date()
+    monday = local_day - dt.timedelta(days=local_day.weekday())
+    start = dt.datetime.combine(monday, dt.time(0), tzinfo=tz)
+    end = dt.datetime.combine(monday + dt.timedelta(days=7), dt.time(0), tzinfo=tz)
+    return start, end
+
+
+def user_manages_lab(user, lab_id: int) -> bool:
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or user.managed_labs.filter(pk=lab_id).exists()
+
+
+def booking_cancel(*, booking: Booking, by, now: dt.datetime | None = None) -> Booking:
+    """Cancel a pending or confirmed booking, as its member (before it starts) or a lab manager."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        booking = Booking.objects.select_for_update().select_related("machine").get(pk=booking.pk)
+        is_manager = user_manages_lab(by, booking.machine.lab_id)
+        if booking.member_id != by.pk and not is_manager:
+            raise BookingError("forbidden")
+        if not booking.is_cancellable or (not is_manager and booking.start <= now):
+            raise BookingError("not_cancellable")
+        booking.status = Booking.Status.CANCELLED
+        booking.cancelled_at = now
+        booking.cancelled_by = by
+        booking.cancel_reason = (
+            Booking.CancelReason.MEMBER if booking.member_id == by.pk else Booking.CancelReason.MANAGER
+        )
+        booking.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "updated_at"])
+        _notify_on_commit(booking, "cancelled")
+    return booking
+
+
+def booking_approve(*, booking: Booking, by, now: dt.datetime | None = None) -> Booking:
+    """A lab manager confirms a pending booking."""
+    return _decide(booking=booking, by=by, approve=True, now=now or timezone.now())
+
+
+def booking_decline(*, booking: Booking, by, now: dt.datetime | None = None) -> Booking:
+    """A lab manager declines a pending booking, which frees its slot."""
+    return _decide(booking=booking, by=by, approve=False, now=now or timezone.now())
+
+
+def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking:
+    with transaction.atomic():
+        booking = Booking.objects.select_for_update().select_related("machine").get(pk=booking.pk)
+        if not user_manages_lab(by, booking.machine.lab_id):
+            raise BookingError("forbidden")
+        if booking.status != Booking.Status.PENDING:
+            raise BookingError("not_pending")
+        booking.decided_by = by
+        booking.decided_at = now
+        fields = ["status", "decided_by", "decided_at", "updated_at"]
+        if approve:
+            booking.status = Booking.Status.CONFIRMED
+        else:
+            booking.status = Booking.Status.CANCELLED
+            booking.cancelled_at = now
+            booking.cancelled_by = by
+            booking.cancel_reason = Booking.CancelReason.DECLINED
+            fields += ["cancelled_at", "cancelled_by", "cancel_reason"]
+        booking.save(update_fields=fields)
+        _notify_on_commit(booking, "approved" if approve else "declined")
+    return booking
+
+
+def _notify_on_commit(booking: Booking, kind: str) -> None:
+    from .emails import send_booking_email
+
+    transaction.on_commit(lambda: send_booking_email(booking, kind))

@@ -1,0 +1,280 @@
+"""Load the demo network: two Brussels labs, their machines, trainings and users.
+
+Idempotent: running it again updates the demo objects in place and never
+duplicates them. The lab and machine slugs are the ones the demo bridge
+configurations use (firmware_bridge/demo/).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from fablab.booking.errors import BookingError
+from fablab.booking.models import Booking, QuotaPolicy
+from fablab.booking.services import booking_create
+from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
+from fablab.members.models import Certification, MemberProfile, Training
+
+PASSWORD = "demo1234"  # noqa: S105 - the documented demo password
+
+TYPES = [
+    ("3d-printer", "3D printer"),
+    ("laser-cutter", "Laser cutter"),
+    ("cnc", "CNC machine"),
+    ("other", "Other"),
+]
+
+TRAININGS = [
+    ("3d-printing", "3D printing basics", None, "3d-printer"),
+    ("laser-safety", "Laser cutter safety", 365, "laser-cutter"),
+    ("cnc-safety", "CNC router safety", 365, "cnc"),
+]
+
+T = dt.time
+LABS = [
+    {
+        "slug": "bxl-centre",
+        "name": "FabLab Brussels Centre",
+        "address": "Rue de la Loi 1\n1000 Bruxelles",
+        # Tuesday to Friday afternoons and evenings, Saturday daytime.
+        "hours": [(d, T(10), T(21)) for d in (1, 2, 3, 4)] + [(5, T(10), T(18))],
+    },
+    {
+        "slug": "bxl-south",
+        "name": "FabLab Brussels South",
+        "address": "Avenue Clemenceau 2\n1070 Anderlecht",
+        # Weekdays office hours, a late Thursday, a short Saturday.
+        "hours": [(d, T(9), T(17, 30)) for d in (0, 1, 2, 4)] + [(3, T(9), T(21)), (5, T(10), T(16))],
+    },
+]
+
+# slug, lab, name, type, model, policy overrides
+MACHINES = [
+    (
+        "prusa-mk4-1",
+        "bxl-centre",
+        "Prusa MK4 #1",
+        "3d-printer",
+        "Original Prusa MK4",
+        {"max_duration_minutes": 480},
+    ),
+    (
+        "prusa-mk4-2",
+        "bxl-centre",
+        "Prusa MK4 #2",
+        "3d-printer",
+        "Original Prusa MK4",
+        {"max_duration_minutes": 480},
+    ),
+    (
+        "co2-laser",
+        "bxl-centre",
+        "CO2 laser 60 W",
+        "laser-cutter",
+        "GRBL CO2 laser 600×400",
+        {"max_duration_minutes": 180, "buffer_minutes": 15, "min_notice_minutes": 60},
+    ),
+    (
+        "cnc-router",
+        "bxl-centre",
+        "CNC router",
+        "cnc",
+        "GRBL router 1000×1000",
+        {
+            "slot_minutes": 60,
+            "min_duration_minutes": 60,
+            "max_duration_minutes": 240,
+            "buffer_minutes": 30,
+            "approval_required": True,
+        },
+    ),
+    (
+        "epilog-laser",
+        "bxl-centre",
+        "Epilog Zing",
+        "laser-cutter",
+        "Epilog Zing 24",
+        {"max_duration_minutes": 120, "buffer_minutes": 15},
+    ),
+    (
+        "ultimaker-s3",
+        "bxl-south",
+        "Ultimaker S3",
+        "3d-printer",
+        "Ultimaker S3",
+        {"max_duration_minutes": 480},
+    ),
+    (
+        "diode-laser",
+        "bxl-south",
+        "Diode laser",
+        "laser-cutter",
+        "GRBL 10 W diode laser",
+        {"max_duration_minutes": 120},
+    ),
+    (
+        "shapeoko",
+        "bxl-south",
+        "Shapeoko",
+        "cnc",
+        "Shapeoko 4 XXL",
+        {"slot_minutes": 60, "min_duration_minutes": 60, "max_duration_minutes": 240, "buffer_minutes": 30},
+    ),
+    (
+        "trotec-laser",
+        "bxl-south",
+        "Trotec Speedy",
+        "laser-cutter",
+        "Trotec Speedy 300",
+        {"max_duration_minutes": 180, "buffer_minutes": 15, "approval_required": True},
+    ),
+]
+
+QUOTAS = [("3d-printer", Decimal("20"), 5), ("laser-cutter", Decimal("6"), 3), ("cnc", Decimal("8"), 2)]
+
+USERS = [
+    # username, first name, email, language, certified, manager, officer
+    ("maker", "Mila", "maker@example.org", "en", True, False, False),
+    ("newbie", "Noah", "newbie@example.org", "fr", False, False, False),
+    ("manager", "Marie", "manager@example.org", "nl", True, True, False),
+    ("officer", "Olivier", "officer@example.org", "fr", False, False, True),
+    ("anouk", "Anouk", "anouk@example.org", "nl", True, False, False),
+    ("karim", "Karim", "karim@example.org", "fr", True, False, False),
+]
+
+
+class Command(BaseCommand):
+    help = "Create or update the demo labs, machines, trainings and users (password demo1234)."
+
+    def handle(self, *args, **options):
+        with transaction.atomic():
+            labs = self._labs()
+            types = {
+                slug: MachineType.objects.update_or_create(slug=slug, defaults={"name": name})[0]
+                for slug, name in TYPES
+            }
+            trainings = {}
+            for slug, name, validity, type_slug in TRAININGS:
+                trainings[type_slug] = Training.objects.update_or_create(
+                    slug=slug, defaults={"name": name, "validity_days": validity}
+                )[0]
+            machines = {}
+            for slug, lab_slug, name, type_slug, model, policy in MACHINES:
+                defaults = {
+                    "name": name,
+                    "machine_type": types[type_slug],
+                    "model": model,
+                    "bookable": True,
+                    "required_training": trainings.get(type_slug),
+                    "slot_minutes": 30,
+                    "min_duration_minutes": 30,
+                    "max_duration_minutes": 240,
+                    "min_notice_minutes": 0,
+                    "max_days_ahead": 28,
+                    "buffer_minutes": 0,
+                    "approval_required": False,
+                    **policy,
+                }
+                machines[slug] = Machine.objects.update_or_create(
+                    lab=labs[lab_slug], slug=slug, defaults=defaults
+                )[0]
+            for type_slug, hours, upcoming in QUOTAS:
+                QuotaPolicy.objects.update_or_create(
+                    machine_type=types[type_slug],
+                    lab=None,
+                    defaults={"max_hours_per_week": hours, "max_future_bookings": upcoming},
+                )
+            users = self._users(labs, trainings)
+        # The demo's own bookings need no emails.
+        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+            self._bookings(machines, users)
+        self.stdout.write(
+            f"demo ready: {len(labs)} labs, {len(machines)} machines, users {', '.join(u[0] for u in USERS)}"
+        )
+
+    def _labs(self) -> dict[str, Lab]:
+        labs = {}
+        for spec in LABS:
+            lab, _created = Lab.objects.update_or_create(
+                slug=spec["slug"],
+                defaults={"name": spec["name"], "address": spec["address"], "time_zone": "Europe/Brussels"},
+            )
+            lab.opening_hours.all().delete()
+            OpeningHours.objects.bulk_create(
+                OpeningHours(lab=lab, weekday=d, opens=o, closes=c) for d, o, c in spec["hours"]
+            )
+            year = timezone.localdate().year
+            Closure.objects.update_or_create(
+                lab=lab,
+                starts_on=dt.date(year, 12, 24),
+                defaults={"ends_on": dt.date(year + 1, 1, 1), "reason": "Winter holidays"},
+            )
+            labs[lab.slug] = lab
+        return labs
+
+    def _users(self, labs, trainings):
+        User = get_user_model()
+        users = {}
+        for username, first, email, language, certified, manager, officer in USERS:
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"first_name": first, "email": email}
+            )
+            if created:
+                user.set_password(PASSWORD)
+            user.is_staff = user.is_superuser = manager
+            user.save()
+            MemberProfile.objects.update_or_create(
+                user=user, defaults={"language": language, "is_programme_officer": officer}
+            )
+            if manager:
+                for lab in labs.values():
+                    lab.managers.add(user)
+            if certified:
+                for training in trainings.values():
+                    if not Certification.objects.active().filter(member=user, training=training).exists():
+                        expires = (
+                            timezone.now() + dt.timedelta(days=training.validity_days)
+                            if training.validity_days
+                            else None
+                        )
+                        Certification.objects.create(
+                            member=user, training=training, granted_by=None, expires_at=expires
+                        )
+            users[username] = user
+        return users
+
+    def _bookings(self, machines, users) -> None:
+        """A few bookings by other makers, so the week views are not empty."""
+        if Booking.objects.filter(member__username__in=("anouk", "karim")).exists():
+            return
+        lab_tz = next(iter(machines.values())).lab.tz
+        today = timezone.localdate(timezone=lab_tz)
+        plans = [
+            ("anouk", "prusa-mk4-1", 1, T(14), 3, "Prototype enclosure"),
+            ("karim", "co2-laser", 2, T(16), 2, "Plywood lamp"),
+            ("anouk", "ultimaker-s3", 3, T(10), 4, "Replacement parts"),
+            ("karim", "shapeoko", 4, T(13), 2, "Oak cutting board"),
+        ]
+        for username, machine_slug, days, at, hours, purpose in plans:
+            machine = machines[machine_slug]
+            for shift in range(0, 10):  # the next day the lab is open at that hour
+                day = today + dt.timedelta(days=days + shift)
+                start = dt.datetime.combine(day, at, tzinfo=lab_tz)
+                try:
+                    booking_create(
+                        machine=machine,
+                        member=users[username],
+                        start=start,
+                        end=start + dt.timedelta(hours=hours),
+                        purpose=purpose,
+                    )
+                    break
+                except BookingError:
+                    continue

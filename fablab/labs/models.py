@@ -1,0 +1,219 @@
+"""Labs, their machines, opening hours, closures and maintenance windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from functools import cached_property
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+# Slugs are shared with the MQTT contract (firmware_bridge.protocol), hence its pattern.
+slug_validator = RegexValidator(
+    r"^[a-z0-9][a-z0-9-]{0,62}$",
+    _("Use 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit."),
+)
+
+
+def validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(_("%(value)s is not a known time zone."), params={"value": value})
+
+
+class Lab(models.Model):
+    slug = models.CharField(_("slug"), max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(_("name"), max_length=200)
+    address = models.TextField(_("address"), blank=True)
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, default="Europe/Brussels", validators=[validate_time_zone]
+    )
+    managers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="managed_labs", verbose_name=_("lab managers")
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("lab")
+        verbose_name_plural = _("labs")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @cached_property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
+
+    def opening_intervals(self, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+        """Opening intervals of one lab-local day as aware datetimes, empty on a closure.
+
+        Built from wall-clock times in the lab's zone, so a 09:00-17:00 day stays
+        09:00-17:00 across a daylight-saving change (and lasts 8 hours of real time).
+        """
+        if any(c.starts_on <= day <= c.ends_on for c in self._closures()):
+            return []
+        result = []
+        for hours in self._hours():
+            if hours.weekday == day.weekday():
+                start = dt.datetime.combine(day, hours.opens, tzinfo=self.tz)
+                end = dt.datetime.combine(day, hours.closes, tzinfo=self.tz)
+                result.append((start, end))
+        return sorted(result)
+
+    def _hours(self) -> list[OpeningHours]:
+        if not hasattr(self, "_hours_cache"):
+            self._hours_cache = list(self.opening_hours.all())
+        return self._hours_cache
+
+    def _closures(self) -> list[Closure]:
+        if not hasattr(self, "_closures_cache"):
+            self._closures_cache = list(self.closures.all())
+        return self._closures_cache
+
+
+class OpeningHours(models.Model):
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, _("Monday")
+        TUESDAY = 1, _("Tuesday")
+        WEDNESDAY = 2, _("Wednesday")
+        THURSDAY = 3, _("Thursday")
+        FRIDAY = 4, _("Friday")
+        SATURDAY = 5, _("Saturday")
+        SUNDAY = 6, _("Sunday")
+
+    lab = models.ForeignKey(
+        Lab, on_delete=models.CASCADE, related_name="opening_hours", verbose_name=_("lab")
+    )
+    weekday = models.PositiveSmallIntegerField(_("weekday"), choices=Weekday.choices)
+    opens = models.TimeField(_("opens"))
+    closes = models.TimeField(_("closes"))
+
+    class Meta:
+        ordering = ["lab", "weekday", "opens"]
+        verbose_name = _("opening hours")
+        verbose_name_plural = _("opening hours")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(closes__gt=models.F("opens")), name="opening_hours_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}–{self.closes:%H:%M}"
+
+    def clean(self) -> None:
+        if self.opens and self.closes and self.closes <= self.opens:
+            raise ValidationError(_("Closing time must be after opening time."))
+
+
+class Closure(models.Model):
+    """Days the whole lab is closed (holidays), inclusive."""
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="closures", verbose_name=_("lab"))
+    starts_on = models.DateField(_("first day"))
+    ends_on = models.DateField(_("last day"))
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["lab", "starts_on"]
+        verbose_name = _("closure")
+        verbose_name_plural = _("closures")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_on__gte=models.F("starts_on")), name="closure_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lab}: {self.starts_on}–{self.ends_on}"
+
+
+class MachineType(models.Model):
+    slug = models.CharField(_("slug"), max_length=63, unique=True, validators=[slug_validator])
+    name = models.CharField(_("name"), max_length=100)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("machine type")
+        verbose_name_plural = _("machine types")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Machine(models.Model):
+    lab = models.ForeignKey(Lab, on_delete=models.PROTECT, related_name="machines", verbose_name=_("lab"))
+    slug = models.CharField(_("slug"), max_length=63, validators=[slug_validator])
+    name = models.CharField(_("name"), max_length=200)
+    machine_type = models.ForeignKey(
+        MachineType, on_delete=models.PROTECT, related_name="machines", verbose_name=_("type")
+    )
+    model = models.CharField(_("model"), max_length=200, blank=True)
+    bookable = models.BooleanField(_("bookable"), default=True)
+    required_training = models.ForeignKey(
+        "members.Training",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="machines",
+        verbose_name=_("required training"),
+    )
+    # Booking policy.
+    slot_minutes = models.PositiveSmallIntegerField(
+        _("slot granularity (minutes)"), default=30, validators=[MinValueValidator(5), MaxValueValidator(240)]
+    )
+    min_duration_minutes = models.PositiveIntegerField(_("minimum duration (minutes)"), default=30)
+    max_duration_minutes = models.PositiveIntegerField(_("maximum duration (minutes)"), default=240)
+    min_notice_minutes = models.PositiveIntegerField(_("minimum notice (minutes)"), default=0)
+    max_days_ahead = models.PositiveSmallIntegerField(_("bookable days ahead"), default=28)
+    buffer_minutes = models.PositiveSmallIntegerField(_("buffer between bookings (minutes)"), default=0)
+    approval_required = models.BooleanField(_("approval required"), default=False)
+
+    class Meta:
+        ordering = ["lab", "name"]
+        verbose_name = _("machine")
+        verbose_name_plural = _("machines")
+        constraints = [
+            models.UniqueConstraint(fields=["lab", "slug"], name="machine_slug_per_lab"),
+            models.CheckConstraint(
+                condition=models.Q(max_duration_minutes__gte=models.F("min_duration_minutes")),
+                name="machine_duration_order",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lab})"
+
+    def clean(self) -> None:
+        if self.max_duration_minutes < self.min_duration_minutes:
+            raise ValidationError(_("The maximum duration must not be shorter than the minimum."))
+
+    @property
+    def buffer(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.buffer_minutes)
+
+
+class MaintenanceWindow(models.Model):
+    machine = models.ForeignKey(
+        Machine, on_delete=models.CASCADE, related_name="maintenance_windows", verbose_name=_("machine")
+    )
+    start = models.DateTimeField(_("start"))
+    end = models.DateTimeField(_("end"))
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["machine", "start"]
+        verbose_name = _("maintenance window")
+        verbose_name_plural = _("maintenance windows")
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="maintenance_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine}: {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"

@@ -1,0 +1,141 @@
+"""Members, roles, trainings and certifications."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+def new_calendar_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class MemberProfile(models.Model):
+    """What the platform knows about a person beyond their login.
+
+    The statistics categories are optional and opt-in: they are only ever
+    reported in aggregate, and every one of them offers "prefer not to say".
+    """
+
+    class AgeBand(models.TextChoices):
+        UNDISCLOSED = "", _("Prefer not to say")
+        UNDER_18 = "under-18", _("Under 18")
+        AGE_18_25 = "18-25", _("18 to 25")
+        AGE_26_35 = "26-35", _("26 to 35")
+        AGE_36_50 = "36-50", _("36 to 50")
+        AGE_51_65 = "51-65", _("51 to 65")
+        OVER_65 = "over-65", _("Over 65")
+
+    class Gender(models.TextChoices):
+        UNDISCLOSED = "", _("Prefer not to say")
+        WOMAN = "woman", _("Woman")
+        MAN = "man", _("Man")
+        NON_BINARY = "non-binary", _("Non-binary")
+        SELF_DESCRIBED = "other", _("Another gender")
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    language = models.CharField(
+        _("preferred language"), max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
+    is_programme_officer = models.BooleanField(_("programme officer"), default=False)
+    statistics_consent = models.BooleanField(
+        _("I agree that my answers below are used, anonymously and in aggregate, in programme statistics"),
+        default=False,
+    )
+    age_band = models.CharField(_("age band"), max_length=10, choices=AgeBand.choices, blank=True, default="")
+    gender = models.CharField(_("gender"), max_length=12, choices=Gender.choices, blank=True, default="")
+    calendar_token = models.CharField(max_length=64, unique=True, default=new_calendar_token, editable=False)
+
+    class Meta:
+        verbose_name = _("member profile")
+        verbose_name_plural = _("member profiles")
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+    def reset_calendar_token(self) -> None:
+        """Revoke the secret calendar feed URL by issuing a new one."""
+        self.calendar_token = new_calendar_token()
+        self.save(update_fields=["calendar_token"])
+
+
+def profile_for(user) -> MemberProfile:
+    profile, _created = MemberProfile.objects.get_or_create(user=user)
+    return profile
+
+
+class Training(models.Model):
+    slug = models.SlugField(_("slug"), max_length=63, unique=True)
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    validity_days = models.PositiveIntegerField(
+        _("valid for (days)"),
+        null=True,
+        blank=True,
+        help_text=_("Leave empty for a training that never expires."),
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("training")
+        verbose_name_plural = _("trainings")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CertificationQuerySet(models.QuerySet):
+    def active(self, at: dt.datetime | None = None) -> CertificationQuerySet:
+        at = at or timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=at)
+        )
+
+
+class Certification(models.Model):
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="certifications",
+        verbose_name=_("member"),
+    )
+    training = models.ForeignKey(
+        Training, on_delete=models.PROTECT, related_name="certifications", verbose_name=_("training")
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("granted by"),
+    )
+    granted_at = models.DateTimeField(_("granted at"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = CertificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-granted_at"]
+        verbose_name = _("certification")
+        verbose_name_plural = _("certifications")
+
+    def __str__(self) -> str:
+        return f"{self.member} – {self.training}"
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_valid(self, at: dt.datetime | None = None) -> bool:
+        at = at or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > at)

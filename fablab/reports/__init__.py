@@ -1,0 +1,1 @@
+"""Utilisation reports for programme officers (a later issue)."""
