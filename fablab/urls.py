@@ -9,6 +9,7 @@ urlpatterns = [
     path("accounts/", include("fablab.members.urls")),
     path("labs/", include("fablab.labs.urls")),
     path("", include("fablab.booking.urls")),
+    path("calendar/", include("fablab.booking.calendar_urls")),
     path("api/v1/", include("fablab.booking.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
