@@ -40,7 +40,7 @@ def _align(moment: dt.datetime, machine: Machine, *, up: bool) -> dt.datetime:
     if up and whole < minutes:
         whole += slot
     wall = midnight.replace(tzinfo=None) + dt.timedelta(minutes=whole)
-    return wall.replace(tzinfo=machine.lab.tz)
+    return wall.replace(tzinfo=machine.lab.tz).astimezone(dt.UTC)
 
 
 def availability_for_machine(

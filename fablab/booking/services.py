@@ -50,6 +50,10 @@ def booking_create(
     Raises :class:`BookingError` naming the first rule the request breaks.
     """
     now = now or timezone.now()
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("booking times must be timezone-aware")
+    # Normalise to UTC: datetimes sharing a zone subtract on the wall clock in Python.
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     with transaction.atomic():
         if lock_member:
             get_user_model().objects.select_for_update().filter(pk=member.pk).first()
@@ -85,6 +89,7 @@ def check_booking_rules(
     """Raise :class:`BookingError` for the first rule a new booking would break."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("booking times must be timezone-aware")
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if end <= start:
         raise BookingError("invalid_range")
     if not machine.bookable:

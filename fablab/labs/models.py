@@ -48,7 +48,7 @@ class Lab(models.Model):
         return zoneinfo.ZoneInfo(self.time_zone)
 
     def opening_intervals(self, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
-        """Opening intervals of one lab-local day as aware datetimes, empty on a closure.
+        """Opening intervals of one lab-local day as aware UTC datetimes, empty on a closure.
 
         Built from wall-clock times in the lab's zone, so a 09:00-17:00 day stays
         09:00-17:00 across a daylight-saving change (and lasts 8 hours of real time).
@@ -60,7 +60,9 @@ class Lab(models.Model):
             if hours.weekday == day.weekday():
                 start = dt.datetime.combine(day, hours.opens, tzinfo=self.tz)
                 end = dt.datetime.combine(day, hours.closes, tzinfo=self.tz)
-                result.append((start, end))
+                # In UTC: Python subtracts and compares datetimes that share a
+                # tzinfo on the wall clock, which is wrong across a DST change.
+                result.append((start.astimezone(dt.UTC), end.astimezone(dt.UTC)))
         return sorted(result)
 
     def _hours(self) -> list[OpeningHours]:
