@@ -7,16 +7,8 @@ with IMMEDIATE transactions instead (see fablab.booking.services).
 
 from django.db import migrations
 
-ACTIVE = "('pending', 'confirmed', 'checked_in', 'completed')"
 
-CREATE = f"""
-CREATE EXTENSION IF NOT EXISTS btree_gist;
-ALTER TABLE booking_booking ADD CONSTRAINT booking_no_overlap EXCLUDE USING gist (
-    machine_id WITH =,
-    tstzrange(start, blocked_until, '[)') WITH &&
-) WHERE (status IN {ACTIVE});
-"""
-DROP = "ALTER TABLE booking_booking DROP CONSTRAINT IF EXISTS booking_no_overlap;"
+from fablab.booking.migrations._no_overlap_sql import CREATE, DROP
 
 
 def forwards(apps, schema_editor):
