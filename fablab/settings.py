@@ -140,7 +140,8 @@ def _database(url: str) -> dict:
         if config["NAME"] and config["NAME"] != ":memory:":
             Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         # A file, not memory, so that a browser test's server thread sees the same data.
-        config["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+        # One per process, so that parallel test runs do not share it.
+        config["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
     elif config["ENGINE"] == "django.db.backends.postgresql":
         config.setdefault("OPTIONS", {})["connect_timeout"] = 5
     else:
@@ -155,7 +156,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-LOGIN_URL = "login"
+LOGIN_URL = "members:login"
 LOGIN_REDIRECT_URL = "labs:list"
 LOGOUT_REDIRECT_URL = "labs:list"
 
@@ -168,6 +169,7 @@ TIME_ZONE = "Europe/Brussels"
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one
 STATICFILES_DIRS = [BASE_DIR / "fablab" / "static"]
 
 REDIS_URL = env("REDIS_URL")
