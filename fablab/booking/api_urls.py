@@ -1,4 +1,18 @@
-from django.urls import path  # noqa: F401
+from django.urls import path, re_path
+
+from . import api
 
 app_name = "api"
-urlpatterns: list = []
+urlpatterns = [
+    path("auth/token/", api.TokenView.as_view(), name="token"),
+    path("labs/", api.LabListView.as_view(), name="labs"),
+    path("machines/", api.MachineListView.as_view(), name="machines"),
+    path("machines/<int:pk>/", api.MachineDetailView.as_view(), name="machine"),
+    path("machines/<int:pk>/availability/", api.AvailabilityView.as_view(), name="availability"),
+    path("bookings/", api.BookingListView.as_view(), name="bookings"),
+    path("bookings/<int:pk>/", api.BookingDetailView.as_view(), name="booking"),
+    path("bookings/<int:pk>/cancel/", api.BookingCancelView.as_view(), name="booking-cancel"),
+    path("bookings/<int:pk>/approve/", api.BookingApproveView.as_view(), name="booking-approve"),
+    path("bookings/<int:pk>/decline/", api.BookingDeclineView.as_view(), name="booking-decline"),
+    re_path(r"^.*$", api.NotFoundView.as_view(), name="not-found"),
+]

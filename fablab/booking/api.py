@@ -1,0 +1,371 @@
+"""REST API v1: thin views, input serializer → service or selector → output serializer.
+
+Visibility: a member sees their own bookings; a lab manager also sees, and
+may act on, the bookings of the labs they manage. Anyone else's booking is
+answered with 404, so ids reveal nothing.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.db.models import Q, QuerySet
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from fablab.labs.models import Lab, Machine
+
+from . import selectors, services
+from .api_errors import InvalidCredentials, describe_codes
+from .errors import RULES, BookingError
+from .models import Booking
+from .serializers import (
+    MAX_ID,
+    AvailabilityQuerySerializer,
+    BookingCreateSerializer,
+    BookingFilterSerializer,
+    BookingSerializer,
+    ErrorSerializer,
+    IntervalSerializer,
+    LabSerializer,
+    MachineFilterSerializer,
+    MachineSerializer,
+    TokenObtainSerializer,
+    TokenSerializer,
+    local_iso,
+)
+
+AUTH_ERRORS = {
+    401: OpenApiResponse(
+        ErrorSerializer, description=describe_codes("not_authenticated", "authentication_failed")
+    ),
+}
+NOT_FOUND = OpenApiResponse(ErrorSerializer, description=describe_codes("not_found"))
+ID_PARAMETER = OpenApiParameter("id", int, OpenApiParameter.PATH)
+#: Rules a new booking can break, grouped by HTTP status for the schema.
+CREATE_CODES = [code for code in RULES if code not in ("not_cancellable", "not_pending", "forbidden")]
+
+
+def _codes_with_status(status_code: int, codes: list[str], *extra: str) -> OpenApiResponse:
+    chosen = [code for code in codes if RULES[code][0] == status_code]
+    return OpenApiResponse(ErrorSerializer, description=describe_codes(*extra, *chosen))
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _check_range(params: dict) -> None:
+    start, end = params.get("from"), params.get("to")
+    if start is None or end is None:
+        return
+    if end <= start:
+        raise BookingError("invalid_range", _("“to” must be after “from”."))
+    if end - start > AvailabilityQuerySerializer.MAX_SPAN:
+        raise BookingError(
+            "invalid_range",
+            _("A range may span at most %(days)s days.")
+            % {"days": AvailabilityQuerySerializer.MAX_SPAN.days},
+        )
+
+
+class LoginThrottle(AnonRateThrottle):
+    """Slows down password guessing on the token endpoint."""
+
+    scope = "token"
+    rate = "20/minute"
+
+
+class TokenView(APIView):
+    # No authentication: a stale token in the header must not block getting a new one.
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(
+        operation_id="auth_token_create",
+        summary="Exchange a username and password for an API token",
+        request=TokenObtainSerializer,
+        responses={
+            200: TokenSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer, description=describe_codes("invalid", "invalid_credentials")
+            ),
+            429: OpenApiResponse(ErrorSerializer, description=describe_codes("throttled")),
+        },
+        auth=[],
+        tags=["auth"],
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(TokenObtainSerializer, request.data)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None or not user.is_active:
+            raise InvalidCredentials()
+        token, _created = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+class LabListView(APIView):
+    @extend_schema(
+        operation_id="labs_list",
+        summary="List the labs",
+        responses={200: LabSerializer(many=True), **AUTH_ERRORS},
+        tags=["labs"],
+    )
+    def get(self, request: Request) -> Response:
+        return Response(LabSerializer(Lab.objects.order_by("name"), many=True).data)
+
+
+class MachineListView(APIView):
+    @extend_schema(
+        operation_id="machines_list",
+        summary="List the machines, optionally of one lab and one type",
+        parameters=[MachineFilterSerializer],
+        responses={
+            200: MachineSerializer(many=True),
+            400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid")),
+            **AUTH_ERRORS,
+        },
+        tags=["machines"],
+    )
+    def get(self, request: Request) -> Response:
+        filters = _valid(MachineFilterSerializer, request.query_params)
+        machines = Machine.objects.select_related("lab", "machine_type", "required_training")
+        if "lab" in filters:
+            machines = machines.filter(lab__slug=filters["lab"])
+        if "type" in filters:
+            machines = machines.filter(machine_type__slug=filters["type"])
+        return Response(MachineSerializer(machines.order_by("lab__name", "name"), many=True).data)
+
+
+def _machine(pk: int) -> Machine:
+    machine = None
+    if pk <= MAX_ID:
+        machine = (
+            Machine.objects.select_related("lab", "machine_type", "required_training").filter(pk=pk).first()
+        )
+    if machine is None:
+        raise exceptions.NotFound()
+    return machine
+
+
+class MachineDetailView(APIView):
+    @extend_schema(
+        operation_id="machines_retrieve",
+        summary="One machine",
+        parameters=[ID_PARAMETER],
+        responses={200: MachineSerializer, 404: NOT_FOUND, **AUTH_ERRORS},
+        tags=["machines"],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(MachineSerializer(_machine(pk)).data)
+
+
+class AvailabilityView(APIView):
+    @extend_schema(
+        operation_id="machines_availability",
+        summary="Free time of a machine",
+        description=(
+            "The intervals within [from, to) in which a booking of this machine could lie: inside opening "
+            "hours, outside maintenance, other bookings (with the machine's buffer), notice and days-ahead "
+            "limits, aligned to the slot granularity. Times use the lab's UTC offset. The range may span "
+            f"at most {AvailabilityQuerySerializer.MAX_SPAN.days} days. In a query string, write `+` as `%2B`."
+        ),
+        parameters=[ID_PARAMETER, AvailabilityQuerySerializer],
+        responses={
+            200: IntervalSerializer(many=True),
+            400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid", "invalid_range")),
+            404: NOT_FOUND,
+            **AUTH_ERRORS,
+        },
+        tags=["machines"],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        machine = _machine(pk)
+        params = _valid(AvailabilityQuerySerializer, request.query_params)
+        _check_range(params)
+        free = selectors.availability_for_machine(machine=machine, start=params["from"], end=params["to"])
+        lab = machine.lab
+        return Response([{"start": local_iso(start, lab), "end": local_iso(end, lab)} for start, end in free])
+
+
+def visible_bookings(user) -> QuerySet[Booking]:
+    """Bookings ``user`` may see: their own, and every booking of the labs they manage."""
+    bookings = Booking.objects.select_related("machine", "machine__lab", "member")
+    if user.is_superuser:
+        return bookings
+    return bookings.filter(Q(member=user) | Q(machine__lab__in=user.managed_labs.all()))
+
+
+def _booking(request: Request, pk: int) -> Booking:
+    booking = visible_bookings(request.user).filter(pk=pk).first() if pk <= MAX_ID else None
+    if booking is None:
+        raise exceptions.NotFound()
+    return booking
+
+
+class BookingListView(APIView):
+    @extend_schema(
+        operation_id="bookings_list",
+        summary="Your bookings (lab managers: a managed lab's bookings with ?lab=)",
+        description=(
+            "Without `lab`, your own bookings. With `lab`, every booking of that lab if you manage it, "
+            "otherwise your own bookings there. `from`/`to` keep the bookings that overlap the range."
+        ),
+        parameters=[BookingFilterSerializer],
+        responses={
+            200: BookingSerializer(many=True),
+            400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid", "invalid_range")),
+            **AUTH_ERRORS,
+        },
+        tags=["bookings"],
+    )
+    def get(self, request: Request) -> Response:
+        filters = _valid(BookingFilterSerializer, request.query_params)
+        _check_range(filters)
+        bookings = visible_bookings(request.user)
+        if "lab" in filters:
+            bookings = bookings.filter(machine__lab__slug=filters["lab"])
+            lab = Lab.objects.filter(slug=filters["lab"]).first()
+            if lab is None or not services.user_manages_lab(request.user, lab.pk):
+                bookings = bookings.filter(member=request.user)
+        else:
+            bookings = bookings.filter(member=request.user)
+        if "machine" in filters:
+            bookings = bookings.filter(machine_id=filters["machine"])
+        if "status" in filters:
+            bookings = bookings.filter(status=filters["status"])
+        if "from" in filters:
+            bookings = bookings.filter(end__gt=filters["from"])
+        if "to" in filters:
+            bookings = bookings.filter(start__lt=filters["to"])
+        return Response(BookingSerializer(bookings.order_by("start", "pk"), many=True).data)
+
+    @extend_schema(
+        operation_id="bookings_create",
+        summary="Book a machine",
+        description=(
+            "Creates a `confirmed` booking, or a `pending` one on machines that need a lab manager's "
+            "approval. Every booking rule has its own error code."
+        ),
+        request=BookingCreateSerializer,
+        responses={
+            201: BookingSerializer,
+            400: _codes_with_status(400, CREATE_CODES, "invalid"),
+            403: _codes_with_status(403, CREATE_CODES),
+            409: _codes_with_status(409, CREATE_CODES),
+            **AUTH_ERRORS,
+        },
+        tags=["bookings"],
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(BookingCreateSerializer, request.data)
+        booking = services.booking_create(
+            machine=data["machine"],
+            member=request.user,
+            start=data["start"],
+            end=data["end"],
+            purpose=data["purpose"],
+        )
+        return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
+
+
+class BookingDetailView(APIView):
+    @extend_schema(
+        operation_id="bookings_retrieve",
+        summary="One booking",
+        parameters=[ID_PARAMETER],
+        responses={200: BookingSerializer, 404: NOT_FOUND, **AUTH_ERRORS},
+        tags=["bookings"],
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(BookingSerializer(_booking(request, pk)).data)
+
+
+class BookingCancelView(APIView):
+    @extend_schema(
+        operation_id="bookings_cancel",
+        summary="Cancel a booking (its member, before it starts; or a manager of its lab)",
+        request=None,
+        parameters=[ID_PARAMETER],
+        responses={
+            200: BookingSerializer,
+            404: NOT_FOUND,
+            409: OpenApiResponse(ErrorSerializer, description=describe_codes("not_cancellable")),
+            **AUTH_ERRORS,
+        },
+        tags=["bookings"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        booking = services.booking_cancel(booking=_booking(request, pk), by=request.user)
+        return Response(BookingSerializer(booking).data)
+
+
+class _DecisionView(APIView):
+    approve = True
+
+    def post(self, request: Request, pk: int) -> Response:
+        # Someone who manages no lab can approve nothing: refuse before looking the id up.
+        if not (request.user.is_superuser or request.user.managed_labs.exists()):
+            raise BookingError("forbidden")
+        booking = _booking(request, pk)
+        decide = services.booking_approve if self.approve else services.booking_decline
+        return Response(BookingSerializer(decide(booking=booking, by=request.user)).data)
+
+
+DECISION_RESPONSES = {
+    200: BookingSerializer,
+    403: OpenApiResponse(ErrorSerializer, description=describe_codes("forbidden")),
+    404: NOT_FOUND,
+    409: OpenApiResponse(ErrorSerializer, description=describe_codes("not_pending")),
+    **AUTH_ERRORS,
+}
+
+
+class BookingApproveView(_DecisionView):
+    approve = True
+
+    @extend_schema(
+        operation_id="bookings_approve",
+        summary="Approve a pending booking (managers of its lab)",
+        request=None,
+        parameters=[ID_PARAMETER],
+        responses=DECISION_RESPONSES,
+        tags=["bookings"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+
+class BookingDeclineView(_DecisionView):
+    approve = False
+
+    @extend_schema(
+        operation_id="bookings_decline",
+        summary="Decline a pending booking (managers of its lab); its time is free again",
+        request=None,
+        parameters=[ID_PARAMETER],
+        responses=DECISION_RESPONSES,
+        tags=["bookings"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        return super().post(request, pk)
+
+
+@extend_schema(exclude=True)
+class NotFoundView(APIView):
+    """Any other path under /api/v1/: a JSON 404 rather than an HTML page (or a slash redirect)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        raise exceptions.NotFound()
