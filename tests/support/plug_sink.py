@@ -140,3 +140,90 @@ class PlugTestSink:
                 )
             with self._cond:
                 self._cond.wait(0.05)
+
+
+class AdapterRunner:
+    """Run an adapter as the bridge does: ``setup()``, then ``poll()`` every ``poll_interval_s`` in a thread."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.adapter = adapter
+        self.polls = 0
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="adapter-runner", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.adapter.poll_interval_s):
+            try:
+                self.adapter.poll()
+            except Exception as exc:  # recorded: the test asserts there were none
+                self.errors.append(exc)
+            self.polls += 1
+
+    def __enter__(self) -> AdapterRunner:
+        self.adapter.setup()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=WAIT_S)
+        self.adapter.close()
+
+    def wait_polls(self, n: int, timeout: float = WAIT_S) -> None:
+        """Wait until ``n`` more poll cycles have run (lets time-based logic act)."""
+        target = self.polls + n
+        deadline = time.monotonic() + timeout
+        while self.polls < target:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {self.polls} of {target} polls ran within {timeout} s")
+            time.sleep(0.02)
+
+
+class Observer:
+    """A plain MQTT client that records every message on some topic filters (retained ones included)."""
+
+    def __init__(self, mqtt_url: str, filters: list[str], client_id: str = "plug-test-observer") -> None:
+        parts = urllib.parse.urlsplit(mqtt_url)
+        self._cond = threading.Condition()
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        subscribed = threading.Event()
+
+        def on_connect(c: mqtt.Client, *args: Any) -> None:
+            c.subscribe([(f, 1) for f in filters])
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
+        self.client.loop_start()
+        if not subscribed.wait(WAIT_S):
+            raise RuntimeError("observer could not subscribe")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+            self._cond.notify_all()
+
+    def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(WAIT_S)
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._cond:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def wait_for(self, condition: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = condition()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}; got {self.messages[-15:]}")
+            with self._cond:
+                self._cond.wait(0.05)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
