@@ -125,6 +125,8 @@ def error_from_reply(exc: BaseException) -> OctoPrintError:
     """
     if isinstance(exc, OctoPrintError):
         return exc
+    if isinstance(exc, requests.exceptions.JSONDecodeError):  # also a RequestException: test it first
+        return OctoPrintBadResponse(None, f"OctoPrint sent a reply that is not JSON: {exc}")
     if isinstance(exc, requests.Timeout):
         return OctoPrintTimeout(None, f"OctoPrint did not answer in time ({exc.__class__.__name__})")
     if isinstance(exc, requests.ConnectionError):

@@ -399,6 +399,16 @@ class VirtualOctoPrint:
             time.sleep(0.2)
         raise OctoPrintLaunchError(f"printer flag {condition!r} not set within {timeout:.0f} s: {flags}")
 
+    def wait_for_disconnected(self, timeout: float = 60.0) -> None:
+        """Wait until the printer is no longer connected (``/api/printer`` answers 409)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException, ValueError, KeyError):
+                if not self.printer_flags():
+                    return
+            time.sleep(0.2)
+        raise OctoPrintLaunchError(f"printer still connected after {timeout:.0f} s")
+
     def connect_printer(self, timeout: float = 60.0) -> None:
         """Connect OctoPrint to its ``VIRTUAL`` port and wait until the printer is ready."""
         self.request(
