@@ -24,7 +24,7 @@ bench:
 
 messages:
 	scripts/bootstrap.sh dev
-	.venv/bin/python manage.py makemessages --all --no-obsolete --ignore=.venv --ignore=var --ignore=firmware_bridge --ignore=tests --ignore=scripts
+	.venv/bin/python manage.py makemessages -l en -l nl -l fr --no-obsolete --ignore=.venv --ignore=var --ignore=firmware_bridge --ignore=tests --ignore=scripts
 	.venv/bin/python manage.py compilemessages --ignore=.venv
 
 clean:
