@@ -1,4 +1,33 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import manage_views, views
 
 app_name = "booking"
-urlpatterns: list = []
+urlpatterns = [
+    path("bookings/", views.my_bookings, name="mine"),
+    path("bookings/<int:pk>/cancel/", views.cancel, name="cancel"),
+    path("book/<int:machine_id>/", views.book, name="book"),
+    path("manage/", manage_views.overview, name="manage"),
+    path("manage/approvals/", manage_views.approvals, name="approvals"),
+    path(
+        "manage/approvals/<int:pk>/approve/",
+        manage_views.decide,
+        {"decision": "approve"},
+        name="approve",
+    ),
+    path(
+        "manage/approvals/<int:pk>/decline/",
+        manage_views.decide,
+        {"decision": "decline"},
+        name="decline",
+    ),
+    path("manage/certifications/", manage_views.certifications, name="certifications"),
+    path(
+        "manage/certifications/<int:pk>/revoke/",
+        manage_views.revoke_certification,
+        name="revoke_certification",
+    ),
+    path("manage/machines/<int:machine_id>/maintenance/", manage_views.maintenance, name="maintenance"),
+    path("manage/maintenance/<int:pk>/delete/", manage_views.delete_maintenance, name="delete_maintenance"),
+    path("manage/labs/<slug:lab>/day/", manage_views.day, name="day"),
+]

@@ -1,4 +1,10 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "labs"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.lab_list, name="list"),
+    path("<slug:lab>/", views.lab_detail, name="detail"),
+    path("<slug:lab>/<slug:machine>/", views.machine_week, name="machine"),
+]

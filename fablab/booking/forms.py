@@ -1,0 +1,163 @@
+"""Forms of the booking pages. They only parse input; the rules live in services."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext_lazy as _
+
+from fablab.labs.models import Machine, MaintenanceWindow
+from fablab.members.models import Training
+
+from . import selectors
+from .templatetags.fablab_tags import duration as duration_label
+
+_LOST_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+
+
+def parse_moment(raw: str | None, tz) -> dt.datetime | None:
+    """An ISO 8601 moment from a query string or form, aware; naive ones are read in ``tz``.
+
+    A ``+`` of an offset that arrived unencoded in a query string has become a
+    space; it is put back. Anything unparsable gives ``None``.
+    """
+    if not raw or len(raw) > 64:
+        return None
+    raw = _LOST_PLUS.sub(r"\1+\2", raw.strip())
+    try:
+        moment = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    try:
+        moment.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        return None
+    return moment
+
+
+class BookingForm(forms.Form):
+    """Confirm a booking: the start is fixed by the slot clicked, the length is chosen."""
+
+    start = forms.CharField(widget=forms.HiddenInput)
+    duration = forms.TypedChoiceField(label=_("Length"), coerce=int)
+    purpose = forms.CharField(
+        label=_("Purpose (optional)"),
+        max_length=300,
+        required=False,
+        help_text=_("For example the project you are working on."),
+    )
+
+    def __init__(self, *args, machine: Machine, start: dt.datetime, now: dt.datetime | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.machine = machine
+        self.start_moment = start
+        self.fields["start"].initial = start.isoformat()
+        self.fields["duration"].choices = self._duration_choices(machine, start, now)
+        first = self.fields["duration"].choices[0][0] if self.fields["duration"].choices else None
+        self.fields["duration"].initial = first
+
+    @staticmethod
+    def _duration_choices(machine: Machine, start: dt.datetime, now) -> list[tuple[int, str]]:
+        slot = machine.slot_minutes
+        shortest = -(-machine.min_duration_minutes // slot) * slot
+        longest = machine.max_duration_minutes
+        # Offer only lengths that fit the free time after the start; if the start is
+        # not free any more, offer them all and let the rules say why it fails.
+        free = selectors.availability_for_machine(
+            machine=machine, start=start, end=start + dt.timedelta(minutes=longest), now=now
+        )
+        for f_start, f_end in free:
+            if f_start <= start < f_end:
+                fits = int((f_end - start).total_seconds() // 60)
+                if fits >= shortest:
+                    longest = min(longest, fits)
+                break
+        choices = []
+        minutes = max(shortest, slot)
+        while minutes <= longest:
+            end = timezone.localtime(start + dt.timedelta(minutes=minutes))
+            label = _("%(length)s, until %(end)s") % {
+                "length": duration_label(minutes),
+                "end": date_format(end, "TIME_FORMAT"),
+            }
+            choices.append((minutes, label))
+            minutes += slot
+        return choices
+
+    @property
+    def end_moment(self) -> dt.datetime:
+        return self.start_moment + dt.timedelta(minutes=self.cleaned_data["duration"])
+
+
+class GrantCertificationForm(forms.Form):
+    member = forms.CharField(label=_("Member"), max_length=254, help_text=_("Username or email address."))
+    training = forms.ModelChoiceField(label=_("Training"), queryset=Training.objects.all())
+    expires_on = forms.DateField(
+        label=_("Valid until (optional)"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        help_text=_("Leave empty to use the training's own validity period, if it has one."),
+    )
+
+    def clean_member(self):
+        value = self.cleaned_data["member"].strip()
+        users = get_user_model().objects.filter(is_active=True)
+        by_name = users.filter(username__iexact=value)
+        if by_name.count() == 1:
+            return by_name.get()
+        by_email = users.filter(email__iexact=value)
+        count = by_email.count()
+        if count == 1:
+            return by_email.get()
+        if count > 1:
+            raise forms.ValidationError(_("Several members share this email address; use the username."))
+        raise forms.ValidationError(_("No member has this username or email address."))
+
+    def clean_expires_on(self):
+        value = self.cleaned_data.get("expires_on")
+        if value is not None and value < timezone.localdate():
+            raise forms.ValidationError(_("This date has already passed."))
+        return value
+
+    def expires_at(self, now: dt.datetime) -> dt.datetime | None:
+        """Midnight after the chosen day (local time), or the training's validity, or never."""
+        day = self.cleaned_data.get("expires_on")
+        if day is not None:
+            return dt.datetime.combine(
+                day + dt.timedelta(days=1), dt.time(0), tzinfo=timezone.get_current_timezone()
+            )
+        training = self.cleaned_data["training"]
+        if training.validity_days:
+            return now + dt.timedelta(days=training.validity_days)
+        return None
+
+
+class MaintenanceWindowForm(forms.ModelForm):
+    """Start and end are read in the lab's time zone (the view activates it)."""
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["start", "end", "reason"]
+        widgets = {
+            "start": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+            "end": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("start", "end"):
+            self.fields[name].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start and end and end <= start:
+            self.add_error("end", _("The end must be after the start."))
+        return cleaned

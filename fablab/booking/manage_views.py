@@ -1,0 +1,224 @@
+"""Lab manager pages: approvals, certifications, maintenance windows, the day's bookings.
+
+Managers see names here; nobody else gets past ``_require_manager`` (403).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from fablab.labs.models import Lab, Machine, MaintenanceWindow
+from fablab.members.models import Certification
+
+from . import selectors, services
+from .errors import BookingError
+from .forms import GrantCertificationForm, MaintenanceWindowForm
+from .models import Booking
+
+
+def managed_labs(user):
+    labs = Lab.objects.all() if user.is_superuser else user.managed_labs.all()
+    return labs.order_by("name")
+
+
+def _require_manager(user) -> None:
+    if not (user.is_superuser or user.managed_labs.exists()):
+        raise PermissionDenied
+
+
+def _require_lab(user, lab: Lab) -> None:
+    if not services.user_manages_lab(user, lab.pk):
+        raise PermissionDenied
+
+
+@login_required
+def overview(request):
+    _require_manager(request.user)
+    labs = managed_labs(request.user).prefetch_related("machines")
+    context = {
+        "labs": labs,
+        "pending_count": selectors.pending_for_manager(request.user).count(),
+    }
+    return render(request, "booking/manage/overview.html", context)
+
+
+@login_required
+def approvals(request):
+    _require_manager(request.user)
+    pending = list(selectors.pending_for_manager(request.user))
+    return render(request, "booking/manage/approvals.html", {"pending": pending})
+
+
+@login_required
+@require_POST
+def decide(request, pk: int, decision: str):
+    _require_manager(request.user)
+    booking = get_object_or_404(Booking.objects.select_related("machine"), pk=pk)
+    _require_lab(request.user, booking.machine.lab)
+    action = services.booking_approve if decision == "approve" else services.booking_decline
+    try:
+        action(booking=booking, by=request.user)
+    except BookingError as exc:
+        messages.error(request, exc.detail)
+    else:
+        if decision == "approve":
+            messages.success(request, _("Booking approved; the member has been told."))
+        else:
+            messages.success(request, _("Booking declined; the member has been told."))
+    return redirect("booking:approvals")
+
+
+@login_required
+def certifications(request):
+    _require_manager(request.user)
+    form = GrantCertificationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        now = timezone.now()
+        cert = Certification.objects.create(
+            member=form.cleaned_data["member"],
+            training=form.cleaned_data["training"],
+            granted_by=request.user,
+            granted_at=now,
+            expires_at=form.expires_at(now),
+        )
+        messages.success(
+            request,
+            _("%(member)s is now certified for %(training)s.")
+            % {"member": _display_name(cert.member), "training": cert.training.name},
+        )
+        return redirect("booking:certifications")
+    query = request.GET.get("q", "").strip()[:100]
+    certs = Certification.objects.filter(revoked_at=None).select_related("member", "training", "granted_by")
+    if query:
+        certs = certs.filter(
+            Q(member__username__icontains=query)
+            | Q(member__email__icontains=query)
+            | Q(member__first_name__icontains=query)
+            | Q(member__last_name__icontains=query)
+            | Q(training__name__icontains=query)
+        )
+    context = {"form": form, "certs": certs.order_by("member__username", "training__name")[:200], "q": query}
+    return render(request, "booking/manage/certifications.html", context)
+
+
+@login_required
+@require_POST
+def revoke_certification(request, pk: int):
+    _require_manager(request.user)
+    cert = get_object_or_404(Certification.objects.select_related("member", "training"), pk=pk)
+    # Conditional update: revoking twice keeps the first revocation.
+    revoked = Certification.objects.filter(pk=cert.pk, revoked_at=None).update(
+        revoked_at=timezone.now(), revoked_by=request.user
+    )
+    if revoked:
+        messages.success(
+            request,
+            _("Certification of %(member)s for %(training)s revoked.")
+            % {"member": _display_name(cert.member), "training": cert.training.name},
+        )
+    else:
+        messages.info(request, _("This certification was already revoked."))
+    return redirect("booking:certifications")
+
+
+@login_required
+def maintenance(request, machine_id: int):
+    machine = get_object_or_404(Machine.objects.select_related("lab"), pk=machine_id)
+    lab = machine.lab
+    _require_lab(request.user, lab)
+    with timezone.override(lab.tz):
+        form = MaintenanceWindowForm(
+            request.POST or None, instance=MaintenanceWindow(machine=machine, created_by=request.user)
+        )
+        if request.method == "POST" and form.is_valid():
+            window = form.save()
+            messages.success(request, _("Maintenance window planned."))
+            overlapping = _bookings_overlapping(window)
+            if overlapping:
+                lines = "; ".join(
+                    f"{_display_name(b.member)} ({date_format(timezone.localtime(b.start), 'DATETIME_FORMAT')})"
+                    for b in overlapping
+                )
+                messages.warning(
+                    request,
+                    _(
+                        "These bookings overlap the maintenance window; cancel or move them with the members: %(bookings)s"
+                    )
+                    % {"bookings": lines},
+                )
+            return redirect("booking:maintenance", machine_id=machine.pk)
+        windows = [
+            {"window": w, "overlapping": _bookings_overlapping(w)}
+            for w in machine.maintenance_windows.filter(end__gt=timezone.now()).order_by("start")
+        ]
+        context = {"machine": machine, "lab": lab, "form": form, "windows": windows}
+        return render(request, "booking/manage/maintenance.html", context)
+
+
+@login_required
+@require_POST
+def delete_maintenance(request, pk: int):
+    window = get_object_or_404(MaintenanceWindow.objects.select_related("machine__lab"), pk=pk)
+    _require_lab(request.user, window.machine.lab)
+    machine_id = window.machine_id
+    window.delete()
+    messages.success(request, _("Maintenance window deleted."))
+    return redirect("booking:maintenance", machine_id=machine_id)
+
+
+def _bookings_overlapping(window: MaintenanceWindow) -> list[Booking]:
+    return list(
+        Booking.objects.filter(
+            machine_id=window.machine_id,
+            status__in=Booking.CANCELLABLE,
+            start__lt=window.end,
+            end__gt=window.start,
+        )
+        .select_related("member")
+        .order_by("start")
+    )
+
+
+@login_required
+def day(request, lab: str):
+    lab = get_object_or_404(Lab, slug=lab)
+    _require_lab(request.user, lab)
+    today = timezone.localtime(timezone.now(), lab.tz).date()
+    try:
+        chosen = dt.date.fromisoformat(request.GET.get("date", ""))
+    except ValueError:
+        chosen = today
+    if abs((chosen - today).days) > 3660:
+        chosen = today
+    start = dt.datetime.combine(chosen, dt.time(0), tzinfo=lab.tz)
+    end = dt.datetime.combine(chosen + dt.timedelta(days=1), dt.time(0), tzinfo=lab.tz)
+    bookings = (
+        Booking.objects.filter(machine__lab=lab, start__lt=end, end__gt=start)
+        .select_related("machine", "member")
+        .order_by("start", "machine__name")
+    )
+    context = {
+        "lab": lab,
+        "date": chosen,
+        "previous_day": chosen - dt.timedelta(days=1),
+        "next_day": chosen + dt.timedelta(days=1),
+        "today": today,
+        "bookings": bookings,
+        "now": timezone.now(),
+    }
+    with timezone.override(lab.tz):
+        return render(request, "booking/manage/day.html", context)
+
+
+def _display_name(user) -> str:
+    return user.get_full_name() or user.username

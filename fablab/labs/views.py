@@ -1,0 +1,97 @@
+"""Public pages: the labs, a lab's machines and a machine's week.
+
+Anyone may browse; other people's bookings only ever show as "booked".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+
+from fablab.booking import selectors
+from fablab.members.models import Certification
+
+from .models import Lab, Machine
+
+
+def lab_list(request):
+    labs = Lab.objects.prefetch_related("machines", "opening_hours")
+    return render(request, "labs/lab_list.html", {"labs": labs})
+
+
+def lab_detail(request, lab):
+    lab = get_object_or_404(Lab, slug=lab)
+    machines = list(
+        lab.machines.select_related("lab", "machine_type", "required_training").order_by(
+            "machine_type__name", "name"
+        )
+    )
+    certified = _certified_training_ids(request.user)
+    now = timezone.now()
+    rows = []
+    for machine in machines:
+        rows.append(
+            {
+                "machine": machine,
+                "certified": machine.required_training_id is None
+                or machine.required_training_id in certified,
+                "next_free": selectors.next_free_slot(machine, now=now) if machine.bookable else None,
+            }
+        )
+    with timezone.override(lab.tz):
+        return render(request, "labs/lab_detail.html", {"lab": lab, "rows": rows})
+
+
+def machine_week(request, lab, machine):
+    machine = get_object_or_404(
+        Machine.objects.select_related("lab", "machine_type", "required_training"),
+        lab__slug=lab,
+        slug=machine,
+    )
+    lab = machine.lab
+    now = timezone.now()
+    today = timezone.localtime(now, lab.tz).date()
+    monday = _monday(request.GET.get("week"), default=today)
+    member = request.user if request.user.is_authenticated else None
+    days = selectors.machine_week(machine=machine, monday=monday, member=member, now=now)
+    certified = machine.required_training_id is None or (
+        machine.required_training_id in _certified_training_ids(request.user)
+    )
+    context = {
+        "lab": lab,
+        "machine": machine,
+        "days": days,
+        "monday": monday,
+        "sunday": monday + dt.timedelta(days=6),
+        "previous_week": monday - dt.timedelta(days=7),
+        "next_week": monday + dt.timedelta(days=7),
+        "this_week": monday <= today < monday + dt.timedelta(days=7),
+        "today": today,
+        "certified": certified,
+        "has_free": any(slot.state == "free" for day in days for slot in day.slots),
+    }
+    # htmx asks for the week only; without JavaScript the whole page comes back.
+    template = "labs/_week.html" if request.headers.get("HX-Request") else "labs/machine_week.html"
+    with timezone.override(lab.tz):
+        return render(request, template, context)
+
+
+def _monday(raw: str | None, *, default: dt.date) -> dt.date:
+    day = default
+    if raw:
+        try:
+            day = dt.date.fromisoformat(raw)
+        except ValueError:
+            day = default
+    if abs((day - default).days) > 3660:
+        # Far-off weeks mean nothing here and would overflow the date arithmetic.
+        day = default
+    return day - dt.timedelta(days=day.weekday())
+
+
+def _certified_training_ids(user) -> set[int]:
+    if not user.is_authenticated:
+        return set()
+    return set(Certification.objects.filter(member=user).active().values_list("training_id", flat=True))

@@ -1,0 +1,89 @@
+"""Member pages: profile (language, opt-in statistics, calendar link) and the language switcher."""
+
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import translation
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from .models import MemberProfile, profile_for
+
+
+class ProfileForm(forms.ModelForm):
+    class Meta:
+        model = MemberProfile
+        fields = ["language", "statistics_consent", "age_band", "gender"]
+
+    def clean(self):
+        cleaned = super().clean()
+        # Without consent the answers are not kept at all.
+        if not cleaned.get("statistics_consent"):
+            cleaned["age_band"] = ""
+            cleaned["gender"] = ""
+        return cleaned
+
+
+@login_required
+def profile(request):
+    member = profile_for(request.user)
+    form = ProfileForm(request.POST or None, instance=member)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        translation.activate(member.language)
+        response = redirect("members:profile")
+        _remember_language(response, member.language)
+        messages.success(request, _("Your profile has been saved."))
+        return response
+    from fablab.booking.views import member_calendar_path
+
+    context = {
+        "form": form,
+        "calendar_url": request.build_absolute_uri(member_calendar_path(member.calendar_token)),
+    }
+    return render(request, "members/profile.html", context)
+
+
+@login_required
+@require_POST
+def reset_calendar(request):
+    profile_for(request.user).reset_calendar_token()
+    messages.success(request, _("Your calendar link has been replaced. The old link no longer works."))
+    return redirect("members:profile")
+
+
+@require_POST
+def set_language(request):
+    """Switch the page language; a signed-in member's choice is also saved in their profile."""
+    code = request.POST.get("language", "")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
+        next_url = reverse("labs:list")
+    response = HttpResponseRedirect(next_url)
+    if code not in dict(settings.LANGUAGES):
+        return response
+    if request.user.is_authenticated:
+        MemberProfile.objects.update_or_create(user=request.user, defaults={"language": code})
+    translation.activate(code)
+    _remember_language(response, code)
+    return response
+
+
+def _remember_language(response, code: str) -> None:
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        code,
+        max_age=settings.LANGUAGE_COOKIE_AGE or 365 * 24 * 3600,
+        path=settings.LANGUAGE_COOKIE_PATH,
+        domain=settings.LANGUAGE_COOKIE_DOMAIN,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+    )
