@@ -1,0 +1,253 @@
+"""The machines' server side: which bridge serves which machine, MQTT
+credentials, live status, state history, usage sessions, alerts and commands.
+
+The hub (``manage.py run_hub``) is the only writer of the live tables
+(``MachineStatus``, ``StateChange``, ``UsageSession``, ``Alert``,
+``ProcessedEvent``); lab managers write ``Command`` rows through the board.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from fablab.labs.models import Lab, Machine, slug_validator
+
+STATE_CHOICES = [
+    ("offline", _("Offline")),
+    ("idle", _("Idle")),
+    ("running", _("Running")),
+    ("paused", _("Paused")),
+    ("error", _("Error")),
+]
+
+
+class Bridge(models.Model):
+    """One bridge program in a lab. Its MQTT username is its ``slug`` (the bridge id)."""
+
+    slug = models.CharField(_("bridge id"), max_length=63, unique=True, validators=[slug_validator])
+    lab = models.ForeignKey(Lab, on_delete=models.PROTECT, related_name="bridges", verbose_name=_("lab"))
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    #: Mosquitto password hash (``$7$…``); the password itself is shown once and never stored.
+    mqtt_password_hash = models.CharField(max_length=255, blank=True, editable=False)
+    online = models.BooleanField(_("online"), default=False)
+    online_changed_at = models.DateTimeField(_("online since / offline since"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name = _("bridge")
+        verbose_name_plural = _("bridges")
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class MachineLink(models.Model):
+    """Which bridge and adapter serve a machine, and how often it should report."""
+
+    class Adapter(models.TextChoices):
+        OCTOPRINT = "octoprint", "OctoPrint"
+        GRBL = "grbl", "GRBL 1.1"
+        TASMOTA = "tasmota", "Tasmota"
+        SHELLY = "shelly", "Shelly"
+
+    machine = models.OneToOneField(
+        Machine, on_delete=models.CASCADE, related_name="link", verbose_name=_("machine")
+    )
+    bridge = models.ForeignKey(
+        Bridge, on_delete=models.PROTECT, related_name="links", verbose_name=_("bridge")
+    )
+    adapter = models.CharField(_("adapter"), max_length=20, choices=Adapter.choices)
+    interlock = models.BooleanField(_("interlock"), default=False)
+    telemetry_interval_s = models.PositiveIntegerField(
+        _("expected telemetry interval (seconds)"),
+        default=10,
+        help_text=_("An alert is raised when the machine stays silent for three times this long."),
+    )
+
+    class Meta:
+        verbose_name = _("machine link")
+        verbose_name_plural = _("machine links")
+
+    def __str__(self) -> str:
+        return f"{self.machine} via {self.bridge} ({self.adapter})"
+
+
+class PowerPlug(models.Model):
+    """A Tasmota or Shelly plug that connects to the broker with its own credentials."""
+
+    class Kind(models.TextChoices):
+        TASMOTA = "tasmota", "Tasmota"
+        SHELLY = "shelly", "Shelly"
+
+    machine = models.OneToOneField(
+        Machine, on_delete=models.CASCADE, related_name="power_plug", verbose_name=_("machine")
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    #: Tasmota's %topic% or Shelly's topic prefix.
+    topic = models.CharField(_("plug topic"), max_length=100)
+    mqtt_username = models.CharField(_("MQTT user name"), max_length=100, unique=True)
+    mqtt_password_hash = models.CharField(max_length=255, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("power plug")
+        verbose_name_plural = _("power plugs")
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.topic}"
+
+
+class MachineStatus(models.Model):
+    """The machine's live status, as the hub last saw it."""
+
+    machine = models.OneToOneField(Machine, on_delete=models.CASCADE, primary_key=True, related_name="live")
+    state = models.CharField(_("state"), max_length=10, choices=STATE_CHOICES, default="offline")
+    since = models.DateTimeField(_("since"), null=True, blank=True)
+    online = models.BooleanField(_("online"), default=False)
+    enabled = models.BooleanField(_("enabled"), null=True, blank=True)
+    adapter = models.CharField(_("adapter"), max_length=20, blank=True)
+    job_id = models.CharField(max_length=128, blank=True)
+    job_name = models.CharField(_("job"), max_length=255, blank=True)
+    job_started_at = models.DateTimeField(null=True, blank=True)
+    progress_pct = models.FloatField(_("progress"), null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    #: The latest value of every telemetry name, and when it was read.
+    last_reading = models.JSONField(default=dict, blank=True)
+    last_reading_at = models.DateTimeField(null=True, blank=True)
+    #: Source ``ts`` (epoch ms) of the newest status applied: older ones are ignored.
+    status_ts = models.BigIntegerField(default=0)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("live status")
+        verbose_name_plural = _("live statuses")
+
+    def __str__(self) -> str:
+        return f"{self.machine}: {self.state}"
+
+
+class StateChange(models.Model):
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="state_changes")
+    state = models.CharField(max_length=10, choices=STATE_CHOICES)
+    previous_state = models.CharField(max_length=10, choices=STATE_CHOICES, blank=True)
+    at = models.DateTimeField(help_text=_("When it happened, from the bridge's clock."))
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["machine", "at"]
+        indexes = [models.Index(fields=["machine", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.machine}: {self.previous_state} -> {self.state} at {self.at}"
+
+
+class UsageSession(models.Model):
+    """The machine ran from ``started_at`` to ``ended_at`` (open while running)."""
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running", _("Running")
+        FINISHED = "finished", _("Finished")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+        INTERRUPTED = "interrupted", _("Interrupted")
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="usage_sessions")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    job_id = models.CharField(max_length=128, blank=True)
+    job_name = models.CharField(max_length=255, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.RUNNING)
+    energy_wh_start = models.FloatField(null=True, blank=True)
+    energy_wh = models.FloatField(_("energy (Wh)"), null=True, blank=True)
+    #: Filled by a later issue that ties usage to bookings.
+    booking = models.ForeignKey(
+        "booking.Booking", on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_sessions"
+    )
+
+    class Meta:
+        ordering = ["machine", "started_at"]
+        indexes = [models.Index(fields=["machine", "started_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["machine"],
+                condition=models.Q(ended_at__isnull=True),
+                name="one_open_session_per_machine",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine} {self.started_at}–{self.ended_at or '…'}"
+
+
+class Alert(models.Model):
+    class Kind(models.TextChoices):
+        OFFLINE = "offline", _("Machine offline")
+        ERROR = "error", _("Error or alarm")
+        JOB_FAILED = "job_failed", _("Job failed")
+        SILENT = "silent", _("No telemetry")
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    message = models.CharField(max_length=500, blank=True)
+    raised_at = models.DateTimeField()
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-raised_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["machine", "kind"],
+                condition=models.Q(cleared_at__isnull=True),
+                name="one_open_alert_per_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine}: {self.kind}"
+
+
+class ProcessedEvent(models.Model):
+    """Events already applied, so a replayed event (same sid and seq) changes nothing."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="+")
+    sid = models.CharField(max_length=64)
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=64)
+    at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["machine", "sid", "seq"], name="event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.machine_id} {self.sid}:{self.seq} {self.type}"
+
+
+class Command(models.Model):
+    """A remote command sent to a machine's bridge, and what came of it (the audit trail)."""
+
+    class Result(models.TextChoices):
+        SENT = "sent", _("Sent")
+        OK = "ok", _("Done")
+        FAILED = "failed", _("Refused")
+        NO_ANSWER = "no_answer", _("No answer")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="commands")
+    action = models.CharField(max_length=10)
+    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    result = models.CharField(max_length=10, choices=Result.choices, default=Result.SENT)
+    error_code = models.CharField(max_length=20, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-issued_at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.machine} ({self.result})"
