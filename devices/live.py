@@ -1,0 +1,50 @@
+"""Live updates for the floor board, pushed through the Channels layer.
+
+The hub calls :func:`push_status` after every change it applies to a
+machine's :class:`~devices.models.MachineStatus`; the board's WebSocket
+consumers (``devices/consumers.py``) are members of the lab's group and
+forward each frame to their browser (minus what the viewer may not see).
+
+Group per lab: ``lab.<slug>``. Channel-layer message:
+``{"type": "board.frame", "frame": <machine_frame(...)>}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+
+def group_name(lab_slug: str) -> str:
+    return f"lab.{lab_slug}"
+
+
+def machine_frame(status) -> dict[str, Any]:
+    """The JSON frame of one machine's live status (no personal data)."""
+    return {
+        "type": "machine",
+        "machine": status.machine.slug,
+        "state": status.state,
+        "since": status.since.isoformat() if status.since else None,
+        "online": status.online,
+        "enabled": status.enabled,
+        "job": {"name": status.job_name, "progress_pct": status.progress_pct} if status.job_name else None,
+        "error": {"code": status.error_code, "message": status.error_message} if status.error_code else None,
+        "readings": status.last_reading,
+        "ts": status.status_ts,
+    }
+
+
+def push_status(status, *, ts: int | None = None) -> None:
+    """Send one machine's frame to everyone watching its lab. ``ts`` is the source message's epoch ms."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    frame = machine_frame(status)
+    if ts is not None:
+        frame["ts"] = ts
+    async_to_sync(layer.group_send)(
+        group_name(status.machine.lab.slug), {"type": "board.frame", "frame": frame}
+    )
