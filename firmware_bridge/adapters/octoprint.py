@@ -488,12 +488,15 @@ class OctoPrintAdapter(Adapter):
         if completion is not None and completion >= 100.0:
             job.progress_pct = 100.0
             kind = "job_finished"
-        elif state == ERROR or not snap.connected:
+        elif state == ERROR:
             kind = "job_failed"
-            detail["reason"] = error.message if error else "the printer was disconnected"
+            detail["reason"] = error.message if error else "printer error"
         elif job.lost_contact:
             kind = "job_failed"
-            detail["reason"] = "OctoPrint was out of reach while printing and the job is gone"
+            detail["reason"] = "OctoPrint was out of reach while printing, and the job is gone"
+        elif not snap.connected:
+            kind = "job_failed"
+            detail["reason"] = "the printer was disconnected from OctoPrint"
         elif snap.active:
             # Another file is printing now; how the old one ended was not seen.
             kind = "job_finished" if (job.progress_pct or 0) >= 99.5 else "job_failed"
