@@ -36,8 +36,11 @@ def parse_moment(raw: str | None, tz) -> dt.datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     try:
-        moment.astimezone(dt.UTC)
+        distance = abs(moment - timezone.now())
     except (OverflowError, ValueError):
+        return None
+    # Nothing is bookable years away; refusing it here keeps date arithmetic in range.
+    if distance > dt.timedelta(days=3660):
         return None
     return moment
 
