@@ -181,7 +181,9 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-MQTT_URL = env_url("MQTT_URL", "mqtt://127.0.0.1:18830", ("mqtt", "mqtts"))
+MQTT_URL = env_url("MQTT_URL", "mqtt://fablab-hub:fablab-hub-dev@127.0.0.1:18830", ("mqtt", "mqtts"))
+MQTT_PASSWORD_FILE = Path(env("MQTT_PASSWORD_FILE", str(VAR_DIR / "mosquitto" / "passwords")))
+MQTT_ACL_FILE = Path(env("MQTT_ACL_FILE", str(VAR_DIR / "mosquitto" / "acl")))
 INFLUX_URL = env_url("INFLUX_URL", "http://127.0.0.1:18086", ("http", "https"))
 INFLUX_DATABASE = env("INFLUX_DATABASE", "fablab")
 INFLUX_ORG = env("INFLUX_ORG")
