@@ -16,6 +16,11 @@ want() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
 if ! have "$PY"; then want python3; fi
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then want python3-venv; fi
 have msgfmt || want gettext
+# The servers `make run` starts privately (issue: device hub) and the tests use.
+[ -x /usr/sbin/mosquitto ] || want mosquitto
+have mosquitto_pub || want mosquitto-clients
+have influxd || want influxdb
+have redis-server || want redis-server
 if [ "$MODE" = dev ]; then
     have pg_virtualenv || want postgresql-common
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || want postgresql
@@ -28,8 +33,16 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     fi
     echo "bootstrap: installing ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Install the servers without starting system-wide instances: the project
+    # starts its own, on its own ports, with its data under var/.
+    made_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
 
 if [ ! -x .venv/bin/python ]; then
