@@ -206,3 +206,15 @@ def test_invalid_construction_is_refused() -> None:
         OctoPrintClient("ftp://printer", "KEY")
     with pytest.raises(ValueError, match="key"):
         OctoPrintClient("http://printer", "")
+
+
+def test_an_application_key_works_as_documented(server: VirtualOctoPrint) -> None:
+    """hardware_docs/octoprint.md: generate an app key for "fablab-bridge" and use it."""
+    answer = server.request(
+        "POST", "/api/plugin/appkeys", json={"command": "generate", "app": "fablab-bridge"}
+    )
+    app_key = answer.json()["api_key"]
+    assert app_key and app_key != server.api_key
+    client = OctoPrintClient(server.url, app_key)
+    assert client.version()["server"] == OCTOPRINT_VERSION
+    assert flags_of(client.printer())["operational"]
