@@ -1,0 +1,177 @@
+"""Commands, acks, interlock and adapter supervision, through a real broker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_bridge import protocol
+from firmware_bridge.adapters.base import ADAPTERS, Adapter, register
+from firmware_bridge.bridge import Bridge
+from firmware_bridge.config import load
+from tests.firmware_bridge.conftest import Collector, wait_until, write_config
+from tests.support.mosquitto import Mosquitto
+
+LAB = "cmd-lab"
+
+
+class BrokenAdapter(Adapter):
+    """Test-only: every command fails with an unexpected exception; polls work."""
+
+    name = "test-broken"
+    poll_interval_s = 0.05
+
+    def setup(self) -> None:
+        self.sink.set_status(state="idle")
+
+    def poll(self) -> None:
+        pass
+
+    def command(self, action: str, params: Mapping[str, Any] | None = None) -> None:
+        raise OSError("controller did not answer")
+
+
+@pytest.fixture(autouse=True)
+def _broken_adapter() -> Iterator[None]:
+    register(BrokenAdapter)
+    yield
+    ADAPTERS.pop(BrokenAdapter.name, None)
+
+
+MACHINES = [
+    {"lab": LAB, "machine": "free", "adapter": "counter", "options": {"interval_s": 0.05, "job_s": 1000}},
+    {"lab": LAB, "machine": "locked", "adapter": "counter", "interlock": True,
+     "options": {"interval_s": 0.05, "job_s": 1000}},
+    {"lab": LAB, "machine": "broken", "adapter": "test-broken"},
+]
+
+
+@pytest.fixture
+def bridge(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Bridge]:
+    b = Bridge(load(write_config(tmp_path / "bridge.toml", mosquitto, MACHINES)))
+    b.start()
+    assert b.transport.wait_connected(60)
+    yield b
+    b.stop()
+
+
+def send(collector: Collector, machine: str, action: str, *, cid: str | None = None,
+         expires_in_ms: int = 60_000, **extra: Any) -> str:
+    cid = cid or str(uuid.uuid4())
+    now = protocol.now_ms()
+    body = {"v": 1, "id": cid, "action": action, "ts": now, "expires": now + expires_in_ms, "booking": None,
+            **extra}
+    collector.publish(protocol.topic_cmd(LAB, machine), body)
+    return cid
+
+
+def acks(collector: Collector, machine: str, cid: str | None) -> list[protocol.CommandAck]:
+    return [a for _, a in collector.of_kind(protocol.CMD_ACK, LAB, machine) if a.id == cid]
+
+
+def ack_of(collector: Collector, machine: str, cid: str | None, n: int = 1) -> protocol.CommandAck:
+    return wait_until(lambda: len(found := acks(collector, machine, cid)) >= n and found[n - 1],
+                      what=f"ack {n} of {cid}")
+
+
+def status(collector: Collector, machine: str) -> protocol.Status | None:
+    return collector.last(protocol.STATUS, LAB, machine)
+
+
+def wait_state(collector: Collector, machine: str, state: str) -> protocol.Status:
+    return wait_until(lambda: (s := status(collector, machine)) is not None and s.state == state and s,
+                      what=f"{machine} {state}")
+
+
+def test_pause_resume_cancel_and_idempotency(bridge: Bridge, collector: Collector) -> None:
+    wait_state(collector, "free", "running")
+    cid = send(collector, "free", "pause")
+    assert ack_of(collector, "free", cid) == protocol.CommandAck(id=cid, ok=True, ts=acks(collector, "free", cid)[0].ts)
+    wait_state(collector, "free", "paused")
+    # The same id again: not executed twice (a second pause would be invalid_state), same answer.
+    send(collector, "free", "pause", cid=cid)
+    again = ack_of(collector, "free", cid, n=2)
+    assert again.ok is True and again.error is None
+    other = ack_of(collector, "free", send(collector, "free", "pause"))
+    assert other.ok is False and other.error.code == "invalid_state"
+    assert ack_of(collector, "free", send(collector, "free", "resume")).ok
+    wait_state(collector, "free", "running")
+    assert ack_of(collector, "free", send(collector, "free", "cancel")).ok
+    events = [e.type for _, e in collector.of_kind(protocol.EVENT, LAB, "free")]
+    assert "job_cancelled" in events
+
+
+def test_expired_command_is_refused_not_run(bridge: Bridge, collector: Collector) -> None:
+    wait_state(collector, "free", "running")
+    ack = ack_of(collector, "free", send(collector, "free", "pause", expires_in_ms=-1000))
+    assert not ack.ok and ack.error.code == "expired"
+    assert bridge.machines[f"{LAB}/free"].adapter.state == "running"
+
+
+def test_invalid_commands_are_acknowledged(bridge: Bridge, collector: Collector) -> None:
+    bad = ack_of(collector, "free", send(collector, "free", "explode"))
+    assert not bad.ok and bad.error.code == "invalid" and "action" in bad.error.message
+    collector.publish(protocol.topic_cmd(LAB, "free"), b"not json at all")
+    garbage = ack_of(collector, "free", None)
+    assert not garbage.ok and garbage.error.code == "invalid"
+    collector.publish(protocol.topic_cmd(LAB, "free"), json.dumps({"v": 1, "id": "x1", "action": "pause"}))
+    assert ack_of(collector, "free", "x1").error.message.startswith("ts")
+
+
+def test_unsupported_and_device_error(bridge: Bridge, collector: Collector) -> None:
+    ack = ack_of(collector, "free", send(collector, "free", "enable"))
+    assert ack.error.code == "unsupported"
+    ack = ack_of(collector, "broken", send(collector, "broken", "pause"))
+    assert ack.error.code == "device_error" and "did not answer" in ack.error.message
+
+
+def test_interlock_starts_disabled_and_state_survives_restart(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector
+) -> None:
+    cfg = load(write_config(tmp_path / "bridge.toml", mosquitto, MACHINES))
+    b = Bridge(cfg)
+    b.start()
+    try:
+        first = wait_until(lambda: status(collector, "locked"), what="locked status")
+        assert first.enabled is False
+        assert b.machines[f"{LAB}/locked"].adapter.state == "idle"  # no job starts while disabled
+        assert ack_of(collector, "locked", send(collector, "locked", "enable")).ok
+        wait_until(lambda: status(collector, "locked").enabled and status(collector, "locked").state == "running",
+                   what="enabled and running")
+    finally:
+        b.stop()
+    b = Bridge(cfg)
+    b.start()
+    try:
+        assert b.machines[f"{LAB}/locked"].initial_enabled is True
+        wait_until(lambda: b.machines[f"{LAB}/locked"].ready, what="adapter ready")
+        assert b.machines[f"{LAB}/locked"].adapter.enabled is True
+        assert ack_of(collector, "locked", send(collector, "locked", "disable")).ok
+        wait_until(lambda: status(collector, "locked").enabled is False, what="disabled")
+    finally:
+        b.stop()
+    assert Bridge(cfg).machines[f"{LAB}/locked"].initial_enabled is False
+
+
+def test_setup_failures_retry_and_poll_errors_do_not_kill(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector
+) -> None:
+    machines = [{"lab": LAB, "machine": "flaky", "adapter": "counter",
+                 "options": {"interval_s": 0.05, "fail_setup": 2, "fail_poll_every": 3}}]
+    b = Bridge(load(write_config(tmp_path / "bridge.toml", mosquitto, machines)))
+    b.start()
+    try:
+        offline = wait_until(lambda: (s := status(collector, "flaky")) and s.state == "offline" and s,
+                             what="offline while setup fails")
+        assert offline.error.code == "setup_failed"
+        wait_state(collector, "flaky", "running")
+        runner = b.machines[f"{LAB}/flaky"]
+        wait_until(lambda: runner.adapter.polls >= 10, what="polls continue after failures")
+        assert runner.adapter.count >= 6
+    finally:
+        b.stop()
