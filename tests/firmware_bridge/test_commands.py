@@ -45,8 +45,13 @@ def _broken_adapter() -> Iterator[None]:
 
 MACHINES = [
     {"lab": LAB, "machine": "free", "adapter": "counter", "options": {"interval_s": 0.05, "job_s": 1000}},
-    {"lab": LAB, "machine": "locked", "adapter": "counter", "interlock": True,
-     "options": {"interval_s": 0.05, "job_s": 1000}},
+    {
+        "lab": LAB,
+        "machine": "locked",
+        "adapter": "counter",
+        "interlock": True,
+        "options": {"interval_s": 0.05, "job_s": 1000},
+    },
     {"lab": LAB, "machine": "broken", "adapter": "test-broken"},
 ]
 
@@ -60,12 +65,26 @@ def bridge(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Bridge]:
     b.stop()
 
 
-def send(collector: Collector, machine: str, action: str, *, cid: str | None = None,
-         expires_in_ms: int = 60_000, **extra: Any) -> str:
+def send(
+    collector: Collector,
+    machine: str,
+    action: str,
+    *,
+    cid: str | None = None,
+    expires_in_ms: int = 60_000,
+    **extra: Any,
+) -> str:
     cid = cid or str(uuid.uuid4())
     now = protocol.now_ms()
-    body = {"v": 1, "id": cid, "action": action, "ts": now, "expires": now + expires_in_ms, "booking": None,
-            **extra}
+    body = {
+        "v": 1,
+        "id": cid,
+        "action": action,
+        "ts": now,
+        "expires": now + expires_in_ms,
+        "booking": None,
+        **extra,
+    }
     collector.publish(protocol.topic_cmd(LAB, machine), body)
     return cid
 
@@ -75,8 +94,9 @@ def acks(collector: Collector, machine: str, cid: str | None) -> list[protocol.C
 
 
 def ack_of(collector: Collector, machine: str, cid: str | None, n: int = 1) -> protocol.CommandAck:
-    return wait_until(lambda: len(found := acks(collector, machine, cid)) >= n and found[n - 1],
-                      what=f"ack {n} of {cid}")
+    return wait_until(
+        lambda: len(found := acks(collector, machine, cid)) >= n and found[n - 1], what=f"ack {n} of {cid}"
+    )
 
 
 def status(collector: Collector, machine: str) -> protocol.Status | None:
@@ -84,14 +104,18 @@ def status(collector: Collector, machine: str) -> protocol.Status | None:
 
 
 def wait_state(collector: Collector, machine: str, state: str) -> protocol.Status:
-    return wait_until(lambda: (s := status(collector, machine)) is not None and s.state == state and s,
-                      what=f"{machine} {state}")
+    return wait_until(
+        lambda: (s := status(collector, machine)) is not None and s.state == state and s,
+        what=f"{machine} {state}",
+    )
 
 
 def test_pause_resume_cancel_and_idempotency(bridge: Bridge, collector: Collector) -> None:
     wait_state(collector, "free", "running")
     cid = send(collector, "free", "pause")
-    assert ack_of(collector, "free", cid) == protocol.CommandAck(id=cid, ok=True, ts=acks(collector, "free", cid)[0].ts)
+    assert ack_of(collector, "free", cid) == protocol.CommandAck(
+        id=cid, ok=True, ts=acks(collector, "free", cid)[0].ts
+    )
     wait_state(collector, "free", "paused")
     # The same id again: not executed twice (a second pause would be invalid_state), same answer.
     send(collector, "free", "pause", cid=cid)
@@ -141,8 +165,10 @@ def test_interlock_starts_disabled_and_state_survives_restart(
         assert first.enabled is False
         assert b.machines[f"{LAB}/locked"].adapter.state == "idle"  # no job starts while disabled
         assert ack_of(collector, "locked", send(collector, "locked", "enable")).ok
-        wait_until(lambda: status(collector, "locked").enabled and status(collector, "locked").state == "running",
-                   what="enabled and running")
+        wait_until(
+            lambda: status(collector, "locked").enabled and status(collector, "locked").state == "running",
+            what="enabled and running",
+        )
     finally:
         b.stop()
     b = Bridge(cfg)
@@ -161,13 +187,21 @@ def test_interlock_starts_disabled_and_state_survives_restart(
 def test_setup_failures_retry_and_poll_errors_do_not_kill(
     tmp_path: Path, mosquitto: Mosquitto, collector: Collector
 ) -> None:
-    machines = [{"lab": LAB, "machine": "flaky", "adapter": "counter",
-                 "options": {"interval_s": 0.05, "fail_setup": 2, "fail_poll_every": 3}}]
+    machines = [
+        {
+            "lab": LAB,
+            "machine": "flaky",
+            "adapter": "counter",
+            "options": {"interval_s": 0.05, "fail_setup": 2, "fail_poll_every": 3},
+        }
+    ]
     b = Bridge(load(write_config(tmp_path / "bridge.toml", mosquitto, machines)))
     b.start()
     try:
-        offline = wait_until(lambda: (s := status(collector, "flaky")) and s.state == "offline" and s,
-                             what="offline while setup fails")
+        offline = wait_until(
+            lambda: (s := status(collector, "flaky")) and s.state == "offline" and s,
+            what="offline while setup fails",
+        )
         assert offline.error.code == "setup_failed"
         wait_state(collector, "flaky", "running")
         runner = b.machines[f"{LAB}/flaky"]

@@ -43,7 +43,11 @@ def test_good_config(tmp_path: Path) -> None:
     assert "s@cret" not in cfg.mqtt.redacted_url() and "s@cret" not in repr(cfg.mqtt)
     (m,) = cfg.machines
     assert (m.lab, m.machine, m.adapter, m.interlock, dict(m.options)) == (
-        "bxl-centre", "m-1", "counter", True, {"interval_s": 0.5}
+        "bxl-centre",
+        "m-1",
+        "counter",
+        True,
+        {"interval_s": 0.5},
     )
     assert cfg.machine("m-1") is m and cfg.machine("bxl-centre/m-1") is m
     assert check(write(tmp_path, GOOD)) == []
@@ -103,8 +107,11 @@ adapter = "counter"
 
 def test_missing_sections(tmp_path: Path) -> None:
     problems = check(write(tmp_path, ""))
-    assert problems == ["bridge: missing section", "mqtt: missing section",
-                        "machines: missing: add at least one [[machines]] table"]
+    assert problems == [
+        "bridge: missing section",
+        "mqtt: missing section",
+        "machines: missing: add at least one [[machines]] table",
+    ]
 
 
 def test_toml_syntax_error_is_one_line(tmp_path: Path) -> None:
@@ -118,14 +125,16 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 def test_ca_file_must_exist_and_needs_tls(tmp_path: Path) -> None:
-    text = GOOD.replace('url = "mqtt://bridge:s%40cret@broker.lan:1884"',
-                        'url = "mqtts://broker.lan"\nca_file = "nope.pem"')
+    text = GOOD.replace(
+        'url = "mqtt://bridge:s%40cret@broker.lan:1884"', 'url = "mqtts://broker.lan"\nca_file = "nope.pem"'
+    )
     assert check(write(tmp_path, text)) == [f"mqtt.ca_file: no such file: {tmp_path / 'nope.pem'}"]
     (tmp_path / "ca.pem").write_text("x")
     cfg = load(write(tmp_path, text.replace("nope.pem", "ca.pem")))
     assert cfg.mqtt.tls and cfg.mqtt.port == 8883 and cfg.mqtt.ca_file == tmp_path / "ca.pem"
-    plain = GOOD.replace('url = "mqtt://bridge:s%40cret@broker.lan:1884"',
-                         'url = "mqtt://broker.lan"\nca_file = "ca.pem"')
+    plain = GOOD.replace(
+        'url = "mqtt://bridge:s%40cret@broker.lan:1884"', 'url = "mqtt://broker.lan"\nca_file = "ca.pem"'
+    )
     assert check(write(tmp_path, plain)) == ["mqtt.ca_file: is only used with an mqtts:// url"]
 
 
@@ -155,8 +164,9 @@ def test_mqtt_url_override(tmp_path: Path) -> None:
 def test_config_error_lists_problems(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load(write(tmp_path, GOOD.replace('"counter"', '"nothing"')))
-    assert exc.value.problems == ["machines[0].adapter: unknown adapter 'nothing' (known: "
-                                  + exc.value.problems[0].split("(known: ")[1]]
+    assert exc.value.problems == [
+        "machines[0].adapter: unknown adapter 'nothing' (known: " + exc.value.problems[0].split("(known: ")[1]
+    ]
 
 
 @pytest.mark.parametrize("demo", sorted((Path(__file__).parents[2] / "firmware_bridge/demo").glob("*.toml")))

@@ -17,7 +17,9 @@ M = "lab/m"
 
 
 def telemetry(value: float):
-    return lambda sid, seq: protocol.encode(protocol.Telemetry(ts=1000 + seq, sid=sid, seq=seq, values={"x": value}))
+    return lambda sid, seq: protocol.encode(
+        protocol.Telemetry(ts=1000 + seq, sid=sid, seq=seq, values={"x": value})
+    )
 
 
 def test_sid_is_made_once_and_kept(tmp_path: Path) -> None:
@@ -51,7 +53,9 @@ def test_seq_per_machine_and_rows_in_order(tmp_path: Path) -> None:
 def test_failed_build_uses_no_seq(tmp_path: Path) -> None:
     s = Spool(tmp_path / "s.db")
     with pytest.raises(protocol.ProtocolError):
-        s.append(M, "t", lambda sid, seq: protocol.encode(protocol.Telemetry(ts=1, sid=sid, seq=seq, values={})))
+        s.append(
+            M, "t", lambda sid, seq: protocol.encode(protocol.Telemetry(ts=1, sid=sid, seq=seq, values={}))
+        )
     assert s.pending() == 0 and s.last_seq(M) == 0
     s.append(M, "t", telemetry(1))
     assert s.last_seq(M) == 1
