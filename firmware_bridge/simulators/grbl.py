@@ -944,7 +944,7 @@ class GrblSimulator:
             elif code in (4, 10, 28, 30, 92, 92.1, 28.1, 30.1):
                 if nonmodal is not None:
                     raise _GcodeError(21)
-                nonmodal = str(code)
+                nonmodal = f"{code:g}"
             elif code in (90, 91):
                 absolute = code == 90
             elif code in (20, 21):
