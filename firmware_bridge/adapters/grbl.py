@@ -229,7 +229,8 @@ class GrblAdapter(Adapter):
         self._published: tuple[Any, ...] | None = None
         self._offline_reason = "not connected yet"
         self._connected = False
-        self._last_telemetry_t = 0.0
+        #: Status reports read so far (from the adapter's own queries and the sender's).
+        self.reports_seen = 0
 
     # --- options ------------------------------------------------------------------------------------
 
@@ -712,6 +713,7 @@ class GrblAdapter(Adapter):
     def _on_status(self, report: gp.StatusReport) -> None:
         previous = self._report
         self._report = report
+        self.reports_seen += 1
         self._report_t = time.monotonic()
         if report.wco is not None:
             self._wco = report.wco
