@@ -48,3 +48,33 @@ def push_status(status, *, ts: int | None = None) -> None:
     async_to_sync(layer.group_send)(
         group_name(status.machine.lab.slug), {"type": "board.frame", "frame": frame}
     )
+
+
+def command_frame(command) -> dict[str, Any]:
+    """The board's frame of one remote command and its outcome so far.
+
+    It names who sent it, so the consumers pass it to lab managers only.
+    """
+    error = None
+    if command.error_code or command.error_message:
+        error = {"code": command.error_code, "message": command.error_message}
+    return {
+        "type": "command",
+        "id": str(command.id),
+        "machine": command.machine.slug,
+        "action": command.action,
+        "result": command.result,
+        "error": error,
+        "by": command.issued_by.get_full_name() or command.issued_by.get_username(),
+        "at": command.issued_at.isoformat() if command.issued_at else None,
+    }
+
+
+def push_command(command) -> None:
+    """Tell the lab's board that ``command`` was sent or answered; consumers pass it to managers only."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    async_to_sync(layer.group_send)(
+        group_name(command.machine.lab.slug), {"type": "board.command", "command": command_frame(command)}
+    )

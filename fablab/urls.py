@@ -7,6 +7,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="labs:list", permanent=False)),
     path("admin/", admin.site.urls),
     path("accounts/", include("fablab.members.urls")),
+    # Before labs/: "labs/<lab>/board/" would otherwise read as a machine called "board".
+    path("", include("devices.urls")),
     path("labs/", include("fablab.labs.urls")),
     path("", include("fablab.booking.urls")),
     path("calendar/", include("fablab.booking.calendar_urls")),

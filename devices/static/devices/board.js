@@ -1,0 +1,316 @@
+/* The live floor board: keeps the server-rendered cards up to date over a WebSocket.
+ *
+ * The server sends {"type": "snapshot", "machines": [...]} on connect, then one
+ * {"type": "machine", ...} frame per change and, to lab managers,
+ * {"type": "command", ...} frames with the outcome of remote commands.
+ * Every text comes translated from the page (#board-strings); nothing is
+ * written with innerHTML, so names and job names can never inject markup.
+ */
+(function () {
+  "use strict";
+  var list = document.getElementById("board");
+  var stringsNode = document.getElementById("board-strings");
+  if (!list || !stringsNode || !window.WebSocket) return;
+  var T = JSON.parse(stringsNode.textContent);
+  var liveState = document.getElementById("live-state");
+  var manager = list.dataset.manager === "1";
+  var only = list.dataset.only || null;
+  var tz = list.dataset.timeZone || undefined;
+  var lang = document.documentElement.lang || undefined;
+  var machines = {};
+  var pendingCommands = {};
+  var CARD_READINGS = ["temp_nozzle_c", "temp_bed_c", "power_w", "spindle_rpm", "laser_power_pct", "feed_mm_min"];
+
+  function fmt(template, values) {
+    return template.replace(/%\((\w+)\)s/g, function (_, key) { return values[key] == null ? "" : String(values[key]); })
+      .replace(/%%/g, "%");
+  }
+  function el(tag, className, text) {
+    var node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text != null) node.textContent = text;
+    return node;
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  function parseTime(iso) { var d = iso ? new Date(iso) : null; return d && !isNaN(d) ? d : null; }
+  function timeOnly(d) {
+    return new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", timeZone: tz }).format(d);
+  }
+  function dayAndTime(d) {
+    return new Intl.DateTimeFormat(lang, { weekday: "short", hour: "2-digit", minute: "2-digit", timeZone: tz }).format(d);
+  }
+  function number(value) {
+    var digits = Math.abs(value) >= 100 ? 0 : 1;
+    return new Intl.NumberFormat(lang, { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(value);
+  }
+  function readingValue(raw) {
+    if (raw && typeof raw === "object") raw = raw.value != null ? raw.value : raw.v;
+    return typeof raw === "number" && isFinite(raw) ? raw : null;
+  }
+  function field(card, name) { return card.querySelector('[data-field="' + name + '"]'); }
+  function urlFor(template, slug) { return template.replace("MACHINE", encodeURIComponent(slug)); }
+
+  function bookingText(b, withEnd) {
+    var who = b.holder ? b.holder : b.mine ? T.you : T.booked;
+    var d = parseTime(withEnd ? b.end : b.start);
+    var parts = [];
+    if (withEnd) {
+      parts.push(who);
+      if (d) parts.push(fmt(T.until, { time: timeOnly(d) }));
+    } else {
+      if (d) parts.push(dayAndTime(d));
+      if (b.holder || b.mine) parts.push(who);
+    }
+    var text = parts.join(" · ");
+    if (b.pending) text += " (" + T.pending + ")";
+    return text;
+  }
+
+  function createCard(data) {
+    var card = el("li", "card board-card");
+    card.id = "machine-" + data.machine;
+    card.dataset.machine = data.machine;
+    var head = el("div", "card-head");
+    var h = el("h2", "machine-name");
+    var a = el("a", null, data.name || data.machine);
+    a.href = urlFor(list.dataset.machineUrl, data.machine);
+    h.appendChild(a);
+    head.appendChild(h);
+    var badge = el("span", "state-badge");
+    badge.dataset.field = "state";
+    head.appendChild(badge);
+    card.appendChild(head);
+    [["p", "since muted", "since"], ["ul", "alerts", "alerts"], ["div", "job", "job"],
+     ["dl", "readings facts", "readings"], ["dl", "bookings facts", "bookings"]].forEach(function (spec) {
+      var node = el(spec[0], spec[1]);
+      node.dataset.field = spec[2];
+      card.appendChild(node);
+    });
+    if (manager) {
+      var template = list.querySelector("form.commands");
+      if (template) {
+        var form = template.cloneNode(true);
+        form.action = urlFor(list.dataset.commandUrl, data.machine);
+        form.dataset.machine = data.machine;
+        card.appendChild(form);
+        var status = el("p", "cmd-status");
+        status.setAttribute("role", "status");
+        status.setAttribute("aria-live", "polite");
+        card.appendChild(status);
+      }
+    }
+    var empty = list.querySelector(".empty");
+    if (empty) empty.remove();
+    list.appendChild(card);
+    return card;
+  }
+
+  function paint(data) {
+    var card = document.getElementById("machine-" + data.machine);
+    if (!card) card = createCard(data);
+    var state = data.state || "offline";
+    card.className = card.className.replace(/\bstate-\S+/g, "").replace(/\bhas-alerts\b/g, "").trim() +
+      " state-" + state + ((data.alerts && data.alerts.length) ? " has-alerts" : "");
+    card.dataset.state = state;
+    card.dataset.ts = data.ts || 0;
+
+    field(card, "state").textContent = T.states[state] || state;
+
+    var since = field(card, "since");
+    clear(since);
+    var sinceDate = parseTime(data.since);
+    if (sinceDate) since.appendChild(document.createTextNode(fmt(T.since, { time: timeOnly(sinceDate) })));
+    if (data.enabled === false) {
+      since.appendChild(document.createTextNode(" · "));
+      since.appendChild(el("strong", null, T.disabled));
+    }
+
+    var alerts = field(card, "alerts");
+    clear(alerts);
+    (data.alerts || []).forEach(function (alert) {
+      alerts.appendChild(el("li", "badge alert alert-" + alert.kind, alert.label));
+    });
+    if (data.error && data.error.code) {
+      alerts.appendChild(el("li", "badge alert alert-error",
+        data.error.code + (data.error.message ? ": " + data.error.message : "")));
+    }
+
+    var job = field(card, "job");
+    clear(job);
+    if (data.job) {
+      var p = el("p");
+      p.appendChild(el("span", "muted", T.job));
+      p.appendChild(document.createTextNode(" "));
+      p.appendChild(data.job.name ? el("span", "job-name", data.job.name) : document.createTextNode(T.hidden_job));
+      job.appendChild(p);
+      var pct = data.job.progress_pct;
+      if (typeof pct === "number") {
+        var bar = el("progress");
+        bar.max = 100;
+        bar.value = pct;
+        job.appendChild(bar);
+        job.appendChild(document.createTextNode(" "));
+        job.appendChild(el("span", "pct", fmt(T.progress, { pct: Math.round(pct) })));
+      }
+    }
+
+    var readings = field(card, "readings");
+    clear(readings);
+    CARD_READINGS.forEach(function (name) {
+      var value = readingValue((data.readings || {})[name]);
+      if (value == null) return;
+      readings.appendChild(el("dt", null, T.readings[name] || name));
+      var dd = el("dd", null, (number(value) + " " + (T.units[name] || "")).trim());
+      dd.dataset.reading = name;
+      readings.appendChild(dd);
+    });
+
+    if ("booking" in data) {
+      var bookings = field(card, "bookings");
+      clear(bookings);
+      bookings.appendChild(el("dt", null, T.now));
+      bookings.appendChild(el("dd", null, data.booking ? bookingText(data.booking, true) : T.free));
+      bookings.appendChild(el("dt", null, T.next));
+      bookings.appendChild(el("dd", null, data.next_booking ? bookingText(data.next_booking, false) : T.none));
+    }
+
+    var form = card.querySelector("form.commands");
+    if (form) {
+      var show = {
+        pause: state === "running",
+        resume: state === "paused",
+        cancel: state === "running" || state === "paused",
+        enable: data.enabled === false,
+        disable: data.enabled !== false && state !== "offline"
+      };
+      Array.prototype.forEach.call(form.querySelectorAll("button[name=action]"), function (button) {
+        button.hidden = !show[button.value];
+      });
+    }
+  }
+
+  function apply(frame) {
+    if (only && frame.machine !== only) return;
+    var known = machines[frame.machine] || {};
+    // A live frame carries the status; bookings and alerts stay from the snapshot unless it brings them.
+    var merged = Object.assign({}, known, frame);
+    machines[frame.machine] = merged;
+    paint(merged);
+  }
+
+  function commandStatus(frame) {
+    var label = T.actions[frame.action] || frame.action;
+    var message = frame.error ? (frame.error.message || frame.error.code) : "";
+    if (frame.result === "ok") return { text: fmt(T.done, { action: label }), cls: "ok" };
+    if (frame.result === "failed") return { text: fmt(T.refused, { action: label, message: message }), cls: "failed" };
+    if (frame.result === "no_answer") return { text: fmt(T.no_answer, { action: label }), cls: "failed" };
+    return { text: fmt(T.sent, { action: label }), cls: "" };
+  }
+
+  function showCommand(frame) {
+    var card = document.getElementById("machine-" + frame.machine);
+    var status = card && card.querySelector(".cmd-status");
+    var shown = commandStatus(frame);
+    if (status) {
+      status.textContent = shown.text;
+      status.className = "cmd-status " + shown.cls;
+      status.dataset.command = frame.id;
+      status.dataset.result = frame.result;
+    }
+    var audit = document.getElementById("command-audit");
+    if (audit && (!only || frame.machine === only)) {
+      var body = audit.tBodies[0];
+      var row = body.querySelector('tr[data-command="' + frame.id + '"]');
+      var resultText = (T.results[frame.result] || frame.result) +
+        (frame.error ? ": " + (frame.error.message || frame.error.code) : "");
+      if (!row) {
+        var empty = body.querySelector("tr.empty");
+        if (empty) empty.remove();
+        row = document.createElement("tr");
+        row.dataset.command = frame.id;
+        var at = parseTime(frame.at);
+        [at ? dayAndTime(at) : "", frame.by || "", T.actions[frame.action] || frame.action, ""].forEach(function (text) {
+          row.appendChild(el("td", null, text));
+        });
+        body.insertBefore(row, body.firstChild);
+      }
+      var cell = row.cells[3];
+      cell.textContent = resultText;
+      cell.className = "result result-" + frame.result;
+    }
+  }
+
+  // Remote commands: post without leaving the page; the outcome arrives on the socket.
+  list.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches("form.commands")) return;
+    var button = event.submitter;
+    if (!button || !button.value) return;
+    event.preventDefault();
+    var card = form.closest(".board-card");
+    var name = card ? card.dataset.name || card.dataset.machine : "";
+    if (button.dataset.confirm && !window.confirm(fmt(T.confirm[button.dataset.confirm], { machine: name }))) return;
+    var label = T.actions[button.value] || button.value;
+    var status = card && card.querySelector(".cmd-status");
+    if (status) { status.textContent = fmt(T.sending, { action: label }); status.className = "cmd-status"; }
+    var body = new FormData(form);
+    body.set("action", button.value);
+    fetch(form.action, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "Accept": "application/json", "X-CSRFToken": body.get("csrfmiddlewaretoken") }
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (json) {
+        if (!response.ok) {
+          var message = json.error ? json.error.message : String(response.status);
+          if (status) { status.textContent = fmt(T.failed_to_send, { action: label, message: message }); status.className = "cmd-status failed"; }
+          return;
+        }
+        // The ack may have overtaken the response: never overwrite a final answer with "sent".
+        if (!pendingCommands[json.id]) showCommand(json);
+      });
+    }).catch(function (error) {
+      if (status) { status.textContent = fmt(T.failed_to_send, { action: label, message: String(error) }); status.className = "cmd-status failed"; }
+    });
+  });
+
+  var socket = null;
+  var retry = 1000;
+  function setLive(state, text) {
+    if (!liveState) return;
+    liveState.dataset.state = state;
+    liveState.textContent = text;
+  }
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + list.dataset.wsPath);
+    socket.onmessage = function (event) {
+      var frame;
+      try { frame = JSON.parse(event.data); } catch (e) { return; }
+      if (frame.type === "snapshot") {
+        machines = {};
+        frame.machines.forEach(function (m) { machines[m.machine] = m; if (!only || m.machine === only) paint(m); });
+        setLive("live", T.live);
+        retry = 1000;
+      } else if (frame.type === "machine") {
+        apply(frame);
+      } else if (frame.type === "command") {
+        if (frame.result !== "sent") pendingCommands[frame.id] = true;
+        showCommand(frame);
+      }
+    };
+    socket.onclose = function (event) {
+      if (event.code === 4401 || event.code === 4403 || event.code === 4404) {
+        setLive("closed", T.closed);
+        return;
+      }
+      setLive("lost", T.reconnecting);
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 30000);
+    };
+  }
+  // Bookings move on with the clock: ask for a fresh snapshot every minute.
+  setInterval(function () {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "refresh" }));
+  }, 60000);
+  connect();
+})();

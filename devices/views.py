@@ -1,0 +1,232 @@
+"""The live floor board, a machine's live page with its telemetry charts, and remote commands.
+
+Thin views: what a card shows comes from :mod:`devices.board`, commands go
+through :func:`devices.services.send_command`, telemetry comes from the hub's
+store (:func:`devices.influx.telemetry_series`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from fablab.booking.services import user_manages_lab
+from fablab.labs.models import Lab, Machine
+from firmware_bridge import protocol
+
+from . import board, charts
+from .models import STATE_CHOICES, Command
+
+logger = logging.getLogger(__name__)
+
+#: The remote commands, in the order the buttons show them.
+ACTIONS = {
+    "pause": gettext_lazy("Pause"),
+    "resume": gettext_lazy("Resume"),
+    "cancel": gettext_lazy("Cancel job"),
+    "enable": gettext_lazy("Enable"),
+    "disable": gettext_lazy("Disable"),
+}
+assert set(ACTIONS) == set(protocol.ACTIONS), "the board offers exactly the contract's actions"
+#: Actions that stop someone's work: the browser asks before sending them.
+CONFIRM = {"cancel", "disable"}
+HOURS_CHOICES = (1, 3, 6, 12, 24)
+DEFAULT_HOURS = 3
+AUDIT_ROWS = 50
+
+
+def _client_strings() -> dict[str, object]:
+    """Everything board.js writes on the page, translated here (no JavaScript catalogue needed)."""
+    from django.utils.formats import get_format
+
+    return {
+        "states": {key: str(label) for key, label in _state_labels().items()},
+        "readings": {key: str(value) for key, value in charts.LABELS.items()},
+        "units": {name: charts.unit_of(name)[0] for name in charts.LABELS},
+        "actions": {key: str(value) for key, value in ACTIONS.items()},
+        "results": {key: str(label) for key, label in Command.Result.choices},
+        "confirm": {
+            "cancel": _("Cancel the job running on %(machine)s?"),
+            "disable": _("Disable %(machine)s? Whoever is using it will be stopped."),
+        },
+        "booked": _("Booked"),
+        "you": _("You"),
+        "pending": _("awaiting approval"),
+        "free": _("Free"),
+        "none": _("None"),
+        "since": _("since %(time)s"),
+        "until": _("until %(time)s"),
+        "next": _("Next booking"),
+        "now": _("Current booking"),
+        "job": _("Job"),
+        "hidden_job": _("a job"),
+        "progress": _("%(pct)s %% done"),
+        "sending": _("Sending %(action)s…"),
+        "sent": _("%(action)s sent, waiting for the machine…"),
+        "done": _("%(action)s: done."),
+        "refused": _("%(action)s refused: %(message)s"),
+        "no_answer": _("%(action)s: the machine did not answer."),
+        "failed_to_send": _("%(action)s could not be sent: %(message)s"),
+        "live": _("Live"),
+        "reconnecting": _("Connection lost, reconnecting…"),
+        "closed": _("Live updates are not available: please log in again."),
+        "offline": _("offline"),
+        "disabled": _("Disabled"),
+        "decimal_separator": get_format("DECIMAL_SEPARATOR"),
+    }
+
+
+def _state_labels() -> dict[str, object]:
+    return dict(STATE_CHOICES)
+
+
+def _ws_path(lab: Lab) -> str:
+    return f"/ws/labs/{lab.slug}/"
+
+
+@login_required
+def lab_board(request, lab):
+    lab = get_object_or_404(Lab, slug=lab)
+    viewer = board.viewer_for(request.user, lab)
+    cards = board.lab_cards(lab, viewer)
+    context = {
+        "lab": lab,
+        "cards": cards,
+        "manager": viewer.manager,
+        "actions": ACTIONS.items(),
+        "states": STATE_CHOICES,
+        "confirm": CONFIRM,
+        "ws_path": _ws_path(lab),
+        "client": _client_strings(),
+        "time_zone": str(lab.tz),
+    }
+    with timezone.override(lab.tz):
+        return render(request, "devices/board.html", context)
+
+
+def _telemetry(machine: Machine, start: dt.datetime, end: dt.datetime) -> tuple[list[charts.Chart], str]:
+    """The machine's charts, or none and a sentence that says why."""
+    try:
+        from .influx import telemetry_series
+    except ImportError:
+        return [], _("No telemetry store is configured, so there are no charts.")
+    try:
+        series = telemetry_series(lab=machine.lab.slug, machine=machine.slug, start=start, end=end)
+    except Exception:
+        # The charts are a convenience: a store that is down must not take the page with it.
+        logger.warning(
+            "telemetry store query failed for %s/%s", machine.lab.slug, machine.slug, exc_info=True
+        )
+        return [], _("The telemetry store did not answer; the charts will be back when it does.")
+    built = charts.build_charts(series or {}, start=start, end=end)
+    if not built:
+        return [], _("No telemetry in this period.")
+    return built, ""
+
+
+@login_required
+def machine_live(request, lab, machine):
+    machine = get_object_or_404(
+        Machine.objects.select_related("lab", "machine_type"), lab__slug=lab, slug=machine
+    )
+    lab = machine.lab
+    viewer = board.viewer_for(request.user, lab)
+    try:
+        hours = int(request.GET.get("hours", DEFAULT_HOURS))
+    except ValueError:
+        hours = DEFAULT_HOURS
+    if hours not in HOURS_CHOICES:
+        hours = DEFAULT_HOURS
+    end = timezone.now()
+    start = end - dt.timedelta(hours=hours)
+    with timezone.override(lab.tz):
+        chart_list, telemetry_note = _telemetry(machine, start, end)
+        commands = []
+        if viewer.manager:
+            commands = list(Command.objects.filter(machine=machine).select_related("issued_by")[:AUDIT_ROWS])
+            for command in commands:
+                command.action_label = ACTIONS.get(command.action, command.action)
+        context = {
+            "lab": lab,
+            "machine": machine,
+            "cards": [board.machine_card(machine, viewer)],
+            "manager": viewer.manager,
+            "actions": ACTIONS.items(),
+            "states": STATE_CHOICES,
+            "confirm": CONFIRM,
+            "charts": chart_list,
+            "telemetry_note": telemetry_note,
+            "hours": hours,
+            "hours_choices": HOURS_CHOICES,
+            "commands": commands,
+            "ws_path": _ws_path(lab),
+            "client": _client_strings(),
+            "time_zone": str(lab.tz),
+        }
+        return render(request, "devices/machine_live.html", context)
+
+
+def _wants_json(request) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@login_required
+@require_POST
+def machine_command(request, lab, machine):
+    """A lab manager sends ``action`` to the machine; the outcome arrives later on the board."""
+    machine = get_object_or_404(Machine.objects.select_related("lab"), lab__slug=lab, slug=machine)
+    if not user_manages_lab(request.user, machine.lab_id):
+        raise PermissionDenied(_("Only the lab's managers may send commands to its machines."))
+    action = request.POST.get("action", "")
+    back = request.POST.get("next") or reverse("devices:machine", args=[machine.lab.slug, machine.slug])
+    if not back.startswith("/") or back.startswith("//"):
+        back = reverse("devices:machine", args=[machine.lab.slug, machine.slug])
+    if action not in ACTIONS:
+        message = _("Unknown command.")
+        if _wants_json(request):
+            return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
+        messages.error(request, message)
+        return redirect(back)
+    from . import services
+
+    command_error = getattr(services, "CommandError", None)
+    try:
+        command = services.send_command(machine, action, request.user)
+    except Exception as exc:
+        if command_error is None or not isinstance(exc, command_error):
+            raise
+        message = str(getattr(exc, "detail", None) or exc)
+        if _wants_json(request):
+            return JsonResponse(
+                {"error": {"code": getattr(exc, "code", "error"), "message": message}}, status=409
+            )
+        messages.error(
+            request,
+            _("%(action)s could not be sent: %(message)s")
+            % {
+                "action": ACTIONS[action],
+                "message": message,
+            },
+        )
+        return redirect(back)
+    from .live import command_frame
+
+    if _wants_json(request):
+        return JsonResponse(command_frame(command), status=202)
+    messages.success(
+        request,
+        _("%(action)s sent to %(machine)s; its answer shows on this page.")
+        % {"action": ACTIONS[action], "machine": machine.name},
+    )
+    return redirect(back)

@@ -1,0 +1,273 @@
+"""The floor board's WebSocket consumer: who may watch, the snapshot, a frame per change, makers' privacy."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+from django.test import Client
+
+from devices import consumers, live
+from devices.models import Command, MachineStatus
+from devices.routing import websocket_urlpatterns
+from tests.devices.board_fixtures import in_memory_layer, make_board, redis_layer, redis_server  # noqa: F401
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 30
+
+
+def communicator(user, lab_slug: str = "board-lab") -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/labs/{lab_slug}/")
+    comm.scope["user"] = user
+    return comm
+
+
+async def _open(user, lab_slug: str = "board-lab"):
+    comm = communicator(user, lab_slug)
+    connected, _ = await comm.connect(timeout=TIMEOUT)
+    assert connected
+    return comm
+
+
+async def _closed_with(user, lab_slug: str = "board-lab") -> int:
+    comm = await _open(user, lab_slug)
+    message = await comm.receive_output(timeout=TIMEOUT)
+    await comm.wait()
+    assert message["type"] == "websocket.close"
+    return message["code"]
+
+
+def _snapshot_of(user) -> dict:
+    async def scenario():
+        comm = await _open(user)
+        snapshot = await comm.receive_json_from(timeout=TIMEOUT)
+        await comm.disconnect()
+        return snapshot
+
+    return async_to_sync(scenario)()
+
+
+def _by_slug(snapshot: dict) -> dict:
+    return {m["machine"]: m for m in snapshot["machines"]}
+
+
+def test_an_anonymous_visitor_is_closed_with_4401(in_memory_layer):  # noqa: F811
+    make_board()
+    assert async_to_sync(_closed_with)(AnonymousUser()) == consumers.CLOSE_UNAUTHENTICATED
+
+
+def test_an_unknown_lab_is_closed_with_4404(in_memory_layer):  # noqa: F811
+    board = make_board()
+    assert async_to_sync(_closed_with)(board["maker_a"], "no-such-lab") == consumers.CLOSE_NOT_FOUND
+
+
+def test_the_first_frame_is_a_snapshot_of_every_machine(in_memory_layer):  # noqa: F811
+    board = make_board()
+    snapshot = _snapshot_of(board["manager"])
+    assert snapshot["type"] == "snapshot"
+    machines = _by_slug(snapshot)
+    assert set(machines) == {"printer-1", "laser-1"}
+    printer = machines["printer-1"]
+    assert printer["state"] == "running"
+    assert printer["job"] == {"name": "karim-bracket.gcode", "progress_pct": 42.0}
+    assert printer["readings"]["temp_nozzle_c"] == 210.5
+    assert printer["ts"] > 0
+    assert [a["kind"] for a in machines["laser-1"]["alerts"]] == ["silent"]
+
+
+def test_a_manager_sees_who_holds_each_booking(in_memory_layer):  # noqa: F811
+    board = make_board()
+    machines = _by_slug(_snapshot_of(board["manager"]))
+    assert machines["printer-1"]["booking"]["holder"] == "Karim Other"
+    assert machines["laser-1"]["next_booking"]["holder"] == "Anouk Maker"
+    assert machines["laser-1"]["booking"] is None
+
+
+def test_a_maker_sees_no_one_but_themselves(in_memory_layer):  # noqa: F811
+    board = make_board()
+    snapshot = _snapshot_of(board["maker_a"])
+    text = json.dumps(snapshot)
+    for other in ("Karim", "Other", "maker-b", "Mia", "Manager", "manager-m"):
+        assert other not in text
+    machines = _by_slug(snapshot)
+    # Someone else's booking is just "booked"; their job name (often their name) is hidden.
+    assert machines["printer-1"]["booking"] == {
+        "start": board["current"].start.isoformat(),
+        "end": board["current"].end.isoformat(),
+        "mine": False,
+        "pending": False,
+        "holder": None,
+    }
+    assert machines["printer-1"]["job"] == {"name": None, "progress_pct": 42.0}
+    assert machines["laser-1"]["next_booking"]["mine"] is True
+    assert machines["laser-1"]["next_booking"]["holder"] is None
+
+
+def test_the_maker_holding_the_machine_sees_their_own_job(in_memory_layer):  # noqa: F811
+    board = make_board()
+    printer = _by_slug(_snapshot_of(board["maker_b"]))["printer-1"]
+    assert printer["job"]["name"] == "karim-bracket.gcode"
+    assert printer["booking"]["mine"] is True
+    assert printer["booking"]["holder"] is None
+
+
+def _update_printer(state: str, ts: int, job_name: str = "karim-bracket.gcode", progress: float = 50.0):
+    status = MachineStatus.objects.select_related("machine__lab").get(machine__slug="printer-1")
+    status.state = state
+    status.job_name = job_name
+    status.progress_pct = progress
+    status.status_ts = ts
+    status.save()
+    live.push_status(status, ts=ts)
+
+
+def test_every_change_reaches_every_viewer_as_one_frame_filtered_for_each(in_memory_layer):  # noqa: F811
+    board = make_board()
+
+    async def scenario():
+        watchers = {name: await _open(board[name]) for name in ("manager", "maker_a", "maker_b")}
+        for comm in watchers.values():
+            assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await database_sync_to_async(_update_printer)("paused", 1_800_000_000_123, progress=55.5)
+        frames = {name: await comm.receive_json_from(timeout=TIMEOUT) for name, comm in watchers.items()}
+        for comm in watchers.values():
+            assert await comm.receive_nothing(timeout=0.2)
+            await comm.disconnect()
+        return frames
+
+    frames = async_to_sync(scenario)()
+    for frame in frames.values():
+        assert frame["type"] == "machine"
+        assert frame["machine"] == "printer-1"
+        assert frame["state"] == "paused"
+        assert frame["ts"] == 1_800_000_000_123
+        assert frame["job"]["progress_pct"] == 55.5
+    assert frames["manager"]["job"]["name"] == "karim-bracket.gcode"
+    assert frames["maker_b"]["job"]["name"] == "karim-bracket.gcode"
+    assert frames["maker_a"]["job"]["name"] is None
+
+
+def test_command_outcomes_go_to_managers_only(in_memory_layer):  # noqa: F811
+    board = make_board()
+
+    def record_and_push():
+        from django.utils import timezone
+
+        now = timezone.now()
+        command = Command.objects.create(
+            machine=board["printer"],
+            action="pause",
+            issued_by=board["manager"],
+            issued_at=now,
+            expires_at=now,
+            result=Command.Result.FAILED,
+            error_code="invalid_state",
+            error_message="not running",
+        )
+        live.push_command(Command.objects.select_related("machine__lab", "issued_by").get(pk=command.pk))
+        return str(command.pk)
+
+    async def scenario():
+        manager = await _open(board["manager"])
+        maker = await _open(board["maker_a"])
+        await manager.receive_json_from(timeout=TIMEOUT)
+        await maker.receive_json_from(timeout=TIMEOUT)
+        command_id = await database_sync_to_async(record_and_push)()
+        frame = await manager.receive_json_from(timeout=TIMEOUT)
+        nothing = await maker.receive_nothing(timeout=0.5)
+        await manager.disconnect()
+        await maker.disconnect()
+        return command_id, frame, nothing
+
+    command_id, frame, maker_got_nothing = async_to_sync(scenario)()
+    assert frame == {
+        "type": "command",
+        "id": command_id,
+        "machine": "printer-1",
+        "action": "pause",
+        "result": "failed",
+        "error": {"code": "invalid_state", "message": "not running"},
+        "by": "Mia Manager",
+        "at": frame["at"],
+    }
+    assert maker_got_nothing
+
+
+def test_a_refresh_sends_a_new_snapshot(in_memory_layer, monkeypatch):  # noqa: F811
+    board = make_board()
+    monkeypatch.setattr(consumers, "REFRESH_MIN_S", 0.0)
+
+    async def scenario():
+        comm = await _open(board["maker_a"])
+        await comm.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(MachineStatus.objects.filter(machine__slug="laser-1").update)(
+            state="error"
+        )
+        await comm.send_json_to({"type": "refresh"})
+        again = await comm.receive_json_from(timeout=TIMEOUT)
+        await comm.send_json_to({"type": "something else"})
+        nothing = await comm.receive_nothing(timeout=0.2)
+        await comm.disconnect()
+        return again, nothing
+
+    again, nothing = async_to_sync(scenario)()
+    assert again["type"] == "snapshot"
+    assert _by_slug(again)["laser-1"]["state"] == "error"
+    assert nothing
+
+
+def test_the_site_application_authenticates_by_session_and_checks_the_origin(in_memory_layer):  # noqa: F811
+    from fablab.asgi import application
+
+    board = make_board()
+    client = Client()
+    client.force_login(board["maker_a"])
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def connect(origin: bytes):
+        comm = WebsocketCommunicator(
+            application, "/ws/labs/board-lab/", headers=[(b"origin", origin), (b"cookie", cookie)]
+        )
+        connected, _ = await comm.connect(timeout=TIMEOUT)
+        first = await comm.receive_json_from(timeout=TIMEOUT) if connected else None
+        await comm.disconnect()
+        return connected, first
+
+    connected, first = async_to_sync(connect)(b"http://127.0.0.1")
+    assert connected and first["type"] == "snapshot"
+    connected, first = async_to_sync(connect)(b"http://evil.example")
+    assert not connected
+
+
+def test_a_frame_pushed_by_another_process_arrives_through_redis(redis_layer):  # noqa: F811
+    """The hub and the web are separate processes: the push crosses a real Redis channel layer."""
+    board = make_board()
+
+    async def scenario():
+        manager = await _open(board["manager"])
+        maker = await _open(board["maker_a"])
+        await manager.receive_json_from(timeout=TIMEOUT)
+        await maker.receive_json_from(timeout=TIMEOUT)
+        # As the hub does it: a plain thread with its own event loop (async_to_sync inside push_status).
+        pusher = threading.Thread(target=_update_printer, args=("error", 1_800_000_000_999))
+        pusher.start()
+        pusher.join(TIMEOUT)
+        frames = [
+            await manager.receive_json_from(timeout=TIMEOUT),
+            await maker.receive_json_from(timeout=TIMEOUT),
+        ]
+        await manager.disconnect()
+        await maker.disconnect()
+        return frames
+
+    manager_frame, maker_frame = async_to_sync(scenario)()
+    assert manager_frame["state"] == maker_frame["state"] == "error"
+    assert manager_frame["ts"] == maker_frame["ts"] == 1_800_000_000_999
+    assert maker_frame["job"]["name"] is None
