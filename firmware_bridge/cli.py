@@ -40,8 +40,11 @@ def setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
         force=True,
     )
-    # paho logs every packet at DEBUG; keep it out of INFO runs.
-    logging.getLogger("firmware_bridge.paho").setLevel(logging.WARNING)
+    # paho logs every packet at DEBUG and every failed reconnect at ERROR; the transport says the
+    # same in one clear line, so paho speaks only in debug runs.
+    logging.getLogger("firmware_bridge.paho").setLevel(
+        logging.DEBUG if level.lower() == "debug" else logging.CRITICAL
+    )
 
 
 def _load_or_report(path: str, mqtt_url: str | None = None) -> BridgeConfig | None:
@@ -163,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--octoprint-venv", help="OctoPrint's own virtualenv (built on first use)")
     p.add_argument("--speed", type=float, default=1.0, help="simulated machines run this much faster")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument(
+        "--start-disabled",
+        action="store_true",
+        help="keep interlocked machines disabled until a command enables them (default: enable them)",
+    )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_simulate)
     return parser

@@ -78,6 +78,8 @@ class Transport:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_connect_fail = self._on_connect_fail
+        self._failures = 0
         self.client.on_message = self._on_unexpected_message
         self._subs: dict[str, MessageCallback] = {}
         self._subs_lock = threading.Lock()
@@ -158,8 +160,19 @@ class Transport:
         if filters:
             client.subscribe([(f, SubscribeOptions(qos=protocol.QOS)) for f in filters])
         self.generation += 1
+        self._failures = 0
         self._connected.set()
         self.wakeup.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._failures += 1
+        # One line for the first failure, then one now and then: an outage can last hours.
+        if self._failures == 1 or self._failures % 30 == 0:
+            log.warning(
+                "cannot reach broker %s (attempt %d); spooling and retrying with backoff",
+                self.cfg.redacted_url(),
+                self._failures,
+            )
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         was = self._connected.is_set()
