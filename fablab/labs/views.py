@@ -9,6 +9,7 @@ import datetime as dt
 
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 
 from fablab.booking import selectors
 from fablab.members.models import Certification
@@ -72,10 +73,16 @@ def machine_week(request, lab, machine):
         "certified": certified,
         "has_free": any(slot.state == "free" for day in days for slot in day.slots),
     }
-    # htmx asks for the week only; without JavaScript the whole page comes back.
-    template = "labs/_week.html" if request.headers.get("HX-Request") else "labs/machine_week.html"
+    # htmx asks for the week only; without JavaScript the whole page comes back,
+    # and so it does when htmx restores a page missing from its history cache.
+    partial = request.headers.get("HX-Request") == "true" and not request.headers.get(
+        "HX-History-Restore-Request"
+    )
+    template = "labs/_week.html" if partial else "labs/machine_week.html"
     with timezone.override(lab.tz):
-        return render(request, template, context)
+        response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 def _monday(raw: str | None, *, default: dt.date) -> dt.date:

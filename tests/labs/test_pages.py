@@ -142,6 +142,15 @@ def test_htmx_gets_only_the_week(client):
     assert response.status_code == 200
     assert html.lstrip().startswith('<section id="week"')
     assert "<html" not in html
+    assert "HX-Request" in response["Vary"]
+
+
+def test_htmx_history_restore_gets_the_whole_page(client):
+    machine = MachineFactory()
+    response = client.get(
+        week_url(machine, next_monday()), headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
+    assert "<html" in response.content.decode()
 
 
 @pytest.mark.parametrize("week", ["garbage", "0001-01-01", "9999-12-31", "2026-02-30", "", "%00"])
