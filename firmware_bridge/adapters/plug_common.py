@@ -307,6 +307,7 @@ class PlugAdapter(Adapter):
         self._relay_on: bool | None = None  # None: unknown
         self._relay_seq = 0  # bumps on every relay report, so a waiter sees even an unchanged state
         self._restore_pending = interlock  # apply the wanted state once the relay state is known
+        self._restore_to: bool | None = None  # the relay state poll() must restore
         self._query_wanted = False
         self._job: JobInfo | None = None
         self._job_energy_start: float | None = None
@@ -346,20 +347,19 @@ class PlugAdapter(Adapter):
             if transition is not None:
                 self._apply_transition(transition)
             query, self._query_wanted = self._query_wanted, False
+            restoring = self._restore_to is not None
             switch_to = self._enforcement_needed(now)
         if query:
             self._query_relay()
-        if switch_to is not None:
-            log.warning(
-                "%s: relay found %s while the machine should be %s; switching it %s",
-                self.machine,
-                "off" if switch_to else "on",
-                "enabled" if switch_to else "disabled",
-                "on" if switch_to else "off",
-            )
+        if switch_to is None:
+            return
+        if restoring:
+            log.info("%s: restoring the relay %s", self.machine, "on" if switch_to else "off")
             self._send_relay(switch_to)
-            if not switch_to:
-                self.sink.event("interlock_enforced", detail={"relay": "off"})
+            return
+        log.warning("%s: relay found on while the machine is disabled; switching it off", self.machine)
+        self._send_relay(False)
+        self.sink.event("interlock_enforced", detail={"relay": "off"})
 
     def close(self) -> None:
         with self._relay_cond:
@@ -388,7 +388,9 @@ class PlugAdapter(Adapter):
         with self._state_lock:
             self._enabled = enabled
             self._restore_pending = initial
+            self._restore_to = None
             if initial:
+                self._decide_restore()
                 return
             if self._online is False:
                 raise CommandError("device_error", f"the plug of {self.machine} is offline")
@@ -406,16 +408,21 @@ class PlugAdapter(Adapter):
                     )
                 self._relay_cond.wait(remaining)
 
+    def _decide_restore(self) -> None:
+        """Under the state lock: compare the wanted start state with the first relay state reported."""
+        if self._restore_pending and self._relay_on is not None and self._online is True:
+            self._restore_pending = False
+            if self._relay_on is not self._enabled:
+                self._restore_to = self._enabled
+
     def _enforcement_needed(self, now: float) -> bool | None:
         """Under the state lock: the relay state to command now, or None."""
         if not self.interlock or self._relay_on is None or self._online is not True:
             return None
-        if self._restore_pending:
-            self._restore_pending = False
-            if self._relay_on is not self._enabled:
-                self._last_enforce = now
-                return self._enabled
-            return None
+        if self._restore_to is not None:
+            restore, self._restore_to = self._restore_to, None
+            self._last_enforce = now
+            return restore
         # At run time only ever switch off: never power a machine up unasked.
         if not self._enabled and self._relay_on and now - self._last_enforce >= self.confirm_timeout_s:
             self._last_enforce = now
@@ -433,8 +440,8 @@ class PlugAdapter(Adapter):
     def _heard(self) -> None:
         """Under the state lock: any message from the plug; it proves it online unless an LWT says otherwise."""
         if not self._lwt_seen and self._online is not True:
+            self._query_wanted = self._online is False
             self._online = True
-            self._query_wanted = True
 
     def _on_online(self, online: bool) -> None:
         """The plug's LWT topic (retained): online or offline."""
@@ -445,8 +452,9 @@ class PlugAdapter(Adapter):
             if not online:
                 # Unknown until the plug tells again; also wakes command waiters to time out cleanly.
                 self._relay_on = None
-            elif was is not True:
-                # Back online: the relay or the counter may have changed while it was away.
+            elif was is False:
+                # Back online: the relay or the counter may have changed while it was away. (The
+                # first time, setup() has asked already.)
                 self._query_wanted = True
             self._report_status()
         self._notify_relay()
@@ -459,6 +467,7 @@ class PlugAdapter(Adapter):
             changed = self._relay_on is not None and self._relay_on is not on
             self._relay_on = on
             self._relay_seq += 1
+            self._decide_restore()
             if not on:
                 transition = self.detector.force_idle(now, self.energy.total_wh)
                 if transition is not None:

@@ -191,7 +191,10 @@ class Observer:
         subscribed = threading.Event()
 
         def on_connect(c: mqtt.Client, *args: Any) -> None:
-            c.subscribe([(f, 1) for f in filters])
+            if filters:
+                c.subscribe([(f, 1) for f in filters])
+            else:
+                subscribed.set()
 
         self.client.on_connect = on_connect
         self.client.on_subscribe = lambda *a: subscribed.set()
@@ -220,7 +223,9 @@ class Observer:
             if result:
                 return result
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; got {self.messages[-15:]}")
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}; got {self.messages[-15:]}"
+                )
             with self._cond:
                 self._cond.wait(0.05)
 
