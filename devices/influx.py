@@ -1,0 +1,314 @@
+"""The telemetry store: one class over InfluxDB's two wire APIs.
+
+* v1 API — ``POST /write?db=&precision=ms`` and InfluxQL ``/query`` — which
+  InfluxDB 1.x, 2.x (DBRP mapping) and 3.x all accept. It is carried by
+  influxdb-client's low-level ``ApiClient.call_api`` (the library's high-level
+  APIs are v2-only, and Debian's InfluxDB 1.6 answers 404 to every ``/api/v2``).
+* v2 API — ``/api/v2/write`` through influxdb-client's *synchronous* write API,
+  for InfluxDB 2.x/3.x/Cloud with a token; chosen when ``INFLUX_TOKEN`` is set
+  (org and bucket from ``INFLUX_ORG``/``INFLUX_BUCKET``). Queries still use
+  InfluxQL on ``/query`` (Flux is not in InfluxDB 3).
+
+Writes are synchronous and raise on failure: :class:`InfluxUnavailable` when
+the server cannot take the batch now (connection refused, timeout, 5xx, 404
+database not found — retry or spool it) and :class:`InfluxRejected` when it
+refuses the data itself (400). The caller (the hub) batches about 5,000 lines
+or one second, and acknowledges the MQTT messages only after a write returned.
+
+Line protocol: measurement ``telemetry`` (fields = the reading's values) and
+``machine_state`` (``state`` as a string field, ``code`` numeric), tags
+``adapter``, ``lab``, ``machine``, ``machine_type``, timestamp = the message's
+``ts`` in milliseconds, so a replayed message overwrites itself. Every number is
+written as a float, so a field's type never conflicts. :func:`telemetry_line`
+is a fast formatter; ``tests/devices/test_influx.py`` proves with hypothesis
+that it is byte-identical to influxdb-client's ``Point.to_line_protocol()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from influxdb_client import InfluxDBClient, Point, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+
+log = logging.getLogger(__name__)
+
+TELEMETRY = "telemetry"
+MACHINE_STATE = "machine_state"
+HUB = "hub"
+#: Numeric code of each state in ``machine_state.code`` (charts plot numbers).
+STATE_CODES = {"offline": 0.0, "idle": 1.0, "running": 2.0, "paused": 3.0, "error": 4.0}
+
+_ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+class InfluxError(Exception):
+    """A write or query did not succeed."""
+
+
+class InfluxUnavailable(InfluxError):
+    """The server cannot take the write now (down, timeout, 5xx, unknown database): retry or spool."""
+
+
+class InfluxRejected(InfluxError):
+    """The server refused the data itself (400): retrying the same lines cannot help."""
+
+
+# ----------------------------------------------------------------------------- line protocol
+
+
+def _tag_value(value: str) -> str:
+    escaped = value.translate(_ESCAPE_KEY)
+    return escaped + " " if escaped.endswith("\\") else escaped
+
+
+def tag_prefix(measurement: str, tags: Mapping[str, str | None]) -> str:
+    """``measurement,k=v,… `` (tags sorted by key; empty or None values left out, like ``Point``)."""
+    parts = [measurement.translate(_ESCAPE_MEASUREMENT)]
+    for key, value in sorted(tags.items()):
+        if value is None:
+            continue
+        k, v = str(key).translate(_ESCAPE_KEY), _tag_value(str(value))
+        if k and v:
+            parts.append(f"{k}={v}")
+    return ",".join(parts) + " "
+
+
+def _float(value: float) -> str:
+    s = str(value)
+    return s[:-2] if s.endswith(".0") else s
+
+
+def fields_line(prefix: str, fields: Mapping[str, float], ts_ms: int) -> str:
+    """One line from a :func:`tag_prefix`, numeric fields (written as floats) and a ms timestamp.
+
+    Non-finite values are left out (as ``Point`` does); returns "" when no field is left.
+    """
+    out = []
+    for key, value in sorted(fields.items()):
+        f = float(value)
+        if math.isfinite(f):
+            out.append(f"{key.translate(_ESCAPE_KEY)}={_float(f)}")
+    if not out:
+        return ""
+    return f"{prefix}{','.join(out)} {int(ts_ms)}"
+
+
+def telemetry_tags(*, lab: str, machine: str, machine_type: str, adapter: str) -> dict[str, str]:
+    return {"lab": lab, "machine": machine, "machine_type": machine_type, "adapter": adapter}
+
+
+def telemetry_line(tags: Mapping[str, str], values: Mapping[str, float], ts_ms: int) -> str:
+    """The ``telemetry`` line of one reading (see :func:`telemetry_point` for the reference)."""
+    return fields_line(tag_prefix(TELEMETRY, tags), values, ts_ms)
+
+
+def telemetry_point(tags: Mapping[str, str], values: Mapping[str, float], ts_ms: int) -> Point:
+    """The same reading as an influxdb-client ``Point`` (the reference the fast formatter matches)."""
+    point = Point(TELEMETRY)
+    for key, value in tags.items():
+        point.tag(key, value)
+    for key, value in values.items():
+        point.field(key, float(value))
+    return point.time(int(ts_ms), WritePrecision.MS)
+
+
+def state_line(tags: Mapping[str, str], state: str, ts_ms: int) -> str:
+    """A ``machine_state`` line: ``state`` as a string field plus its numeric ``code``."""
+    point = (
+        Point(MACHINE_STATE)
+        .field("state", state)
+        .field("code", STATE_CODES.get(state, -1.0))
+        .time(int(ts_ms), WritePrecision.MS)
+    )
+    for key, value in tags.items():
+        point.tag(key, value)
+    return point.to_line_protocol()
+
+
+# ------------------------------------------------------------------------------------ store
+
+
+class InfluxStore:
+    """Writes line protocol and runs InfluxQL against one InfluxDB server.
+
+    ``token`` set → v2 writes to ``org``/``bucket`` (queries through the v1
+    compatibility ``/query`` on ``database``, which defaults to the bucket);
+    otherwise v1 writes to ``database``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str = "",
+        token: str = "",
+        org: str = "",
+        bucket: str = "",
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token or ""
+        self.v2 = bool(self.token)
+        self.org = org
+        self.bucket = bucket or database
+        self.database = database or bucket
+        if self.v2 and not (self.org and self.bucket):
+            raise ValueError("INFLUX_TOKEN is set: INFLUX_ORG and INFLUX_BUCKET are needed too")
+        if not self.v2 and not self.database:
+            raise ValueError("INFLUX_DATABASE must name the database")
+        # retries=False: a failed write surfaces at once; the hub decides (spool) instead of blocking.
+        self._client = InfluxDBClient(
+            url=self.url,
+            token=self.token or None,
+            org=org or None,
+            timeout=int(timeout_s * 1000),
+            retries=False,
+        )
+        self._api = self._client.api_client
+        # Explicit header: the generated auth_settings() also builds basic auth and fails without a user.
+        self._auth_headers = {"Authorization": f"Token {self.token}"} if self.v2 else {}
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS) if self.v2 else None
+
+    @classmethod
+    def from_settings(cls) -> InfluxStore:
+        from django.conf import settings
+
+        return cls(
+            settings.INFLUX_URL,
+            database=settings.INFLUX_DATABASE,
+            token=settings.INFLUX_TOKEN,
+            org=settings.INFLUX_ORG,
+            bucket=settings.INFLUX_BUCKET,
+        )
+
+    @property
+    def api(self) -> str:
+        return "v2" if self.v2 else "v1"
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- writes
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Write line-protocol lines (ms timestamps) in one request; raise :class:`InfluxError` on failure."""
+        if not lines:
+            return
+        body = "\n".join(lines)
+        try:
+            if self._write_api is not None:
+                self._write_api.write(
+                    bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.MS
+                )
+            else:
+                self._api.call_api(
+                    "/write",
+                    "POST",
+                    query_params=[("db", self.database), ("precision", "ms")],
+                    header_params={"Content-Type": "text/plain; charset=utf-8"},
+                    body=body.encode("utf-8"),
+                    response_type=None,
+                    auth_settings=[],
+                    _return_http_data_only=True,
+                )
+        except ApiException as exc:
+            raise self._api_error(exc, "write") from None
+        except Exception as exc:  # urllib3 connection errors, timeouts, resets
+            raise InfluxUnavailable(f"InfluxDB write to {self.url} failed: {exc}") from None
+
+    @staticmethod
+    def _api_error(exc: ApiException, what: str) -> InfluxError:
+        body = (exc.body or b"")[:500] if isinstance(exc.body, bytes | str) else ""
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        message = f"InfluxDB {what}: HTTP {exc.status} {body}".strip()
+        # 404 = database/bucket not found (yet): a configuration the operator can fix, keep the data.
+        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 408, 429):
+            return InfluxRejected(message)
+        return InfluxUnavailable(message)
+
+    # -- queries (InfluxQL, v1 /query; v2 servers map it through DBRP)
+
+    def query(self, q: str, *, database: str | None = None) -> list[dict[str, Any]]:
+        """Run one InfluxQL statement; return its series (timestamps as epoch ms)."""
+        params = [("q", q), ("epoch", "ms")]
+        db = self.database if database is None else database
+        if db:
+            params.append(("db", db))
+        try:
+            resp = self._api.call_api(
+                "/query",
+                "POST",
+                query_params=params,
+                header_params={"Accept": "application/json", **self._auth_headers},
+                response_type=None,
+                auth_settings=[],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+            data = json.loads(resp.data)
+        except ApiException as exc:
+            raise self._api_error(exc, "query") from None
+        except Exception as exc:
+            raise InfluxUnavailable(f"InfluxDB query on {self.url} failed: {exc}") from None
+        result = (data.get("results") or [{}])[0]
+        if "error" in result:
+            raise InfluxRejected(f"InfluxQL error: {result['error']}")
+        return result.get("series", [])
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except Exception:
+            return False
+
+    def ensure_database(self) -> None:
+        """Create the v1 database if it is missing (idempotent; v2 buckets are made by their admin)."""
+        if not self.v2:
+            self.query(f"CREATE DATABASE {quote_ident(self.database)}", database="")
+
+    def telemetry_series(
+        self, lab: str, machine: str, since: datetime | int, fields: Iterable[str] | None = None
+    ) -> dict[str, list[tuple[int, float]]]:
+        """The machine's telemetry since ``since`` (datetime or epoch ms): ``{field: [(ts_ms, value), …]}``.
+
+        For the machine page's charts. ``fields`` None means every field.
+        """
+        since_ms = int(since.timestamp() * 1000) if isinstance(since, datetime) else int(since)
+        names = list(fields) if fields is not None else None
+        select = ", ".join(quote_ident(f) for f in names) if names else "*"
+        q = (
+            f"SELECT {select} FROM {quote_ident(TELEMETRY)} WHERE lab = {quote_str(lab)} "  # noqa: S608 - quoted
+            f"AND machine = {quote_str(machine)} AND time >= {since_ms}ms ORDER BY time ASC"
+        )
+        series = self.query(q)
+        out: dict[str, list[tuple[int, float]]] = {name: [] for name in names or []}
+        tag_columns = {"lab", "machine", "machine_type", "adapter"}
+        for s in series:
+            columns = s.get("columns", [])
+            for row in s.get("values", []):
+                ts = int(row[0])
+                for name, value in zip(columns[1:], row[1:], strict=False):
+                    if value is None or name in tag_columns or isinstance(value, str):
+                        continue
+                    out.setdefault(name, []).append((ts, float(value)))
+        return out
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL double-quoted identifier."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quote_str(value: str) -> str:
+    """An InfluxQL single-quoted string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

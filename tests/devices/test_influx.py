@@ -1,0 +1,169 @@
+"""The telemetry store against a real InfluxDB: v1 API directly, v2 API through a loopback shim."""
+
+from __future__ import annotations
+
+import signal
+import string
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devices.influx import (
+    InfluxRejected,
+    InfluxStore,
+    InfluxUnavailable,
+    state_line,
+    telemetry_line,
+    telemetry_point,
+    telemetry_tags,
+)
+from devices.influx_spool import Spool
+from tests.support.influx_v2_shim import InfluxV2Shim
+
+TAGS = telemetry_tags(lab="bxl-centre", machine="prusa-1", machine_type="3d-printer", adapter="octoprint")
+T0 = 1_780_000_000_000
+
+# Tag values and field names with every character line protocol escapes, and then some.
+text = st.text(alphabet=string.ascii_letters + string.digits + " ,=\\\"'\t\r\n_-.éß€", max_size=12)
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**53), max_value=2**53),
+)
+
+
+@given(
+    tags=st.fixed_dictionaries({"lab": text, "machine": text, "machine_type": text, "adapter": text}),
+    values=st.dictionaries(text.filter(bool), numbers, max_size=6),
+    ts=st.integers(min_value=0, max_value=2**42),
+)
+def test_the_fast_formatter_is_byte_identical_to_influxdb_client_point(tags, values, ts):
+    assert telemetry_line(tags, values, ts) == telemetry_point(tags, values, ts).to_line_protocol()
+
+
+def test_numbers_are_written_as_floats_and_tags_sorted():
+    line = telemetry_line(TAGS, {"temp_nozzle_c": 215, "power_w": 12.5}, T0)
+    assert line == (
+        "telemetry,adapter=octoprint,lab=bxl-centre,machine=prusa-1,machine_type=3d-printer "
+        f"power_w=12.5,temp_nozzle_c=215 {T0}"
+    )
+    assert "215i" not in line
+
+
+def test_v1_round_trip(influx):
+    store = InfluxStore(influx.url, database=influx.database)
+    assert store.api == "v1"
+    lines = [
+        telemetry_line(TAGS, {"temp_nozzle_c": 200 + i, "temp_bed_c": 60.5}, T0 + i * 1000) for i in range(10)
+    ]
+    # An integer first and a float later in the same field: no type conflict, because both are floats.
+    lines.append(telemetry_line(TAGS, {"temp_nozzle_c": 215.25}, T0 + 10_000))
+    lines.append(state_line(TAGS, "running", T0))
+    store.write_lines(lines)
+
+    series = store.telemetry_series("bxl-centre", "prusa-1", T0, ["temp_nozzle_c", "temp_bed_c"])
+    assert series["temp_nozzle_c"][:3] == [(T0, 200.0), (T0 + 1000, 201.0), (T0 + 2000, 202.0)]
+    assert series["temp_nozzle_c"][-1] == (T0 + 10_000, 215.25)
+    assert len(series["temp_bed_c"]) == 10
+    assert (
+        store.telemetry_series("bxl-centre", "prusa-1", T0 + 5000, ["temp_bed_c"])["temp_bed_c"][0][0]
+        == T0 + 5000
+    )
+    assert store.telemetry_series("bxl-centre", "other", T0, ["temp_bed_c"]) == {"temp_bed_c": []}
+
+    tags = influx.query('SHOW TAG KEYS FROM "telemetry"')[0]["values"]
+    assert sorted(v[0] for v in tags) == ["adapter", "lab", "machine", "machine_type"]
+    state = influx.query('SELECT "state", "code" FROM "machine_state"')[0]
+    assert state["values"] == [[T0, "running", 2]]
+
+
+def test_a_replayed_point_overwrites_itself(influx):
+    store = InfluxStore(influx.url, database=influx.database)
+    line = telemetry_line(TAGS, {"power_w": 5.0}, T0)
+    store.write_lines([line])
+    store.write_lines([line, line])
+    assert influx.count('SELECT count("power_w") FROM "telemetry"') == 1
+
+
+def test_v1_errors_are_raised_never_swallowed(influx, tmp_path):
+    store = InfluxStore(influx.url, database="does-not-exist")
+    with pytest.raises(InfluxUnavailable, match="404"):
+        store.write_lines([telemetry_line(TAGS, {"power_w": 1.0}, T0)])
+    good = InfluxStore(influx.url, database=influx.database)
+    with pytest.raises(InfluxRejected, match="400"):
+        good.write_lines(["telemetry,lab=x power_w=notanumber 1"])
+    influx.stop()
+    with pytest.raises(InfluxUnavailable):
+        good.write_lines([telemetry_line(TAGS, {"power_w": 1.0}, T0)])
+    assert not good.ping()
+
+
+def test_ensure_database_creates_it(influx):
+    store = InfluxStore(influx.url, database="fresh")
+    store.ensure_database()
+    store.ensure_database()
+    store.write_lines([telemetry_line(TAGS, {"power_w": 1.0}, T0)])
+    assert influx.count('SELECT count("power_w") FROM "fresh".."telemetry"') == 1
+
+
+@pytest.fixture
+def shim(influx):
+    with InfluxV2Shim(influx.url, token="s3cret-token", org="fablab-org") as s:
+        yield s
+
+
+def test_v2_round_trip_through_the_shim(influx, shim):
+    store = InfluxStore(shim.url, token="s3cret-token", org="fablab-org", bucket=influx.database)
+    assert store.api == "v2"
+    lines = [telemetry_line(TAGS, {"power_w": 100.0 + i}, T0 + i) for i in range(50)]
+    store.write_lines(lines)
+    # The write went through influxdb-client's v2 write API, at ms precision, with the token.
+    assert any(p.startswith("/api/v2/write?") and "precision=ms" in p for _m, p in shim.requests)
+    assert influx.count('SELECT count("power_w") FROM "telemetry"') == 50
+    series = store.telemetry_series("bxl-centre", "prusa-1", T0, ["power_w"])
+    assert series["power_w"][0] == (T0, 100.0) and len(series["power_w"]) == 50
+
+
+def test_v2_with_a_wrong_token_is_an_error(influx, shim):
+    store = InfluxStore(shim.url, token="wrong", org="fablab-org", bucket=influx.database)
+    with pytest.raises(InfluxUnavailable, match="401"):
+        store.write_lines([telemetry_line(TAGS, {"power_w": 1.0}, T0)])
+    assert influx.count('SELECT count("power_w") FROM "telemetry"') == 0
+
+
+def test_v2_needs_org_and_bucket():
+    with pytest.raises(ValueError, match="INFLUX_ORG"):
+        InfluxStore("http://127.0.0.1:1", token="t")
+
+
+def test_the_spool_keeps_batches_until_influxdb_is_back(influx, tmp_path: Path):
+    store = InfluxStore(influx.url, database=influx.database)
+    spool = Spool(tmp_path / "spool.sqlite3")
+    influx.stop(signal.SIGKILL)
+    batch1 = [telemetry_line(TAGS, {"power_w": float(i)}, T0 + i) for i in range(100)]
+    batch2 = [telemetry_line(TAGS, {"power_w": float(i)}, T0 + i) for i in range(100, 150)]
+    for batch in (batch1, batch2):
+        with pytest.raises(InfluxUnavailable):
+            store.write_lines(batch)
+        spool.append(batch)
+    with pytest.raises(InfluxUnavailable):
+        spool.drain(store.write_lines)
+    assert spool.pending() == 150
+    spool.close()
+
+    spool = Spool(tmp_path / "spool.sqlite3")  # survives a restart
+    assert spool.pending() == 150
+    influx.start()
+    assert spool.drain(store.write_lines) == 150
+    assert spool.pending() == 0
+    assert influx.count('SELECT count("power_w") FROM "telemetry"') == 150
+
+
+def test_the_spool_keeps_refused_batches_apart(influx, tmp_path: Path):
+    store = InfluxStore(influx.url, database=influx.database)
+    spool = Spool(tmp_path / "spool.sqlite3")
+    spool.append(["telemetry,lab=x power_w=oops 1"])
+    spool.append([telemetry_line(TAGS, {"power_w": 1.0}, T0)])
+    assert spool.drain(store.write_lines) == 1
+    assert spool.pending() == 0 and spool.rejected() == 1
