@@ -308,6 +308,11 @@ class GrblAdapter(Adapter):
         return gp.state_name(report)
 
     @property
+    def sender_attached(self) -> bool:
+        """True while a sender has the pass-through open (checked every I/O cycle, ~50 ms)."""
+        return self._sender_attached
+
+    @property
     def laser_mode(self) -> bool:
         return bool(self.settings.get(32, 0))
 
@@ -769,6 +774,9 @@ class GrblAdapter(Adapter):
 
     def _on_message(self, message: gp.Message) -> None:
         log.info("%s: [MSG:%s]", self.machine, message.text)
+        if "to unlock" in message.text and self._report is not None and self._report.state != "Alarm":
+            self._report = dataclasses.replace(self._report, state="Alarm", substate=None)
+            self._publish_status()
         self.sink.event(
             "grbl_message", job=self._job.info() if self._job else None, detail={"text": message.text}
         )
@@ -799,9 +807,13 @@ class GrblAdapter(Adapter):
         self._sender_lines = 0
         self._sender_acks = 0
         if self._report is not None:
-            self._report = None
-        # Ask at once: the welcome says nothing about the state (Alarm after a reset while moving).
-        self._last_poll = 0.0
+            # As GRBL does: an alarm (or sleep) survives the reset, anything else comes back Idle.
+            # "[MSG:'$H'|'$X' to unlock]" confirms an alarm; the next report tells the rest.
+            prior = self._report.state
+            state = "Alarm" if prior in ("Alarm", "Sleep") else "Idle"
+            self._report = dataclasses.replace(self._report, state=state, substate=None)
+        self._last_poll = 0.0  # ask at once
+        self._publish_status()
 
     # --- from the sender ---------------------------------------------------------------------------------
 
@@ -1205,6 +1217,26 @@ class _FileSender:
         all_lines = [marker, *self.lines]
         total = len(all_lines)
         self._print(f"{self.name}: sending {len(self.lines)} lines")
+        # The marker goes alone: a pass-through that refuses the job (interlock) answers it with an
+        # error before any motion line is on its way.
+        self.ser.write(marker.encode("ascii") + b"\n")
+        self.inflight.append(len(marker) + 1)
+        self.sent = 1
+        end = time.monotonic() + 10.0
+        while self.acked == 0:
+            if time.monotonic() > end:
+                self._print(f"{self.name}: no answer from the controller")
+                return 1
+            for text in self._lines_in(0.1):
+                parsed = gp.parse_line(text)
+                if isinstance(parsed, gp.Message):
+                    self._print(f"[{parsed.kind}:{parsed.text}]")
+                elif isinstance(parsed, gp.Error):
+                    self._print(f"{self.name}: refused (error:{parsed.code}: {parsed.meaning})")
+                    return 1
+                elif isinstance(parsed, gp.Ok):
+                    self.inflight.popleft()
+                    self.acked = 1
         last_query = 0.0
         finished_at: float | None = None
         try:
