@@ -95,6 +95,10 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
     async def board_frame(self, event: dict[str, Any]) -> None:
         """One machine changed (``devices.live.push_status``)."""
         frame = event["frame"]
+        if frame.get("type") == "command":  # a command's outcome sent as a plain frame: managers only
+            if self.viewer.manager:
+                await self.send_json(frame)
+            return
         mine = await self._holds(frame.get("machine", ""))
         await self.send_json(board.for_viewer(frame, self.viewer, mine=mine))
 

@@ -37,6 +37,18 @@ def machine_frame(status) -> dict[str, Any]:
     }
 
 
+def open_alerts(machine_id: int) -> list[dict[str, Any]]:
+    """The machine's open alerts for the board's badges (kinds; the page translates them)."""
+    from .models import Alert
+
+    return [
+        {"kind": kind, "since": raised_at.isoformat()}
+        for kind, raised_at in Alert.objects.filter(machine_id=machine_id, cleared_at__isnull=True)
+        .order_by("raised_at")
+        .values_list("kind", "raised_at")
+    ]
+
+
 def push_status(status, *, ts: int | None = None) -> None:
     """Send one machine's frame to everyone watching its lab. ``ts`` is the source message's epoch ms."""
     layer = get_channel_layer()
@@ -45,6 +57,7 @@ def push_status(status, *, ts: int | None = None) -> None:
     frame = machine_frame(status)
     if ts is not None:
         frame["ts"] = ts
+    frame["alerts"] = open_alerts(status.machine_id)
     async_to_sync(layer.group_send)(
         group_name(status.machine.lab.slug), {"type": "board.frame", "frame": frame}
     )

@@ -25,8 +25,9 @@ from fablab.booking.services import user_manages_lab
 from fablab.labs.models import Lab, Machine
 from firmware_bridge import protocol
 
-from . import board, charts
-from .models import STATE_CHOICES, Command
+from . import board, charts, services
+from .live import command_frame, push_command
+from .models import STATE_CHOICES, Alert, Command
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def _client_strings() -> dict[str, object]:
         "units": {name: charts.unit_of(name)[0] for name in charts.LABELS},
         "actions": {key: str(value) for key, value in ACTIONS.items()},
         "results": {key: str(label) for key, label in Command.Result.choices},
+        "alerts": {key: str(label) for key, label in Alert.Kind.choices},
         "confirm": {
             "cancel": _("Cancel the job running on %(machine)s?"),
             "disable": _("Disable %(machine)s? Whoever is using it will be stopped."),
@@ -115,21 +117,41 @@ def lab_board(request, lab):
         return render(request, "devices/board.html", context)
 
 
+def telemetry_series(machine: Machine, start: dt.datetime, end: dt.datetime) -> dict[str, list]:
+    """``{field: [(epoch ms, value), ...]}`` of the machine from ``start`` to ``end``, from the hub's store.
+
+    Raises :class:`LookupError` when no store is configured (or its module
+    is missing), anything else when the store does not answer.
+    """
+    try:
+        from .influx import InfluxStore
+    except ImportError as exc:
+        raise LookupError("no telemetry store") from exc
+    try:
+        store = InfluxStore.from_settings()
+    except ValueError as exc:  # a missing database name or v2 settings
+        raise LookupError(str(exc)) from exc
+    try:
+        series = store.telemetry_series(machine.lab.slug, machine.slug, start)
+    finally:
+        store.close()
+    end_ms = int(end.timestamp() * 1000)
+    return {name: [p for p in points if p[0] <= end_ms] for name, points in (series or {}).items()}
+
+
 def _telemetry(machine: Machine, start: dt.datetime, end: dt.datetime) -> tuple[list[charts.Chart], str]:
     """The machine's charts, or none and a sentence that says why."""
     try:
-        from .influx import telemetry_series
-    except ImportError:
+        series = telemetry_series(machine, start, end)
+    except LookupError:
         return [], _("No telemetry store is configured, so there are no charts.")
-    try:
-        series = telemetry_series(lab=machine.lab.slug, machine=machine.slug, start=start, end=end)
     except Exception:
         # The charts are a convenience: a store that is down must not take the page with it.
         logger.warning(
             "telemetry store query failed for %s/%s", machine.lab.slug, machine.slug, exc_info=True
         )
         return [], _("The telemetry store did not answer; the charts will be back when it does.")
-    built = charts.build_charts(series or {}, start=start, end=end)
+    built = charts.build_charts(series, start=start, end=end)
     if not built:
         return [], _("No telemetry in this period.")
     return built, ""
@@ -198,29 +220,21 @@ def machine_command(request, lab, machine):
             return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
         messages.error(request, message)
         return redirect(back)
-    from . import services
-
-    command_error = getattr(services, "CommandError", None)
+    command = services.send_command(machine, action, request.user)
     try:
-        command = services.send_command(machine, action, request.user)
-    except Exception as exc:
-        if command_error is None or not isinstance(exc, command_error):
-            raise
-        message = str(getattr(exc, "detail", None) or exc)
+        # Other managers watching the board see it go out too.
+        push_command(command)
+    except Exception:
+        logger.warning("could not push command %s to the board", command.pk, exc_info=True)
+    if command.result == Command.Result.FAILED:
+        message = command.error_message or command.error_code
         if _wants_json(request):
-            return JsonResponse(
-                {"error": {"code": getattr(exc, "code", "error"), "message": message}}, status=409
-            )
+            return JsonResponse(command_frame(command), status=502)
         messages.error(
             request,
-            _("%(action)s could not be sent: %(message)s")
-            % {
-                "action": ACTIONS[action],
-                "message": message,
-            },
+            _("%(action)s could not be sent: %(message)s") % {"action": ACTIONS[action], "message": message},
         )
         return redirect(back)
-    from .live import command_frame
 
     if _wants_json(request):
         return JsonResponse(command_frame(command), status=202)

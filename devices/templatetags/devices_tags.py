@@ -43,7 +43,7 @@ def card_readings(readings: Any) -> list[tuple[str, str, str]]:
         if value is None:
             continue
         unit, _title = unit_of(name)
-        shown = formats.number_format(value, 0 if abs(value) >= 100 else 1)
+        shown = formats.number_format(value, 0 if abs(value) >= 1000 else 1)
         out.append((name, str(LABELS.get(name, name)), f"{shown} {unit}".strip()))
     return out
 

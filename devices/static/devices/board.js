@@ -40,7 +40,7 @@
     return new Intl.DateTimeFormat(lang, { weekday: "short", hour: "2-digit", minute: "2-digit", timeZone: tz }).format(d);
   }
   function number(value) {
-    var digits = Math.abs(value) >= 100 ? 0 : 1;
+    var digits = Math.abs(value) >= 1000 ? 0 : 1;
     return new Intl.NumberFormat(lang, { maximumFractionDigits: digits, minimumFractionDigits: digits }).format(value);
   }
   function readingValue(raw) {
@@ -128,7 +128,7 @@
     var alerts = field(card, "alerts");
     clear(alerts);
     (data.alerts || []).forEach(function (alert) {
-      alerts.appendChild(el("li", "badge alert alert-" + alert.kind, alert.label));
+      alerts.appendChild(el("li", "badge alert alert-" + alert.kind, alert.label || T.alerts[alert.kind] || alert.kind));
     });
     if (data.error && data.error.code) {
       alerts.appendChild(el("li", "badge alert alert-error",
