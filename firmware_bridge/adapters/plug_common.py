@@ -314,6 +314,8 @@ class PlugAdapter(Adapter):
         self._reported: tuple[str, JobInfo | None, bool] | None = None
         self._subscribed = False
         self._last_enforce = -math.inf
+        self._enforced_seq = -1
+        self._commands_in_flight = 0
 
     # -- what concrete adapters implement -------------------------------------------------------
 
@@ -395,18 +397,25 @@ class PlugAdapter(Adapter):
             if self._online is False:
                 raise CommandError("device_error", f"the plug of {self.machine} is offline")
             seq0 = self._relay_seq
-        self._send_relay(enabled)
-        deadline = time.monotonic() + self.confirm_timeout_s
-        with self._relay_cond:
-            while not (self._relay_seq > seq0 and self._relay_on is enabled):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise CommandError(
-                        "device_error",
-                        f"the plug of {self.machine} did not confirm relay "
-                        f"{'on' if enabled else 'off'} within {self.confirm_timeout_s:g} s",
-                    )
-                self._relay_cond.wait(remaining)
+            self._commands_in_flight += 1  # poll() must not enforce the old state meanwhile
+        try:
+            self._send_relay(enabled)
+            deadline = time.monotonic() + self.confirm_timeout_s
+            with self._relay_cond:
+                while not (self._relay_seq > seq0 and self._relay_on is enabled):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise CommandError(
+                            "device_error",
+                            f"the plug of {self.machine} did not confirm relay "
+                            f"{'on' if enabled else 'off'} within {self.confirm_timeout_s:g} s",
+                        )
+                    self._relay_cond.wait(remaining)
+        finally:
+            with self._state_lock:
+                self._commands_in_flight -= 1
+                self._enforced_seq = self._relay_seq
+                self._last_enforce = time.monotonic()
 
     def _decide_restore(self) -> None:
         """Under the state lock: compare the wanted start state with the first relay state reported."""
@@ -417,15 +426,24 @@ class PlugAdapter(Adapter):
 
     def _enforcement_needed(self, now: float) -> bool | None:
         """Under the state lock: the relay state to command now, or None."""
-        if not self.interlock or self._relay_on is None or self._online is not True:
+        if (
+            not self.interlock
+            or self._relay_on is None
+            or self._online is not True
+            or self._commands_in_flight
+        ):
             return None
         if self._restore_to is not None:
             restore, self._restore_to = self._restore_to, None
             self._last_enforce = now
+            self._enforced_seq = self._relay_seq
             return restore
         # At run time only ever switch off: never power a machine up unasked.
-        if not self._enabled and self._relay_on and now - self._last_enforce >= self.confirm_timeout_s:
+        # Again at each new report of the relay on, or when the plug ignored the last try.
+        fresh = self._relay_seq != self._enforced_seq or now - self._last_enforce >= self.confirm_timeout_s
+        if not self._enabled and self._relay_on and fresh:
             self._last_enforce = now
+            self._enforced_seq = self._relay_seq
             return False
         return None
 
