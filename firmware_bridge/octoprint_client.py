@@ -29,7 +29,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from octorest import OctoRest
@@ -231,6 +231,13 @@ class OctoPrintClient:
     def job(self) -> dict[str, Any]:
         """``GET /api/job``: ``job.file``, ``progress``, ``state`` (text) and ``error`` after a fault."""
         return self._json(self._call(self.rest.job_info))
+
+    def file_info(self, path: str, location: str = "local") -> dict[str, Any]:
+        """``GET /api/files/{location}/{path}``: a file's metadata, with ``prints.last.{date,success}``.
+
+        Raises :class:`OctoPrintNotFound` for an unknown file.
+        """
+        return self._json(self._call(self.rest.files_info, location, quote(path)))
 
     # -- commands (all asynchronous in OctoPrint: poll to see the effect) ---
 

@@ -67,9 +67,11 @@ from firmware_bridge.adapters.base import (
 from firmware_bridge.octoprint_client import (
     DEFAULT_TIMEOUT_S,
     OctoPrintAuthError,
+    OctoPrintBadResponse,
     OctoPrintClient,
     OctoPrintConflict,
     OctoPrintError,
+    OctoPrintNotFound,
     OctoPrintTimeout,
     OctoPrintUnreachable,
     flags_of,
@@ -114,6 +116,7 @@ class _Job:
     print_time_s: float | None = None
     cancel_requested: bool = False
     lost_contact: bool = False
+    finishing_seen: bool = False  # OctoPrint had sent the whole file
 
     def info(self) -> JobInfo:
         progress = None if self.progress_pct is None else round(self.progress_pct, 1)
@@ -131,6 +134,8 @@ class _Snapshot:
     flags: dict[str, bool]
     printer: dict[str, Any]
     job: dict[str, Any] | None
+    #: ``prints.last`` of the tracked job's file, read when that job may have ended.
+    last_print: dict[str, Any] | None = None
 
     @property
     def active(self) -> bool:
@@ -293,7 +298,24 @@ class OctoPrintAdapter(Adapter):
         active = any(flags.get(f) for f in _ACTIVE_FLAGS)
         # /api/job is only needed around a job and to explain a closed link; idle polls skip it.
         job = client.job() if (active or self._job is not None or not connected) else None
-        return _Snapshot(connected=connected, flags=flags, printer=printer, job=job)
+        last_print = None
+        tracked = self._job
+        file = (job or {}).get("job", {}).get("file") if isinstance((job or {}).get("job"), dict) else None
+        if (
+            tracked is not None
+            and connected
+            and tracked.origin == "local"
+            and tracked.path
+            and (not active or not isinstance(file, dict) or not tracked.same_file(file))
+        ):
+            # OctoPrint records how each print of a file ended: the surest verdict there is.
+            try:
+                prints = client.file_info(tracked.path).get("prints")
+                last = prints.get("last") if isinstance(prints, dict) else None
+                last_print = last if isinstance(last, dict) else None
+            except (OctoPrintConflict, OctoPrintNotFound, OctoPrintBadResponse) as exc:
+                log.debug("%s: no print record for %s: %s", self.machine, tracked.path, exc)
+        return _Snapshot(connected=connected, flags=flags, printer=printer, job=job, last_print=last_print)
 
     def _backoff(self) -> float:
         return min(MAX_BACKOFF_S, 2.0 ** max(0, self._failures - 1))
@@ -369,7 +391,9 @@ class OctoPrintAdapter(Adapter):
                 job = self._job = self._start_job(file, print_time, ts)
                 events.append(("job_started", job.info(), self._start_detail(job, print_time)))
             elif job is not None and not snap.active:
-                events.append(self._end_job(job, snap, state, error, completion=completion))
+                # Someone may have selected the next file already: its completion says nothing of this job.
+                own_completion = completion if job.same_file(file) else None
+                events.append(self._end_job(job, snap, state, error, completion=own_completion))
                 job = self._job = None
             if job is not None:
                 if completion is not None:
@@ -377,6 +401,7 @@ class OctoPrintAdapter(Adapter):
                 if print_time is not None:
                     job.print_time_s = print_time
                 job.lost_contact = False if snap.connected else job.lost_contact
+                job.finishing_seen = job.finishing_seen or bool(snap.flags.get("finishing"))
             hold = self._interlock_check(snap)
             # A disconnected printer prints nothing; only a fresh bridge does not know (None).
             self._was_printing = snap.printing
@@ -485,7 +510,14 @@ class OctoPrintAdapter(Adapter):
         detail: dict[str, Any] = {}
         if job.print_time_s is not None:
             detail["print_time_s"] = job.print_time_s
-        if completion is not None and completion >= 100.0:
+        recorded = self._recorded_outcome(job, snap.last_print)
+        if recorded is True or (
+            recorded is None
+            and (
+                (completion is not None and completion >= 100.0)
+                or (state != ERROR and (job.finishing_seen or (job.progress_pct or 0) >= 100.0))
+            )
+        ):
             job.progress_pct = 100.0
             kind = "job_finished"
         elif state == ERROR:
@@ -497,14 +529,25 @@ class OctoPrintAdapter(Adapter):
         elif not snap.connected:
             kind = "job_failed"
             detail["reason"] = "the printer was disconnected from OctoPrint"
-        elif snap.active:
-            # Another file is printing now; how the old one ended was not seen.
-            kind = "job_finished" if (job.progress_pct or 0) >= 99.5 else "job_failed"
+        elif snap.active and recorded is None:
+            # Another file is printing now, and how the old one ended was not seen.
+            kind = "job_failed"
             detail["reason"] = "ended while the bridge was not looking"
         else:
             kind = "job_cancelled"
             detail["by"] = "bridge" if job.cancel_requested else "octoprint"
         return kind, job.info(), detail
+
+    @staticmethod
+    def _recorded_outcome(job: _Job, last_print: dict[str, Any] | None) -> bool | None:
+        """OctoPrint's own record (``prints.last.success``) if it is about this job, else None."""
+        if not last_print or not isinstance(last_print.get("success"), bool):
+            return None
+        date = _number(last_print.get("date"))
+        # The record must be younger than the job (with slack for a clock read a poll late).
+        if date is None or date * 1000 < job.started_ts - 5000:
+            return None
+        return bool(last_print["success"])
 
     # -- interlock ----------------------------------------------------------
 

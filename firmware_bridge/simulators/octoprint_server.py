@@ -447,6 +447,9 @@ class VirtualOctoPrint:
         self.request("POST", "/api/job", json=body)
 
 
+_DEMO_PARTS = ("benchy", "cable-clip", "phone-stand", "gear-m2-z20", "hinge-bracket", "lamp-shade")
+
+
 class DemoPrinter:
     """Keeps one :class:`VirtualOctoPrint` busy for a live demo: print, rest, print again.
 
@@ -490,14 +493,14 @@ class DemoPrinter:
                 if not flags:
                     self.server.connect_printer()
                 elif flags.get("ready") and not flags.get("printing") and not flags.get("paused"):
+                    part = _DEMO_PARTS[count % len(_DEMO_PARTS)]
                     count += 1
                     seconds = random.uniform(*self.print_s)
-                    self.server.upload(
-                        f"{self.name}-part-{count}.gcode", demo_gcode(seconds), select=True, print_=True
-                    )
+                    # A handful of names, overwritten in turn: a long demo does not pile up files.
+                    self.server.upload(f"{part}.gcode", demo_gcode(seconds), select=True, print_=True)
                     self._stop.wait(seconds + random.uniform(*self.rest_s))
                     continue
-            except (requests.RequestException, OctoPrintLaunchError, ValueError) as exc:
+            except Exception as exc:  # a demo keeps going whatever one attempt hit
                 log.warning("demo printer %s: %s", self.name, exc)
             self._stop.wait(2.0)
 

@@ -181,6 +181,47 @@ def test_cancel_at_octoprint_is_reported_as_cancelled(server: VirtualOctoPrint) 
     assert cancelled["detail"]["by"] == "octoprint"
 
 
+def poll_until(adapter: OctoPrintAdapter, sink: MemorySink, condition: object, what: str) -> None:
+    """Poll by hand (as the bridge would, once a second) until ``condition()`` holds."""
+    deadline = time.monotonic() + 60
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; {sink.reports[-5:]}"
+        time.sleep(0.25)
+        adapter.poll()
+
+
+def test_outcome_comes_from_octoprint_s_record_when_the_end_was_not_seen(server: VirtualOctoPrint) -> None:
+    """The print ends and the next file is selected between two polls: OctoPrint's record decides."""
+    sink = MemorySink()
+    adapter = make_adapter(server, sink)
+    adapter.setup()
+    poll_until(adapter, sink, lambda: sink.state == IDLE, "idle")
+
+    server.upload_and_print("first.gcode", demo_gcode(4))
+    poll_until(adapter, sink, lambda: sink.events("job_started"), "first job_started")
+    server.wait_for("ready")  # finished, and the adapter did not look
+    server.upload("second.gcode", demo_gcode(60), select=True)
+    poll_until(adapter, sink, lambda: len(sink.events()) >= 2, "the verdict on first.gcode")
+    assert [(e["type"], e["job"].name) for e in sink.events()] == [
+        ("job_started", "first.gcode"),
+        ("job_finished", "first.gcode"),
+    ]
+
+    server.job_command("start")
+    poll_until(adapter, sink, lambda: len(sink.events("job_started")) == 2, "second job_started")
+    server.job_command("cancel")
+    server.wait_for("ready")
+    server.upload("third.gcode", demo_gcode(5), select=True)
+    poll_until(adapter, sink, lambda: len(sink.events()) >= 4, "the verdict on second.gcode")
+    adapter.close()
+    last = sink.events()[-1]
+    assert (last["type"], last["job"].name, last["detail"]["by"]) == (
+        "job_cancelled",
+        "second.gcode",
+        "octoprint",
+    )
+
+
 def test_printer_fault_is_error_and_the_job_failed(server: VirtualOctoPrint) -> None:
     sink = MemorySink()
     with AdapterRunner(make_adapter(server, sink)):
