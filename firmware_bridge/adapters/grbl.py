@@ -1083,7 +1083,7 @@ def resolve_send_port(options: Mapping[str, Any]) -> str:
 
 
 def send_file(
-    port_or_adapter: str | GrblAdapter,
+    port_or_adapter: str | GrblAdapter | Mapping[str, Any],
     path: str | Path,
     *,
     baudrate: int = 115200,
@@ -1093,8 +1093,10 @@ def send_file(
 ) -> int:
     """Stream a G-code file with character counting and print progress; return an exit code.
 
-    ``port_or_adapter`` is a serial path (the machine's port, or a running bridge's pass-through pty)
-    or a connected :class:`GrblAdapter` in this process. Returns 0 when the job finished, 1 on
+    ``port_or_adapter`` is a serial path (the machine's port, or a running bridge's pass-through pty),
+    a machine's grbl options from ``bridge.toml`` (then :func:`resolve_send_port` picks the
+    pass-through when a bridge serves it, else the port, and ``baudrate`` comes from the options), or
+    a connected :class:`GrblAdapter` in this process. Returns 0 when the job finished, 1 on
     ``error:n``, an alarm, a reset, a refusal (interlock) or a timeout, 2 when the port cannot be used,
     130 on Ctrl-C (the machine is then feed-held and reset).
     """
@@ -1110,15 +1112,20 @@ def send_file(
         return 2
     if isinstance(port_or_adapter, GrblAdapter):
         return _send_via_adapter(port_or_adapter, lines, job_name, stream, timeout_s)
+    if isinstance(port_or_adapter, Mapping):
+        baudrate = int(port_or_adapter.get("baudrate", baudrate))
+        port = resolve_send_port(port_or_adapter)
+    else:
+        port = port_or_adapter
     try:
-        ser = serial.Serial(port_or_adapter, baudrate, timeout=0, write_timeout=5)
+        ser = serial.Serial(port, baudrate, timeout=0, write_timeout=5)
     except (serial.SerialException, OSError, ValueError) as exc:
-        print(f"cannot open {port_or_adapter}: {exc}", file=stream)
+        print(f"cannot open {port}: {exc}", file=stream)
         return 2
     try:
         return _FileSender(ser, lines, job_name, stream, timeout_s).run()
     except (serial.SerialException, OSError) as exc:
-        print(f"lost {port_or_adapter}: {exc}", file=stream)
+        print(f"lost {port}: {exc}", file=stream)
         return 2
     finally:
         with contextlib.suppress(Exception):

@@ -154,6 +154,7 @@ class GrblSimulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._master: int | None = None
+        self._generation = 0
         self._slave_name: str | None = None
         self._client_open = False
         self._plugged = False
@@ -226,6 +227,7 @@ class GrblSimulator:
         flags = fcntl.fcntl(master, fcntl.F_GETFL)
         fcntl.fcntl(master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         self._master, self._slave_name = master, name
+        self._generation += 1
         self._client_open = False
         self._plugged = True
         if self.link_path:
@@ -426,7 +428,9 @@ class GrblSimulator:
     def _run(self) -> None:
         last = time.monotonic()
         while not self._stop.is_set():
-            master = self._master
+            with self._lock:
+                # The generation tells a new pty from the old one: replug() may reuse the fd number.
+                master, generation = self._master, self._generation
             data = b""
             if master is None:
                 time.sleep(0.01)
@@ -437,11 +441,13 @@ class GrblSimulator:
                     events = poller.poll(5)
                 except (OSError, ValueError):
                     events = []
-                hup = any(ev & (select.POLLHUP | select.POLLERR) for _, ev in events)
+                hup = any(ev & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, ev in events)
                 with self._lock:
+                    current = generation == self._generation
                     if hup:
-                        self._client_open = False
-                    elif master == self._master and not self._client_open:
+                        if current:
+                            self._client_open = False
+                    elif current and not self._client_open:
                         self._client_open = True
                         if self.reset_on_open:
                             # An Arduino resets when the port opens (DTR): a fresh power-up.
@@ -451,10 +457,12 @@ class GrblSimulator:
                 if hup:
                     time.sleep(0.005)  # POLLHUP is level-triggered; don't spin
                 elif events:
-                    try:
-                        data = os.read(master, 4096)
-                    except OSError:
-                        data = b""
+                    with self._lock:
+                        if generation == self._generation:
+                            try:
+                                data = os.read(master, 4096)
+                            except OSError:
+                                data = b""
             now = time.monotonic()
             dt = min(now - last, 0.25)
             last = now

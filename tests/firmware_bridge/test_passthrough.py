@@ -226,7 +226,7 @@ def test_send_file_through_the_passthrough(sim: GrblSimulator, tmp_path: Path, p
         sink.wait_state("idle")
         sink.wait(lambda: os.path.exists(pt_path), "link")
         out = io.StringIO()
-        assert send_file(resolve_send_port(adapter.options), job_file, out=out, timeout_s=60) == 0
+        assert send_file(adapter.options, job_file, out=out, timeout_s=60) == 0  # as `send` calls it
         assert "done" in out.getvalue()
         finished = sink.wait_event("job_finished")
         assert finished["job"].name == "plate.nc"  # learnt from the job marker
