@@ -80,6 +80,8 @@ class Transport:
         self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
         self._failures = 0
+        #: Why the broker last refused the connection (CONNACK reason), for diagnostics.
+        self.last_refusal: str | None = None
         self.client.on_message = self._on_unexpected_message
         self._subs: dict[str, MessageCallback] = {}
         self._subs_lock = threading.Lock()
@@ -150,7 +152,15 @@ class Transport:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
-            log.error("broker %s refused the connection: %s", self.cfg.redacted_url(), reason)
+            self.last_refusal = str(reason)
+            self._failures += 1
+            if self._failures == 1 or self._failures % 30 == 0:
+                log.error(
+                    "broker %s refused the connection: %s (attempt %d); check the user, password and ACL",
+                    self.cfg.redacted_url(),
+                    reason,
+                    self._failures,
+                )
             return
         log.info(
             "connected to %s (session present: %s)", self.cfg.redacted_url(), bool(flags.session_present)

@@ -57,7 +57,14 @@ class Collector:
     a broker restart with persistence loses nothing that was queued for it.
     """
 
-    def __init__(self, broker: Mosquitto, filters: tuple[str, ...] = (protocol.filter_everything(),)) -> None:
+    def __init__(
+        self,
+        broker: Mosquitto,
+        filters: tuple[str, ...] = (protocol.filter_everything(),),
+        *,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.broker = broker
         self.filters = filters
         self.messages: list[tuple[str, bytes, bool]] = []
@@ -70,6 +77,8 @@ class Collector:
         self.client.on_disconnect = lambda *a: self.connected.clear()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 2)
+        if user is not None:
+            self.client.username_pw_set(user, password)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if not reason.is_failure:
@@ -80,7 +89,7 @@ class Collector:
         with self.lock:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
-    def start(self) -> Collector:
+    def start(self, *, probe: bool = True) -> Collector:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         self.client.connect_async(
@@ -88,11 +97,11 @@ class Collector:
         )
         self.client.loop_start()
         wait_until(self.connected.is_set, what="the collector to connect")
-        # The SUBACK may come after on_connect returns: wait for it with a probe message.
-        probe = f"fablab/v1/_probe/{uuid.uuid4().hex}"
-        if any(f in (protocol.filter_everything(), "#") for f in self.filters):
-            self.client.publish(probe, b"{}", qos=1)
-            wait_until(lambda: any(t == probe for t, _, _ in self.snapshot()), what="the collector's probe")
+        # The SUBACK may come after on_connect returns: wait for it with a probe message (needs write access).
+        topic = f"fablab/v1/_probe/{uuid.uuid4().hex}"
+        if probe and any(f in (protocol.filter_everything(), "#") for f in self.filters):
+            self.client.publish(topic, b"{}", qos=1)
+            wait_until(lambda: any(t == topic for t, _, _ in self.snapshot()), what="the collector's probe")
         return self
 
     def stop(self) -> None:

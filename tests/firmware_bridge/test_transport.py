@@ -1,0 +1,172 @@
+"""The MQTT transport: retained online/status, Last Will, credentials, refused publishes, re-subscription."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from firmware_bridge import protocol
+from firmware_bridge.bridge import Bridge
+from firmware_bridge.config import load
+from tests.firmware_bridge.conftest import Collector, wait_until, write_config
+from tests.support.mosquitto import Mosquitto
+
+LAB = "tr-lab"
+
+
+def machines(interval_s: float = 0.05, limit: int = 0) -> list[dict]:
+    return [
+        {
+            "lab": LAB,
+            "machine": "m-1",
+            "adapter": "counter",
+            "options": {"interval_s": interval_s, "limit": limit},
+        }
+    ]
+
+
+def test_online_status_retained_and_clean_stop(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    b = Bridge(load(write_config(tmp_path / "bridge.toml", mosquitto, machines(), bridge_id="tr-bridge")))
+    b.start()
+    try:
+        assert b.transport.wait_connected(60)
+        wait_until(lambda: b.spool.last_seq(f"{LAB}/m-1") > 3, what="telemetry")
+        # A subscriber arriving later still gets the retained online flag and status.
+        late = Collector(mosquitto).start()
+        try:
+            online = wait_until(lambda: late.last(protocol.ONLINE), what="retained online")
+            assert online.online is True and online.ts > 0 and online.spool_dropped == 0
+            status = wait_until(lambda: late.last(protocol.STATUS, LAB, "m-1"), what="retained status")
+            assert (status.bridge, status.adapter) == ("tr-bridge", "counter")
+            assert any(r for t, _, r in late.snapshot() if t == protocol.topic_status(LAB, "m-1"))
+        finally:
+            late.stop()
+    finally:
+        b.stop()
+    after = Collector(mosquitto).start()
+    try:
+        assert wait_until(lambda: after.last(protocol.ONLINE), what="online after stop").online is False
+        assert (
+            wait_until(lambda: after.last(protocol.STATUS, LAB, "m-1"), what="status").state
+            in protocol.STATES
+        )
+    finally:
+        after.stop()
+
+
+def test_credentials(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mq", passwords={"bridge": "s3cret:/@"})
+    broker.start()
+    try:
+        good = write_config(tmp_path / "good.toml", broker, machines())
+        text = good.read_text().replace(broker.url(), broker.url("bridge", "s3cret:/@"))
+        good.write_text(text)
+        b = Bridge(load(good))
+        b.start()
+        try:
+            assert b.transport.wait_connected(60)
+        finally:
+            b.stop()
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text.replace("s3cret", "wrong").replace("spool.sqlite3", "spool2.sqlite3"))
+        b = Bridge(load(bad))
+        b.start()
+        try:
+            wait_until(lambda: b.transport.last_refusal, what="the broker to refuse")
+            assert "authorized" in b.transport.last_refusal.lower()
+            assert not b.transport.connected
+            wait_until(lambda: b.spool.pending() > 0, what="spooling while refused")
+        finally:
+            b.stop()
+    finally:
+        broker.stop()
+
+
+def test_refused_publish_stays_spooled_until_allowed(tmp_path: Path) -> None:
+    """A PUBACK with a failure reason (MQTT 5 reason 135) never deletes the message."""
+    acl_deny = (
+        "user bridge\n"
+        "topic write fablab/v1/_bridges/#\n"
+        f"topic readwrite fablab/v1/{LAB}/m-1/status\n"
+        f"topic read fablab/v1/{LAB}/m-1/cmd\n"
+        f"topic write fablab/v1/{LAB}/m-1/cmd/ack\n"
+        "user reader\n"
+        "topic read fablab/v1/#\n"
+    )
+    broker = Mosquitto(tmp_path / "mq", passwords={"bridge": "b", "reader": "r"}, acl=acl_deny)
+    broker.start()
+    try:
+        config = write_config(tmp_path / "bridge.toml", broker, machines(0.05, limit=20))
+        config.write_text(config.read_text().replace(broker.url(), broker.url("bridge", "b")))
+        collector = Collector(broker, user="reader", password="r").start(probe=False)
+        wait_until(lambda: collector.client.is_connected(), what="the reader")
+        b = Bridge(load(config))
+        b.start()
+        try:
+            wait_until(lambda: b.spool.last_seq(f"{LAB}/m-1") > 20, what="the counter to finish")
+            wait_until(lambda: b.pump.refused, what="refused messages")
+            assert b.spool.pending() > 20  # refused: still on disk
+            assert collector.seqs(LAB, "m-1") == []
+            # The administrator fixes the ACL; Mosquitto reloads it on SIGHUP.
+            (broker.workdir / "acl").write_text(acl_deny + f"user bridge\ntopic write fablab/v1/{LAB}/#\n")
+            broker.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: b.spool.pending() == 0, what="the refused messages to be delivered")
+            last = b.spool.last_seq(f"{LAB}/m-1")
+            wait_until(lambda: len({q for _, q in collector.seqs(LAB, "m-1")}) == last, what="all messages")
+        finally:
+            b.stop()
+            collector.stop()
+    finally:
+        broker.stop()
+
+
+def test_plug_subscriptions_survive_broker_restart(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    b = Bridge(load(write_config(tmp_path / "bridge.toml", mosquitto, machines(limit=1))))
+    got: list[tuple[str, bytes]] = []
+    b.transport.subscribe("tele/plug_1/SENSOR", lambda t, p: got.append((t, p)))
+    b.transport.subscribe("tele/plug_1/boom", lambda t, p: 1 / 0)  # a failing handler is contained
+    b.start()
+    try:
+        assert b.transport.wait_connected(60)
+        pub = Collector(mosquitto).start()
+        pub.publish("tele/plug_1/boom", b"x")
+        pub.publish("tele/plug_1/SENSOR", b"one")
+        wait_until(lambda: got, what="the first plug message")
+        pub.stop()
+        mosquitto.stop(signal.SIGTERM)
+        wait_until(lambda: not b.transport.connected, what="disconnect")
+        mosquitto.start()
+        assert b.transport.wait_connected(60)
+        pub = Collector(mosquitto).start()
+        # Subscribed again after the restart (it may already be in the restored session too).
+        wait_until(
+            lambda: (pub.publish("tele/plug_1/SENSOR", b"two"), any(p == b"two" for _, p in got))[1],
+            what="a plug message after the restart",
+        )
+        pub.stop()
+        b.machines[f"{LAB}/m-1"].publish("cmnd/plug_1/POWER", "OFF")  # the sink's publish for plugs
+    finally:
+        b.stop()
+
+
+@pytest.mark.parametrize("window", [1, 5])
+def test_small_publish_window_keeps_order(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector, window: int
+) -> None:
+    config = write_config(
+        tmp_path / "bridge.toml",
+        mosquitto,
+        machines(0.01, limit=60),
+        extra_bridge=f"publish_window = {window}",
+    )
+    b = Bridge(load(config))
+    b.start()
+    try:
+        wait_until(lambda: b.spool.last_seq(f"{LAB}/m-1") > 60 and b.spool.pending() == 0, what="the stream")
+        seqs = [q for _, q in collector.seqs(LAB, "m-1")]
+        telemetry = [m.seq for _, m in collector.of_kind(protocol.TELEMETRY, LAB, "m-1")]
+        assert telemetry == sorted(telemetry) and len(set(seqs)) == b.spool.last_seq(f"{LAB}/m-1")
+    finally:
+        b.stop()
