@@ -518,6 +518,10 @@ class PlugAdapter(Adapter):
             if energy_raw_wh is not None:
                 energy = self.energy.update(energy_raw_wh)
                 values["energy_wh"] = round(energy, 3)
+                if self._job is not None and self._job_energy_start is None:
+                    # The job began before the first counter reading (a Gen2 delta without
+                    # aenergy): count from the first reading we have.
+                    self._job_energy_start = energy
             self._heard()
             if power_w is not None:
                 values["power_w"] = float(power_w)
