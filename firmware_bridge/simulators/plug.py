@@ -75,7 +75,9 @@ class ClosedLaserProfile:
         if speed <= 0:
             raise ValueError("speed must be > 0")
         self.speed = speed
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # the plan of phases
+        # Noise from its own generator, so the plan does not depend on how often it is sampled.
+        self._noise = random.Random(None if seed is None else seed + 1)
         self._phases: list[tuple[str, float, float]] = []  # (name, watts, duration in profile seconds)
         self._phase_start = 0.0
         self.phase = "standby"
@@ -107,7 +109,7 @@ class ClosedLaserProfile:
             self._phases.pop(0)
         self.phase = name
         noise = {"standby": 1.0, "exhaust": 3.0, "pause": 3.0, "run-on": 3.0}.get(name, watts * 0.04)
-        return max(0.0, watts + self._rng.uniform(-noise, noise))
+        return max(0.0, watts + self._noise.uniform(-noise, noise))
 
 
 def _parse_url(url: str) -> tuple[str, int, str | None, str | None, bool]:
