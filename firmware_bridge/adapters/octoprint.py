@@ -95,6 +95,11 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` if OctoPrint sent an object there, else an empty one (a malformed reply is not fatal)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _number(value: Any) -> float | None:
     """A finite float from OctoPrint's JSON, or None (null, strings, NaN are dropped)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -268,9 +273,10 @@ class OctoPrintAdapter(Adapter):
             )
             return
         except OctoPrintUnreachable as exc:
+            reason = exc.message.removeprefix("cannot reach OctoPrint: ")
             self._link_down(
                 "unreachable",
-                ErrorInfo("unreachable", f"OctoPrint at {self.url}: {exc.message}"),
+                ErrorInfo("unreachable", f"OctoPrint at {self.url} is unreachable: {reason}"),
                 self._backoff(),
             )
             return
@@ -282,8 +288,19 @@ class OctoPrintAdapter(Adapter):
                 self._backoff(),
             )
             return
+        except Exception as exc:  # a malformed reply must not kill the adapter's thread
+            self._link_down(
+                "bug",
+                ErrorInfo("octoprint_error", f"unexpected reply from OctoPrint at {self.url}: {exc!r}"),
+                self._backoff(),
+            )
+            log.debug("%s: reading OctoPrint failed", self.machine, exc_info=True)
+            return
         self._link_up()
-        self._report(snapshot)
+        try:
+            self._report(snapshot)
+        except Exception:  # same: log it, keep polling
+            log.exception("%s: could not interpret OctoPrint's state", self.machine)
 
     # -- reading ------------------------------------------------------------
 
@@ -300,13 +317,13 @@ class OctoPrintAdapter(Adapter):
         job = client.job() if (active or self._job is not None or not connected) else None
         last_print = None
         tracked = self._job
-        file = (job or {}).get("job", {}).get("file") if isinstance((job or {}).get("job"), dict) else None
+        file = _dict(_dict(_dict(job).get("job")).get("file"))
         if (
             tracked is not None
             and connected
             and tracked.origin == "local"
             and tracked.path
-            and (not active or not isinstance(file, dict) or not tracked.same_file(file))
+            and (not active or not tracked.same_file(file))
         ):
             # OctoPrint records how each print of a file ended: the surest verdict there is.
             try:
@@ -362,9 +379,8 @@ class OctoPrintAdapter(Adapter):
         ts = _now_ms()
         state, error = self._state_of(snap)
         job_data = snap.job or {}
-        file = job_data.get("job", {}).get("file", {}) if isinstance(job_data.get("job"), dict) else {}
-        file = file if isinstance(file, dict) else {}
-        progress = job_data.get("progress") if isinstance(job_data.get("progress"), dict) else {}
+        file = _dict(_dict(job_data.get("job")).get("file"))
+        progress = _dict(job_data.get("progress"))
         completion = _number(progress.get("completion"))
         print_time = _number(progress.get("printTime"))
         time_left = _number(progress.get("printTimeLeft"))
@@ -430,7 +446,8 @@ class OctoPrintAdapter(Adapter):
                 "printer_disconnected", f"OctoPrint runs but is not connected to the printer ({text})"
             )
         if f.get("error"):
-            reason = snap.printer.get("state", {}).get("error") or snap.printer.get("state", {}).get("text")
+            printer_state = _dict(snap.printer.get("state"))
+            reason = printer_state.get("error") or printer_state.get("text")
             return ERROR, ErrorInfo("printer_error", str(reason or "printer error"))
         if f.get("paused") or f.get("pausing"):
             return PAUSED, None

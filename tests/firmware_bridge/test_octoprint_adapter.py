@@ -384,3 +384,45 @@ def test_no_interlock_means_enable_is_unsupported(server: VirtualOctoPrint) -> N
     with pytest.raises(CommandError) as info:
         adapter.command("disable")
     assert info.value.code == "unsupported"
+
+
+def test_malformed_replies_do_not_kill_the_adapter() -> None:
+    """A server that answers 200 with the wrong shapes (a broken proxy, a future API) is survived."""
+    import http.server
+    import json
+    import threading
+
+    replies = {
+        "/api/printer": {"state": "weird", "temperature": [1, 2]},
+        "/api/job": {"job": None, "progress": "half", "state": 7},
+        "/api/version": {"server": "9.9.9"},
+    }
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(replies.get(self.path.split("?")[0], [])).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    sink = MemorySink()
+    adapter = OctoPrintAdapter(
+        MACHINE, {"url": f"http://127.0.0.1:{httpd.server_address[1]}", "api_key": "K"}, sink
+    )
+    try:
+        adapter.setup()
+        adapter.poll()  # must not raise
+        status = sink.status
+        assert status is not None and status["state"] == OFFLINE
+        assert not sink.events()
+    finally:
+        adapter.close()
+        httpd.shutdown()
+        httpd.server_close()
