@@ -81,6 +81,7 @@ def test_an_unknown_lab_or_machine_is_404(client, board):
 def test_a_manager_sees_every_card_with_names_and_command_buttons(client, board):
     client.force_login(board["manager"])
     html = client.get(board_url()).content.decode()
+    assert "<h1>Floor board · Board lab</h1>" in html
     assert 'id="machine-printer-1"' in html and 'id="machine-laser-1"' in html
     assert "state-running" in html and "state-idle" in html
     assert "karim-bracket.gcode" in html

@@ -90,7 +90,8 @@
       var template = list.querySelector("form.commands");
       if (template) {
         var form = template.cloneNode(true);
-        form.action = urlFor(list.dataset.commandUrl, data.machine);
+        // getAttribute/setAttribute: the buttons named "action" shadow form.action.
+        form.setAttribute("action", urlFor(list.dataset.commandUrl, data.machine));
         form.dataset.machine = data.machine;
         card.appendChild(form);
         var status = el("p", "cmd-status");
@@ -255,7 +256,7 @@
     if (status) { status.textContent = fmt(T.sending, { action: label }); status.className = "cmd-status"; }
     var body = new FormData(form);
     body.set("action", button.value);
-    fetch(form.action, {
+    fetch(form.getAttribute("action"), {
       method: "POST", body: body, credentials: "same-origin",
       headers: { "Accept": "application/json", "X-CSRFToken": body.get("csrfmiddlewaretoken") }
     }).then(function (response) {
