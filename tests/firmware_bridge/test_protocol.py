@@ -288,3 +288,18 @@ def test_decoders_never_raise_anything_but_protocol_error(raw: bytes) -> None:
 def test_telemetry_property_round_trip(values: dict, ts: int, seq: int) -> None:
     msg = p.Telemetry(ts=ts, sid=SID, seq=seq, values=values)
     assert p.decode_telemetry(p.encode(msg)) == msg
+
+
+def test_contract_document_examples_decode() -> None:
+    """Every ```mqtt block of hardware_docs/mqtt-contract.md is a topic and a payload that decode."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "hardware_docs" / "mqtt-contract.md").read_text()
+    blocks = re.findall(r"```mqtt\n(.*?)\n```", doc, flags=re.S)
+    kinds = set()
+    for block in blocks:
+        topic, raw = block.split("\n", 1)
+        parsed, _ = p.decode(topic.strip(), raw.strip().encode())
+        kinds.add(parsed.kind)
+    assert kinds == {p.STATUS, p.TELEMETRY, p.EVENT, p.CMD, p.CMD_ACK, p.ONLINE}
