@@ -278,8 +278,7 @@ class GrblAdapter(Adapter):
             self._thread.start()
 
     def poll(self) -> None:
-        """Publish the latest telemetry and status (the I/O thread does the serial work)."""
-        self.setup()
+        """Publish the latest telemetry and status (the I/O thread started by setup() does the serial work)."""
         with self._lock:
             self._publish_status()
             values = self._telemetry_values()
@@ -445,6 +444,9 @@ class GrblAdapter(Adapter):
             except (serial.SerialException, OSError) as exc:
                 with self._lock:
                     self._close_port(f"connection lost: {exc}")
+            except CommandError as exc:  # a write failed (the port went away under us)
+                with self._lock:
+                    self._close_port(f"connection lost: {exc.message}")
             except Exception:  # a bug must not end the machine's thread
                 log.exception("%s: unexpected error in the GRBL I/O loop", self.machine)
                 time.sleep(0.2)

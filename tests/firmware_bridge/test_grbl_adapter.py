@@ -330,9 +330,10 @@ def test_interlock_refuses_and_holds(sim: GrblSimulator, sink: RecordingSink, tm
         sink.wait_state("idle")
         # Restoring "disabled" at start must not touch the machine (a '!' would leave it in Hold).
         adapter.set_enabled(False, initial=True)
+        adapter.command("disable")  # disabling an idle machine holds nothing either
         seen = adapter.reports_seen
         sink.wait(lambda: adapter.reports_seen > seen + 3, "more status reports")
-        assert sim.state_name == "Idle"
+        assert sim.state_name == "Idle" and sink.state == "idle"
         with pytest.raises(CommandError) as refused:
             adapter.start_job(job_file)
         assert refused.value.code == "invalid_state"
