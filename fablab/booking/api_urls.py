@@ -14,5 +14,6 @@ urlpatterns = [
     path("bookings/<int:pk>/cancel/", api.BookingCancelView.as_view(), name="booking-cancel"),
     path("bookings/<int:pk>/approve/", api.BookingApproveView.as_view(), name="booking-approve"),
     path("bookings/<int:pk>/decline/", api.BookingDeclineView.as_view(), name="booking-decline"),
-    re_path(r"^.*$", api.NotFoundView.as_view(), name="not-found"),
+    # Anything else, even a path with a newline in it.
+    re_path(r"^", api.NotFoundView.as_view(), name="not-found"),
 ]
