@@ -69,6 +69,10 @@ class OctoPrintLaunchError(RuntimeError):
     """OctoPrint could not be built, started or driven as asked."""
 
 
+class _PortTaken(OctoPrintLaunchError):
+    pass
+
+
 def _stamp(venv: Path) -> Path:
     return venv / f".fablab-octoprint-{OCTOPRINT_VERSION}"
 
@@ -203,10 +207,13 @@ class VirtualOctoPrint:
     ) -> None:
         self.basedir = Path(basedir).resolve()
         self.port = port or free_port()
+        # A port picked here may be taken by someone else before OctoPrint binds it: then pick another.
+        self._may_change_port = port is None
         self.api_key = api_key or secrets.token_hex(16).upper()
         self.venv = Path(venv)
         self.autoconnect = autoconnect
         self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
         self._stopped_ids: set[int] = set()
         self._http = requests.Session()
         self._http.headers["X-Api-Key"] = self.api_key
@@ -275,14 +282,30 @@ class VirtualOctoPrint:
         While booting OctoPrint can refuse connections, answer 404 or send a
         malformed response, so every failure is retried until ``timeout``; if the
         process dies meanwhile, :class:`OctoPrintLaunchError` carries its output.
+        If the port was chosen here and was taken meanwhile, another one is tried
+        (only before the first successful start: a restart keeps its URL).
         """
         if self.running:
             return
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+            except _PortTaken:
+                if not self._may_change_port or attempt == 2:
+                    raise
+                log.info("port %d was taken; trying another", self.port)
+                self.port = free_port()
+                continue
+            self._may_change_port = False
+            return
+
+    def _start_once(self, timeout: float) -> None:
         exe = octoprint_executable(self.venv)
         if not exe.exists():
             raise OctoPrintLaunchError(f"{exe} is missing; call ensure_octoprint_venv() first")
         self.write_config()
         out = open(self.basedir / "serve.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self._log_offset = out.tell()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [
@@ -311,8 +334,11 @@ class VirtualOctoPrint:
         last_problem = "no answer yet"
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
+                rc, self._proc = self._proc.returncode, None
+                if "Address already in use" in self._log_tail(800):
+                    raise _PortTaken(f"port {self.port} is taken")
                 raise OctoPrintLaunchError(
-                    f"OctoPrint exited with {self._proc.returncode} while starting; "
+                    f"OctoPrint exited with {rc} while starting; "
                     f"{self.basedir / 'serve.log'}:\n{self._log_tail()}"
                 )
             try:
@@ -364,8 +390,11 @@ class VirtualOctoPrint:
         self.stop()
 
     def _log_tail(self, chars: int = 3000) -> str:
+        """The end of what the current (or last) start wrote to ``serve.log``."""
         try:
-            return (self.basedir / "serve.log").read_text(errors="replace")[-chars:]
+            with open(self.basedir / "serve.log", "rb") as f:
+                f.seek(self._log_offset)
+                return f.read().decode(errors="replace")[-chars:]
         except OSError:
             return "(no log)"
 
