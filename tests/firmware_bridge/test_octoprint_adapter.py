@@ -256,7 +256,9 @@ def test_wrong_api_key_is_offline_with_a_clear_message_once(
     assert status is not None and status["state"] == OFFLINE
     assert status["error"].code == "auth_failed"
     assert "API key" in status["error"].message and "403" in status["error"].message
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [
+        r for r in caplog.records if r.name.startswith("firmware_bridge") and r.levelno >= logging.WARNING
+    ]
     assert len(warnings) == 1, warnings
     # The key is retried only every AUTH_RETRY_S, not on every poll.
     assert polls_seen(sink) == 1
