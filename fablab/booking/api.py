@@ -7,8 +7,10 @@ answered with 404, so ids reveal nothing.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Q, QuerySet
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -20,6 +22,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from fablab.labs.models import Lab, Machine
+from fablab.members.models import MemberProfile
 
 from . import selectors, services
 from .api_errors import InvalidCredentials, describe_codes
@@ -77,6 +80,27 @@ def _check_range(params: dict) -> None:
         )
 
 
+class MemberAPIView(APIView):
+    """Speaks the member's preferred language unless the request asks for one (``Accept-Language``).
+
+    Token-authenticated requests never pass the member language middleware:
+    DRF authenticates inside the view.
+    """
+
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        if (
+            "HTTP_ACCEPT_LANGUAGE" not in request.META
+            and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES
+        ):
+            language = (
+                MemberProfile.objects.filter(user=request.user).values_list("language", flat=True).first()
+            )
+            if language:
+                translation.activate(language)
+                request._request.LANGUAGE_CODE = language
+
+
 class LoginThrottle(AnonRateThrottle):
     """Slows down password guessing on the token endpoint."""
 
@@ -113,7 +137,7 @@ class TokenView(APIView):
         return Response({"token": token.key})
 
 
-class LabListView(APIView):
+class LabListView(MemberAPIView):
     @extend_schema(
         operation_id="labs_list",
         summary="List the labs",
@@ -124,7 +148,7 @@ class LabListView(APIView):
         return Response(LabSerializer(Lab.objects.order_by("name"), many=True).data)
 
 
-class MachineListView(APIView):
+class MachineListView(MemberAPIView):
     @extend_schema(
         operation_id="machines_list",
         summary="List the machines, optionally of one lab and one type",
@@ -157,7 +181,7 @@ def _machine(pk: int) -> Machine:
     return machine
 
 
-class MachineDetailView(APIView):
+class MachineDetailView(MemberAPIView):
     @extend_schema(
         operation_id="machines_retrieve",
         summary="One machine",
@@ -169,7 +193,7 @@ class MachineDetailView(APIView):
         return Response(MachineSerializer(_machine(pk)).data)
 
 
-class AvailabilityView(APIView):
+class AvailabilityView(MemberAPIView):
     @extend_schema(
         operation_id="machines_availability",
         summary="Free time of a machine",
@@ -212,7 +236,7 @@ def _booking(request: Request, pk: int) -> Booking:
     return booking
 
 
-class BookingListView(APIView):
+class BookingListView(MemberAPIView):
     @extend_schema(
         operation_id="bookings_list",
         summary="Your bookings (lab managers: a managed lab's bookings with ?lab=)",
@@ -278,7 +302,7 @@ class BookingListView(APIView):
         return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
 
 
-class BookingDetailView(APIView):
+class BookingDetailView(MemberAPIView):
     @extend_schema(
         operation_id="bookings_retrieve",
         summary="One booking",
@@ -290,7 +314,7 @@ class BookingDetailView(APIView):
         return Response(BookingSerializer(_booking(request, pk)).data)
 
 
-class BookingCancelView(APIView):
+class BookingCancelView(MemberAPIView):
     @extend_schema(
         operation_id="bookings_cancel",
         summary="Cancel a booking (its member, before it starts; or a manager of its lab)",
@@ -309,7 +333,7 @@ class BookingCancelView(APIView):
         return Response(BookingSerializer(booking).data)
 
 
-class _DecisionView(APIView):
+class _DecisionView(MemberAPIView):
     approve = True
 
     def post(self, request: Request, pk: int) -> Response:

@@ -589,6 +589,30 @@ def test_slot_taken_is_409():
     assert Booking.objects.count() == 1
 
 
+def test_messages_follow_the_members_language_unless_the_request_asks_for_one(machine):
+    dutch = client_for(UserFactory(username="els", language="nl"))
+    english = client_for(UserFactory(username="eve", language="en"))
+    in_english = assert_error(english.post("/api/v1/bookings/", {}, format="json"), 400, "invalid")
+    response = dutch.post("/api/v1/bookings/", {}, format="json")
+    in_dutch = assert_error(response, 400, "invalid")
+    assert response["Content-Language"] == "nl"
+    # DRF ships Dutch and French messages, so this holds before our own catalogues exist.
+    assert in_dutch["fields"]["start"] != in_english["fields"]["start"]
+    response = dutch.post("/api/v1/bookings/", {}, format="json", HTTP_ACCEPT_LANGUAGE="fr")
+    in_french = assert_error(response, 400, "invalid")
+    assert response["Content-Language"] == "fr"
+    assert (
+        len(
+            {
+                in_french["fields"]["start"][0],
+                in_dutch["fields"]["start"][0],
+                in_english["fields"]["start"][0],
+            }
+        )
+        == 3
+    )
+
+
 # The schema
 
 

@@ -44,7 +44,14 @@ def assert_error(response, status: int, code: str) -> dict:
 
 @pytest.mark.parametrize("authenticated", [False, True])
 @pytest.mark.parametrize(
-    "path", ["/api/v1/nothing-here/", "/api/v1/bookings", "/api/v1/labs/1/", "/api/v1/bookings/1/refund/"]
+    "path",
+    [
+        "/api/v1/nothing-here/",
+        "/api/v1/bookings",
+        "/api/v1/labs/1/",
+        "/api/v1/bookings/1/refund/",
+        "/api/v1/bookings/a%0Ab/",
+    ],
 )
 @pytest.mark.parametrize("method", ["get", "post", "delete"])
 def test_unknown_api_paths_are_a_json_404(api, authenticated, path, method):
