@@ -64,6 +64,18 @@ if not SECRET_KEY:
         key_file.write_text(secrets.token_urlsafe(50))
     SECRET_KEY = key_file.read_text().strip()
 
+
+def local_secret(name: str) -> str:
+    """A random secret kept under var/ for the services `make run` starts on this machine."""
+    import secrets
+
+    path = VAR_DIR / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
 ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
@@ -181,7 +193,8 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-MQTT_URL = env_url("MQTT_URL", "mqtt://fablab-hub:fablab-hub-dev@127.0.0.1:18830", ("mqtt", "mqtts"))
+MQTT_URL = env("MQTT_URL") or f"mqtt://fablab-hub:{local_secret('mqtt-hub')}@127.0.0.1:18830"
+env_url("MQTT_URL", MQTT_URL, ("mqtt", "mqtts"))
 MQTT_PASSWORD_FILE = Path(env("MQTT_PASSWORD_FILE", str(VAR_DIR / "mosquitto" / "passwords")))
 MQTT_ACL_FILE = Path(env("MQTT_ACL_FILE", str(VAR_DIR / "mosquitto" / "acl")))
 INFLUX_URL = env_url("INFLUX_URL", "http://127.0.0.1:18086", ("http", "https"))
