@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS: dict[str, float] = {"on_w": 100.0, "off_w": 50.0, "on_s": 5.0, "off_s": 30.0}
 #: Seconds a relay command waits for the plug to confirm the new relay state.
 DEFAULT_CONFIRM_TIMEOUT_S = 10.0
+#: Seconds between two queries of the relay state while it is unknown.
+QUERY_RETRY_S = 5.0
 
 
 def _is_number(value: Any) -> bool:
@@ -316,6 +318,7 @@ class PlugAdapter(Adapter):
         self._last_enforce = -math.inf
         self._enforced_seq = -1
         self._commands_in_flight = 0
+        self._last_query = -math.inf
 
     # -- what concrete adapters implement -------------------------------------------------------
 
@@ -340,6 +343,8 @@ class PlugAdapter(Adapter):
             self._report_status()
         if first:
             self._subscribe()
+        with self._state_lock:
+            self._last_query = time.monotonic()
         self._query_relay()
 
     def poll(self) -> None:
@@ -348,7 +353,13 @@ class PlugAdapter(Adapter):
             transition = self.detector.tick(now)
             if transition is not None:
                 self._apply_transition(transition)
-            query, self._query_wanted = self._query_wanted, False
+            # Ask again while the relay state is unknown: a query published before the bridge's
+            # connection was up, or lost with it, is never answered.
+            unknown = self._relay_on is None and self._online is not False
+            query = self._query_wanted or (unknown and now - self._last_query >= QUERY_RETRY_S)
+            self._query_wanted = False
+            if query:
+                self._last_query = now
             restoring = self._restore_to is not None
             switch_to = self._enforcement_needed(now)
         if query:

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from firmware_bridge import protocol
 from firmware_bridge.adapters import ADAPTERS
 from firmware_bridge.adapters.base import CommandError
 from firmware_bridge.adapters.tasmota import TasmotaAdapter
+from firmware_bridge.bridge import Bridge
+from firmware_bridge.config import load
 from firmware_bridge.simulators.plug import PlugSimulator
+from tests.firmware_bridge.conftest import Collector, wait_until, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.plug_sink import AdapterRunner, Observer, PlugTestSink
 
 TOPIC = "tasmota_5C1A2B"
+LAB = "bxl-centre"
 FAST = {"on_w": 100, "off_w": 50, "on_s": 0.5, "off_s": 1.0, "confirm_timeout_s": 20}
 
 
@@ -319,3 +326,95 @@ def test_wrong_options_are_refused() -> None:
     assert len(problems) == 3, problems
     with pytest.raises(ValueError, match="topic is missing"):
         TasmotaAdapter("m", {}, None)  # type: ignore[arg-type]
+
+
+# -- end to end: the real bridge (transport, spool, commands) with the simulated plug ---------------
+
+
+def _send(collector: Collector, machine: str, action: str) -> str:
+    cid = str(uuid.uuid4())
+    now = protocol.now_ms()
+    body = {"v": 1, "id": cid, "action": action, "ts": now, "expires": now + 60_000, "booking": None}
+    collector.publish(protocol.topic_cmd(LAB, machine), body)
+    return cid
+
+
+def _ack(collector: Collector, machine: str, cid: str) -> protocol.CommandAck:
+    return wait_until(
+        lambda: next((a for _, a in collector.of_kind(protocol.CMD_ACK, LAB, machine) if a.id == cid), None),
+        what=f"the ack of {cid}",
+    )
+
+
+def _status(collector: Collector, machine: str) -> protocol.Status | None:
+    return collector.last(protocol.STATUS, LAB, machine)
+
+
+def test_end_to_end_through_the_bridge(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector, plug: PlugSimulator
+) -> None:
+    machine = "epilog-laser"
+    machines = [
+        {
+            "lab": LAB,
+            "machine": machine,
+            "adapter": "tasmota",
+            "interlock": True,
+            "options": {"topic": TOPIC, **FAST},
+        }
+    ]
+    config = load(write_config(tmp_path / "bridge.toml", mosquitto, machines))
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        # An interlock machine starts disabled: the bridge switched the plug's relay off.
+        wait_until(lambda: not plug.relay_on, what="the relay switched off at start")
+        wait_until(
+            lambda: (s := _status(collector, machine)) and s.state == "idle" and not s.enabled,
+            what="idle and disabled",
+        )
+        ack = _ack(collector, machine, _send(collector, machine, "enable"))
+        assert ack.ok and ack.error is None
+        assert plug.relay_on  # the ack came after the plug confirmed
+        wait_until(lambda: (s := _status(collector, machine)) and s.enabled, what="status enabled")
+
+        plug.set_load(900)
+        running = wait_until(
+            lambda: (s := _status(collector, machine)) and s.state == "running" and s, what="running"
+        )
+        assert running.job is not None and running.job.name
+        plug.set_load(12)
+        finished = wait_until(
+            lambda: [
+                e for _, e in collector.of_kind(protocol.EVENT, LAB, machine) if e.type == "job_finished"
+            ],
+            what="job_finished",
+        )[0]
+        assert finished.job.id == running.job.id
+        assert finished.detail["duration_s"] > 0 and finished.detail["energy_wh"] > 0
+        values = [t.values for _, t in collector.of_kind(protocol.TELEMETRY, LAB, machine)]
+        assert any(v.get("power_w") == 900 for v in values)
+        assert all(v["energy_wh"] >= 5000 for v in values if "energy_wh" in v)
+
+        pause = _ack(collector, machine, _send(collector, machine, "pause"))
+        assert not pause.ok and pause.error.code == "unsupported"
+        assert _ack(collector, machine, _send(collector, machine, "disable")).ok
+        assert not plug.relay_on
+    finally:
+        bridge.stop()
+
+    # A restart restores "disabled" without touching a relay that is already off.
+    seen = len(plug.commands)
+    bridge = Bridge(config)
+    bridge.start()
+    try:
+        adapter = wait_until(lambda: bridge.machines[f"{LAB}/{machine}"].adapter, what="the adapter")
+        wait_until(
+            lambda: adapter.relay_on is False and not adapter._restore_pending, what="the relay state read"
+        )
+        assert adapter._restore_to is None
+        after = plug.commands[seen:]
+        assert not [p for t, p in after if t == f"cmnd/{TOPIC}/POWER" and p]
+    finally:
+        bridge.stop()
+    assert not plug.relay_on
