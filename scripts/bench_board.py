@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""Live latency of the floor board (issue 4, point 8): MQTT → hub → Redis → WebSocket; prints a markdown table.
+
+``--machines`` machines (default 200) each publish a status once a second
+(QoS 1, retained, as bridges do) on a private Mosquitto. ``manage.py run_hub``
+(a subprocess) applies each one and pushes it through a private Redis channel
+layer to the site, served by uvicorn (another subprocess), where ``--clients``
+lab managers (default 1) watch the board over a WebSocket. The latency of a
+status is the time from just before its ``publish()`` to its frame reaching a
+client (matched by machine and source ``ts``); the first ``--warmup`` seconds
+are not counted. Everything runs on this one machine, so the figures include
+the competition for its cores.
+
+    .venv/bin/python scripts/bench_board.py [--machines 200] [--duration 60] [--append docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from firmware_bridge import protocol  # noqa: E402
+from tests.devices.board_fixtures import RedisServer  # noqa: E402
+from tests.support.influxdb import InfluxDB  # noqa: E402
+from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
+
+LAB = "bench-lab"
+BRIDGE = "bench-bridge"
+MARK_BEGIN = "<!-- bench_board: begin -->"
+MARK_END = "<!-- bench_board: end -->"
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench_board: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def set_up_database(machines: int) -> str:
+    """Migrate the scratch database, create the lab, its machines and a manager; return a session cookie."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.test import Client
+
+    from devices.models import Bridge, MachineLink
+    from fablab.labs.models import Lab, Machine, MachineType
+
+    call_command("migrate", verbosity=0)
+    lab = Lab.objects.create(slug=LAB, name="Bench lab", time_zone="Europe/Brussels")
+    kind = MachineType.objects.create(slug="3d-printer", name="3D printer")
+    bridge = Bridge.objects.create(slug=BRIDGE, lab=lab)
+    for i in range(machines):
+        machine = Machine.objects.create(
+            lab=lab, slug=f"m-{i:03d}", name=f"Machine {i:03d}", machine_type=kind
+        )
+        # No telemetry in this benchmark: a long interval keeps the "silent" alerts out of the way.
+        MachineLink.objects.create(
+            machine=machine, bridge=bridge, adapter="octoprint", telemetry_interval_s=86400
+        )
+    user = get_user_model().objects.create_user("bench-manager", password=secrets.token_urlsafe(12))
+    lab.managers.add(user)
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+class StatusPublisher(threading.Thread):
+    """Publishes one status per machine per second, evenly spread; records when each one went out."""
+
+    def __init__(self, broker: Mosquitto, machines: int, rate: float, stop_at: float) -> None:
+        super().__init__(daemon=True)
+        import paho.mqtt.client as mqtt
+
+        self.machines, self.rate, self.stop_at = machines, rate, stop_at
+        self.sent: dict[tuple[str, int], float] = {}
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bridge", protocol=mqtt.MQTTv5
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        self.last_ts: dict[str, int] = {}
+
+    def run(self) -> None:
+        step = 1.0 / (self.machines * self.rate)
+        started = time.perf_counter()
+        k = 0
+        while True:
+            due = started + k * step
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            if time.monotonic() >= self.stop_at:
+                break
+            slug = f"m-{k % self.machines:03d}"
+            ts = max(int(time.time() * 1000), self.last_ts.get(slug, 0) + 1)
+            self.last_ts[slug] = ts
+            status = protocol.Status(
+                state=protocol.RUNNING,
+                enabled=True,
+                bridge=BRIDGE,
+                adapter="octoprint",
+                ts=ts,
+                job=protocol.Job(
+                    id="job-1", name="bench.gcode", started_ts=ts - 1000, progress_pct=float(k % 100)
+                ),
+            )
+            payload = protocol.encode(status)
+            self.sent[(slug, ts)] = time.perf_counter()
+            self.client.publish(protocol.topic_status(LAB, slug), payload, qos=1, retain=True)
+            k += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+async def watch(
+    url: str, origin: str, cookie: str, received: list, stop: asyncio.Event, ready: asyncio.Event
+):
+    from websockets.asyncio.client import connect
+
+    async with connect(url, origin=origin, additional_headers=[("Cookie", cookie)], max_size=2**24) as ws:
+        first = json.loads(await ws.recv())
+        assert first["type"] == "snapshot", first
+        ready.set()
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            now = time.perf_counter()
+            frame = json.loads(raw)
+            if frame.get("type") == "machine":
+                received.append((frame["machine"], frame["ts"], now))
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+def run(args: argparse.Namespace) -> str:
+    work = Path(tempfile.mkdtemp(prefix="bench-board-"))
+    broker = Mosquitto(work / "mosquitto")
+    influx = InfluxDB(work / "influxdb")
+    redis = RedisServer(work / "redis")
+    procs: list[subprocess.Popen] = []
+    logs = []
+    try:
+        broker.start()
+        influx.start()
+        redis.start()
+        web_port = free_port()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "fablab.settings",
+            "DATABASE_URL": f"sqlite:///{work / 'bench.sqlite3'}",
+            "FABLAB_VAR_DIR": str(work / "var"),
+            "MQTT_URL": broker.url(),
+            "INFLUX_URL": influx.url,
+            "INFLUX_DATABASE": influx.database,
+            "INFLUX_TOKEN": "",
+            "REDIS_URL": redis.url,
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(40),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        os.environ.update(env)
+        cookie = set_up_database(args.machines)
+
+        def start(name: str, *argv: str) -> None:
+            log = open(work / f"{name}.log", "wb")  # noqa: SIM115 - closed at the end
+            logs.append(log)
+            procs.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+
+        start(
+            "hub", sys.executable, "manage.py", "run_hub", "--client-id", "bench-hub",
+            "--spool", str(work / "hub-spool.sqlite3"), "--stats-interval", "3600",
+        )  # fmt: skip
+        start(
+            "web", sys.executable, "-m", "uvicorn", "fablab.asgi:application", "--host", "127.0.0.1",
+            "--port", str(web_port), "--log-level", "warning", "--no-access-log",
+        )  # fmt: skip
+        wait_for(lambda: listening(web_port), 60, "uvicorn")
+        # The hub is ready when its session exists on the broker: a retained status it applies says so.
+        time.sleep(2.0)
+
+        received: list[tuple[str, int, float]] = []
+        total = args.warmup + args.duration
+        origin = f"http://127.0.0.1:{web_port}"
+        url = f"ws://127.0.0.1:{web_port}/ws/labs/{LAB}/"
+
+        async def main() -> StatusPublisher:
+            stop = asyncio.Event()
+            readies = [asyncio.Event() for _ in range(args.clients)]
+            tasks = [
+                asyncio.create_task(watch(url, origin, f"sessionid={cookie}", received, stop, ready))
+                for ready in readies
+            ]
+            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+            publisher = StatusPublisher(broker, args.machines, args.rate, time.monotonic() + total)
+            publisher.start()
+            await asyncio.sleep(total)
+            await asyncio.get_running_loop().run_in_executor(None, publisher.join, 30)
+            await asyncio.sleep(args.tail)
+            stop.set()
+            await asyncio.gather(*tasks)
+            return publisher
+
+        publisher = asyncio.run(main())
+        publisher.close()
+        first_counted = min(publisher.sent.values()) + args.warmup
+        counted = {key: t for key, t in publisher.sent.items() if t >= first_counted}
+        latencies = []
+        seen = set()
+        for machine, ts, arrived in received:
+            sent_at = counted.get((machine, ts))
+            if sent_at is not None:
+                latencies.append((arrived - sent_at) * 1000)
+                seen.add((machine, ts))
+        latencies.sort()
+        expected = len(counted) * args.clients
+        hub_log = (work / "hub.log").read_text(errors="replace")
+        if not latencies:
+            raise SystemExit(f"bench_board: no frame arrived\nhub log:\n{hub_log[-3000:]}")
+        rate = len(counted) / args.duration
+        lines = [
+            f"### Live board latency (MQTT publish → hub → Redis → WebSocket frame), {time.strftime('%Y-%m-%d')}",
+            "",
+            f"{args.machines} machines × {args.rate:g} status/s ({rate:.0f} msg/s measured) for {args.duration:g} s "
+            f"after {args.warmup:g} s of warm-up; {args.clients} WebSocket client(s); hub = `manage.py run_hub`, "
+            f"web = uvicorn, Mosquitto, Redis and InfluxDB private, all on this {os.cpu_count()}-core "
+            f"{platform.machine()} machine (SQLite database).",
+            "",
+            "| statuses published | frames received | missing | p50 | p90 | p99 | max |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {len(counted):,} | {len(latencies):,} | {expected - len(latencies):,} | "
+            f"{percentile(latencies, 50):.1f} ms | {percentile(latencies, 90):.1f} ms | "
+            f"{percentile(latencies, 99):.1f} ms | {latencies[-1]:.1f} ms |",
+            "",
+            f"Mean {statistics.fmean(latencies):.1f} ms. Command: `.venv/bin/python scripts/bench_board.py "
+            f"--machines {args.machines} --duration {args.duration:g}`.",
+        ]
+        return "\n".join(lines)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for log in logs:
+            log.close()
+        redis.stop()
+        influx.stop()
+        broker.stop()
+
+
+def append_section(path: Path, table: str) -> None:
+    """Put this benchmark's section in ``path``: replace the previous one, else append it."""
+    section = f"{MARK_BEGIN}\n{table}\n{MARK_END}\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if MARK_BEGIN in text and MARK_END in text:
+        before, rest = text.split(MARK_BEGIN, 1)
+        after = rest.split(MARK_END, 1)[1].lstrip("\n")
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--machines", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=1.0, help="statuses per machine per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds not counted at the start")
+    parser.add_argument("--tail", type=float, default=5.0, help="seconds to wait for the last frames")
+    parser.add_argument("--clients", type=int, default=1, help="WebSocket clients watching the board")
+    parser.add_argument("--append", type=Path, help="also write the table into this markdown file")
+    args = parser.parse_args()
+    table = run(args)
+    print(table)
+    if args.append:
+        append_section(args.append, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
