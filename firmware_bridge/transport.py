@@ -329,7 +329,8 @@ class SpoolPump:
 
     def _fill(self) -> None:
         room = self.window - len(self.inflight)
-        if room <= 0:
+        # Refill in batches (a quarter of the window at least): one query per batch, not per PUBACK.
+        if room <= 0 or (self.inflight and room < max(1, self.window // 4)):
             return
         rows = []
         if self.refused:
