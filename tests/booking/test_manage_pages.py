@@ -273,3 +273,18 @@ def test_a_manager_can_cancel_a_members_booking_from_the_day_view(client, machin
     booking.refresh_from_db()
     assert booking.status == Booking.Status.CANCELLED
     assert booking.cancel_reason == Booking.CancelReason.MANAGER
+
+
+@pytest.mark.parametrize(
+    "start",
+    ["2027-03-28T02:30", "2027-10-31T02:30", "garbage", "99999-01-01T10:00", ""],
+)
+def test_a_nonexistent_ambiguous_or_bad_time_is_a_form_error(client, machine, manager, start):
+    # 28 March 2027 02:30 does not exist in Brussels; 31 October 2027 02:30 happens twice.
+    client.force_login(manager)
+    response = client.post(
+        reverse("booking:maintenance", args=[machine.pk]), {"start": start, "end": "2027-12-01T10:00"}
+    )
+    assert response.status_code == 200
+    assert 'class="error"' in response.content.decode()
+    assert not MaintenanceWindow.objects.exists()

@@ -8,8 +8,11 @@ import zoneinfo
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fablab.booking.models import Booking
+from fablab.labs.models import Machine
 from tests.factories import (
     BookingFactory,
     CertificationFactory,
@@ -241,3 +244,18 @@ def test_cancel_ignores_a_foreign_next_url(client, maker):
     booking = BookingFactory(member=maker, start=in_two_days(10), end=in_two_days(11))
     response = client.post(reverse("booking:cancel", args=[booking.pk]), {"next": "https://evil.example/"})
     assert response["Location"] == reverse("booking:mine")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=st.one_of(st.text(max_size=40), st.datetimes().map(lambda d: d.isoformat())),
+    duration=st.one_of(st.text(max_size=12), st.integers().map(str)),
+    purpose=st.text(max_size=400),
+)
+def test_any_form_input_gives_a_page_never_a_500(client, maker, start, duration, purpose):
+    machine = Machine.objects.first() or MachineFactory()
+    before = Booking.objects.count()
+    response = client.post(book_url(machine), {"start": start, "duration": duration, "purpose": purpose})
+    assert response.status_code in (200, 302)
+    if Booking.objects.count() != before:
+        assert response["Location"] == reverse("booking:mine")
