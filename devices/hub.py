@@ -1,0 +1,575 @@
+"""The hub: MQTT in, InfluxDB and the database out, at least once.
+
+Three threads:
+
+* paho's network loop receives messages and only queues them (``on_message``);
+* the hub's main thread validates each one with ``protocol.decode_*``, applies
+  status, events, command acks and bridge flags to the database right away
+  (:mod:`devices.services`), turns telemetry and state into line protocol, and
+  cuts batches (``batch_size`` lines or ``batch_interval`` seconds);
+* a writer thread writes each batch to InfluxDB — or, while InfluxDB is down,
+  to the disk spool (:mod:`devices.influx_spool`) — and only *then*
+  acknowledges the batch's messages to the broker (paho's manual ack), in the
+  order they arrived. The spool drains when InfluxDB answers again.
+
+MQTT 5 with ``clean_start=False`` and a Session Expiry Interval: the broker
+keeps the session (subscriptions and queued QoS 1 messages) while the hub is
+stopped, and re-sends unacknowledged messages after a crash; points carry the
+message's ``ts``, so a re-sent message overwrites itself in InfluxDB. The hub
+never unsubscribes, not even on SIGTERM (flush, ack, disconnect). Telemetry and
+events come through ``$share/<group>/…`` so several hubs split them; status,
+``cmd/ack`` and bridge ``online`` come through plain subscriptions in every
+hub (brokers send no retained messages to shared subscriptions), and the
+database claims in :mod:`devices.services` make their effects happen once.
+
+Malformed or hostile messages are counted per reason, logged with their topic,
+and acknowledged like the others (so they never block the session).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import queue
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from django.db import close_old_connections
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices import services
+from devices.influx import HUB, InfluxError, InfluxRejected, InfluxStore, fields_line, state_line, tag_prefix
+from devices.influx_spool import Spool
+from devices.models import Bridge
+from firmware_bridge import protocol
+
+log = logging.getLogger("devices.hub")
+
+SESSION_EXPIRY_S = 24 * 3600
+MAX_RECEIVE_MAXIMUM = 65535
+
+# Reasons a message is refused (the keys of HubStats.malformed).
+BAD_TOPIC = "bad_topic"
+TOO_LARGE = "too_large"
+BAD_JSON = "bad_json"
+INVALID = "invalid"
+UNKNOWN_MACHINE = "unknown_machine"
+UNKNOWN_BRIDGE = "unknown_bridge"
+UNEXPECTED = "unexpected_topic"
+FAILED = "processing_failed"
+
+
+def default_client_id(index: int = 0) -> str:
+    """A stable id per host and worker index: the broker keeps this hub's session under it."""
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
+    return f"hub-{host}-{index}"
+
+
+# --------------------------------------------------------------------------------- MQTT URLs
+
+
+@dataclasses.dataclass(frozen=True)
+class MqttTarget:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> MqttTarget:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"MQTT_URL must start with mqtt:// or mqtts://, not {url!r}")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            username=urllib.parse.unquote(parts.username) if parts.username else None,
+            password=urllib.parse.unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def client(self, client_id: str, **kwargs: Any) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, **kwargs
+        )
+        if self.username:
+            client.username_pw_set(self.username, self.password)
+        if self.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        return client
+
+
+def publish_once(
+    url: str, topic: str, payload: bytes, *, expiry_s: int | None = None, timeout: float = 10.0
+) -> None:
+    """Connect, publish one QoS 1 message, wait for the broker's PUBACK, disconnect. Raises on failure."""
+    target = MqttTarget.parse(url)
+    client = target.client(f"hub-cmd-{uuid.uuid4().hex[:12]}")
+    connected = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        result["connect"] = reason_code
+        connected.set()
+
+    client.on_connect = on_connect
+    client.connect(target.host, target.port, keepalive=30)
+    client.loop_start()
+    try:
+        if not connected.wait(timeout):
+            raise TimeoutError("no CONNACK from the broker")
+        if result["connect"].is_failure:
+            raise ConnectionError(f"broker refused the connection: {result['connect']}")
+        props = None
+        if expiry_s:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = int(expiry_s)
+        info = client.publish(topic, payload, qos=protocol.QOS, retain=False, properties=props)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise TimeoutError("the broker did not acknowledge the command")
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(mqtt.error_string(info.rc))
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+# ------------------------------------------------------------------------------------- stats
+
+
+class HubStats:
+    """Counters, readable from any thread as :meth:`snapshot` (the ``hub_stats`` dict)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.malformed: collections.Counter[str] = collections.Counter()
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[name] += n
+
+    def refuse(self, reason: str) -> None:
+        with self._lock:
+            self.malformed[reason] += 1
+            self.counters["malformed"] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = dict(self.counters)
+            out["malformed_by_reason"] = dict(self.malformed)
+        return out
+
+
+def reason_of(exc: protocol.ProtocolError) -> str:
+    text = str(exc)
+    if text.startswith("topic"):
+        return BAD_TOPIC
+    if text.startswith("payload: ") and "bytes, more than" in text:
+        return TOO_LARGE
+    if text.startswith(("payload: not", "payload: must be", "payload: nested")):
+        return BAD_JSON
+    return INVALID
+
+
+@dataclasses.dataclass
+class Batch:
+    lines: list[str] = dataclasses.field(default_factory=list)
+    acks: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    telemetry: int = 0
+    started: float = 0.0
+
+
+# --------------------------------------------------------------------------------------- hub
+
+
+class Hub:
+    """One hub worker. ``run()`` blocks until :meth:`stop` (or SIGTERM via the command)."""
+
+    def __init__(
+        self,
+        *,
+        mqtt_url: str,
+        store: InfluxStore,
+        spool: Spool,
+        client_id: str | None = None,
+        group: str = "hub",
+        batch_size: int = 5000,
+        batch_interval: float = 1.0,
+        receive_maximum: int | None = None,
+        session_expiry_s: int = SESSION_EXPIRY_S,
+        stats_interval: float = 60.0,
+        housekeeping_interval: float = 5.0,
+        write_stats: bool = True,
+        log_malformed_per_s: float = 20.0,
+    ) -> None:
+        self.target = MqttTarget.parse(mqtt_url)
+        self.store = store
+        self.spool = spool
+        self.client_id = client_id or default_client_id()
+        self.group = group
+        self.batch_size = batch_size
+        self.batch_interval = batch_interval
+        # Unacknowledged messages: the batch being cut, up to two queued for the writer and the
+        # one being written. The window must hold all of them, or the broker stalls the hub.
+        self.receive_maximum = min(MAX_RECEIVE_MAXIMUM, receive_maximum or 4 * batch_size + 1000)
+        self.session_expiry_s = session_expiry_s
+        self.stats_interval = stats_interval
+        self.housekeeping_interval = housekeeping_interval
+        self.write_stats = write_stats
+        self.log_malformed_per_s = log_malformed_per_s
+
+        self.stats = HubStats()
+        self.index = services.MachineIndex()
+        self._inbox: collections.deque[mqtt.MQTTMessage] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._writes: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._readings: dict[int, services.Readings] = {}
+        self._batch = Batch()
+        self._influx_up = True
+        self._next_influx_try = 0.0
+        self._log_tokens = log_malformed_per_s
+        self._log_refill = time.monotonic()
+        self._suppressed_logs = 0
+        self.client = self.target.client(self.client_id, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+
+    # -- subscriptions
+
+    def subscriptions(self) -> list[str]:
+        """Plain: status, online (retained) and cmd/ack; shared: the telemetry and event streams."""
+        return [
+            protocol.filter_all_status(),
+            protocol.filter_all_online(),
+            protocol.filter_all_cmd_acks(),
+            protocol.shared(self.group, protocol.filter_all_telemetry()),
+            protocol.shared(self.group, protocol.filter_all_events()),
+        ]
+
+    # -- paho callbacks (network thread)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connection refused: %s", reason_code)
+            return
+        log.info(
+            "connected to %s:%s as %s (session present: %s)",
+            self.target.host,
+            self.target.port,
+            self.client_id,
+            flags.session_present,
+        )
+        self._connected.set()
+        # Subscribing again is harmless with a kept session and repairs a lost one.
+        client.subscribe([(f, mqtt.SubscribeOptions(qos=protocol.QOS)) for f in self.subscriptions()])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if bad:
+            log.error("subscription refused: %s", bad)
+        else:
+            log.info("subscribed to %d filters", len(reason_codes))
+        self._subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self._inbox.append(msg)
+        if len(self._inbox) == 1:
+            self._wake.set()
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Connect (persistent MQTT 5 session) and start the network and writer threads."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.receive_maximum
+        self.index.reload()
+        self._writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
+        self._writer.start()
+        self.client.connect_async(
+            self.target.host, self.target.port, keepalive=30, clean_start=False, properties=props
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Process messages until :meth:`stop`; then flush, ack, and disconnect without unsubscribing."""
+        self.start()
+        next_housekeeping = time.monotonic() + 1.0
+        next_stats = time.monotonic() + self.stats_interval
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                self._drain_inbox()
+                now = time.monotonic()
+                if self._batch.acks and now - self._batch.started >= self.batch_interval:
+                    self._cut_batch()
+                if now >= next_housekeeping:
+                    self._housekeeping()
+                    next_housekeeping = now + self.housekeeping_interval
+                if now >= next_stats:
+                    self._log_stats()
+                    next_stats = now + self.stats_interval
+                if not self._inbox:
+                    self._wake.wait(0.05)
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        self._drain_inbox(limit=len(self._inbox))
+        self._cut_batch()
+        self._writes.put(None)
+        self._writer.join(timeout=120)
+        self._log_stats()
+        # Never unsubscribe: the session (and its queue) must outlive this process.
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.spool.close()
+        self.store.close()
+
+    # -- processing (main thread)
+
+    def _drain_inbox(self, limit: int | None = 2000) -> None:
+        n = 0
+        while self._inbox and (limit is None or n < limit):
+            msg = self._inbox.popleft()
+            n += 1
+            try:
+                self._handle(msg)
+            except Exception:
+                # A database hiccup or a bug must not stop the hub; the message is still acked below
+                # (its points, if any, are already in the batch).
+                self.stats.refuse(FAILED)
+                log.exception("failed to process a message on %r", msg.topic)
+                close_old_connections()
+            self._add_ack(msg)
+            if len(self._batch.lines) >= self.batch_size:
+                self._cut_batch()
+
+    def _add_ack(self, msg: mqtt.MQTTMessage) -> None:
+        if not self._batch.acks:
+            self._batch.started = time.monotonic()
+        self._batch.acks.append((msg.mid, msg.qos))
+
+    def _refuse(self, reason: str, topic: str, detail: str) -> None:
+        self.stats.refuse(reason)
+        now = time.monotonic()
+        self._log_tokens = min(
+            self.log_malformed_per_s, self._log_tokens + (now - self._log_refill) * self.log_malformed_per_s
+        )
+        self._log_refill = now
+        if self._log_tokens >= 1:
+            self._log_tokens -= 1
+            log.warning("refused message (%s) on topic %r: %s", reason, topic[:300], detail[:300])
+        else:
+            self._suppressed_logs += 1
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
+        self.stats.add("received")
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            self._refuse(BAD_TOPIC, repr(msg._topic[:200]), "topic is not UTF-8")
+            return
+        try:
+            parsed = protocol.parse_topic(topic)
+        except protocol.ProtocolError as exc:
+            self._refuse(BAD_TOPIC, topic, str(exc))
+            return
+        kind = parsed.kind
+        if kind == protocol.CMD:
+            self._refuse(UNEXPECTED, topic, "the hub does not consume commands")
+            return
+        try:
+            decoded = protocol.decode(topic, msg.payload)[1]
+        except protocol.ProtocolError as exc:
+            self._refuse(reason_of(exc), topic, str(exc))
+            return
+        if kind == protocol.ONLINE:
+            machines = self.index.for_bridge(parsed.machine)
+            if not machines and not Bridge.objects.filter(slug=parsed.machine).exists():
+                self._refuse(UNKNOWN_BRIDGE, topic, "no such bridge in the database")
+                return
+            services.apply_bridge_online(parsed.machine, decoded, machines)  # type: ignore[arg-type]
+            self.stats.add("online")
+            return
+        info = self.index.get(parsed.lab, parsed.machine)  # type: ignore[arg-type]
+        if info is None:
+            self._refuse(UNKNOWN_MACHINE, topic, "no such machine in the database")
+            return
+        if kind == protocol.TELEMETRY:
+            self._telemetry(info, decoded)  # type: ignore[arg-type]
+        elif kind == protocol.STATUS:
+            self._batch.lines.append(state_line(info.tags, decoded.state, decoded.ts))  # type: ignore[union-attr]
+            self._apply_readings()  # the energy counter up to now belongs to the session it may close
+            services.apply_status(info, decoded)  # type: ignore[arg-type]
+            self.stats.add("status")
+        elif kind == protocol.EVENT:
+            if not services.apply_event(info, decoded):  # type: ignore[arg-type]
+                self.stats.add("event_duplicates")
+            self.stats.add("events")
+        elif kind == protocol.CMD_ACK:
+            services.apply_cmd_ack(info, decoded)  # type: ignore[arg-type]
+            self.stats.add("cmd_acks")
+
+    def _telemetry(self, info: services.MachineInfo, msg: protocol.Telemetry) -> None:
+        values = {k: float(v) for k, v in msg.values.items()}
+        line = fields_line(self.index.prefix(info), values, msg.ts)
+        if line:
+            self._batch.lines.append(line)
+            self._batch.telemetry += 1
+        self.stats.add("telemetry")
+        current = self._readings.get(info.id)
+        if current is None:
+            current = self._readings[info.id] = services.Readings(msg.ts, {})
+        current.add(msg.ts, values)
+
+    def _apply_readings(self) -> None:
+        if self._readings:
+            readings, self._readings = self._readings, {}
+            try:
+                services.apply_readings(readings)
+            except Exception:
+                log.exception("failed to update the live readings")
+                close_old_connections()
+
+    def _cut_batch(self) -> None:
+        """Hand the batch to the writer (blocks while two are waiting: back-pressure)."""
+        self._apply_readings()
+        if not self._batch.acks and not self._batch.lines:
+            return
+        batch, self._batch = self._batch, Batch()
+        self._writes.put(batch)
+
+    def _housekeeping(self) -> None:
+        try:
+            close_old_connections()
+            services.check_silent(self.index)
+            services.expire_commands()
+        except Exception:
+            log.exception("housekeeping failed")
+
+    def _log_stats(self) -> None:
+        snap = self.stats.snapshot()
+        snap["spool_pending"] = self.spool.pending()
+        snap["inbox"] = len(self._inbox)
+        suppressed, self._suppressed_logs = self._suppressed_logs, 0
+        log.info("hub %s stats: %s (refusals not logged: %d)", self.client_id, snap, suppressed)
+        if self.write_stats:
+            numbers = {k: float(v) for k, v in snap.items() if isinstance(v, int | float)}
+            numbers.update({f"malformed_{k}": float(v) for k, v in snap["malformed_by_reason"].items()})
+            line = fields_line(tag_prefix(HUB, {"hub": self.client_id}), numbers, protocol.now_ms())
+            if line:
+                self._batch.lines.append(line)
+
+    @property
+    def hub_stats(self) -> dict[str, Any]:
+        return self.stats.snapshot()
+
+    # -- writing (writer thread)
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                batch = self._writes.get(timeout=1.0)
+            except queue.Empty:
+                self._drain_spool()
+                continue
+            if batch is None:
+                return
+            self._persist(batch.lines)
+            for mid, qos in batch.acks:
+                if qos > 0:
+                    self.client.ack(mid, qos)
+            self.stats.add("acked", len(batch.acks))
+            self.stats.add("batches")
+            self._drain_spool()
+
+    def _persist(self, lines: list[str]) -> None:
+        """Write to InfluxDB, else to the spool; return only when the lines are durable somewhere."""
+        if not lines:
+            return
+        if self._influx_up or time.monotonic() >= self._next_influx_try:
+            try:
+                self.store.write_lines(lines)
+            except InfluxRejected as exc:
+                log.error(
+                    "InfluxDB refused a batch of %d lines (kept in the spool's rejected table): %s",
+                    len(lines),
+                    exc,
+                )
+                self.spool.reject(lines, str(exc))
+                self.stats.add("points_rejected", len(lines))
+                return
+            except InfluxError as exc:
+                if self._influx_up:
+                    log.warning("InfluxDB unavailable, spooling to %s: %s", self.spool.path, exc)
+                self._influx_up = False
+                self._next_influx_try = time.monotonic() + 1.0
+                self.stats.add("influx_write_errors")
+            else:
+                if not self._influx_up:
+                    log.info("InfluxDB is back")
+                self._influx_up = True
+                self.stats.add("points_written", len(lines))
+                return
+        while True:
+            try:
+                self.spool.append(lines)
+                break
+            except Exception:
+                # The disk is full or broken: keep the messages unacknowledged until it works.
+                log.exception("cannot spool %d lines; retrying", len(lines))
+                time.sleep(1.0)
+        self.stats.add("points_spooled", len(lines))
+
+    def _drain_spool(self) -> None:
+        if not self._influx_up and time.monotonic() < self._next_influx_try:
+            return
+        try:
+            if self.spool.pending() == 0:
+                return
+            done = self.spool.drain(self.store.write_lines, max_batches=4)
+        except InfluxError as exc:
+            self._influx_up = False
+            self._next_influx_try = time.monotonic() + 1.0
+            log.debug("spool not drained yet: %s", exc)
+            return
+        if done:
+            if not self._influx_up:
+                log.info("InfluxDB is back; draining the spool")
+            self._influx_up = True
+            self.stats.add("points_drained", done)
+
+
+def spool_path_for(client_id: str) -> str:
+    from django.conf import settings
+
+    return os.path.join(str(settings.VAR_DIR), "hub-spool", f"{client_id}.sqlite3")

@@ -1,0 +1,276 @@
+"""The hub end to end: MQTT on a private Mosquitto -> database and a private InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+from django.utils import timezone
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices import services
+from devices.hub import Hub
+from devices.models import Alert, Bridge, Command, MachineStatus, ProcessedEvent, StateChange, UsageSession
+from firmware_bridge import protocol
+from tests.devices.conftest import WAIT_S, Publisher, hub_thread, make_machine, new_sid, wait_until
+from tests.factories import LabFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+T0 = 1_780_000_000_000
+
+
+def status(
+    state: str, ts: int, *, job: protocol.Job | None = None, error=None, bridge="bridge-1"
+) -> protocol.Status:
+    return protocol.Status(
+        state=state, enabled=True, bridge=bridge, adapter="octoprint", ts=ts, job=job, error=error
+    )
+
+
+def live(machine) -> MachineStatus | None:
+    return MachineStatus.objects.filter(machine=machine).first()
+
+
+def test_the_hub_subscribes_plain_and_shared_as_the_contract_says(broker, influx, tmp_path):
+    hub = Hub(mqtt_url=broker.url(), store=None, spool=None, client_id="x")  # type: ignore[arg-type]
+    subs = hub.subscriptions()
+    plain = [protocol.filter_all_status(), protocol.filter_all_online(), protocol.filter_all_cmd_acks()]
+    assert subs[:3] == plain
+    assert subs[3:] == [
+        protocol.shared("hub", protocol.filter_all_telemetry()),
+        protocol.shared("hub", protocol.filter_all_events()),
+    ]
+    assert hub.receive_maximum >= 4 * hub.batch_size
+
+
+def test_status_telemetry_and_events_land_in_the_database_and_influxdb(broker, influx, publisher, tmp_path):
+    lab = LabFactory(slug="bxl-centre")
+    machine = make_machine(lab, slug="prusa-1")
+    sid = new_sid()
+    job = protocol.Job(id="j1", name="benchy.gcode", started_ts=T0, progress_pct=0.0)
+    with hub_thread(broker, influx, tmp_path) as hub:
+        publisher.message(status("idle", T0), "bxl-centre", "prusa-1")
+        wait_until(lambda: live(machine) and live(machine).state == "idle", what="idle")
+        publisher.message(status("running", T0 + 1000, job=job), "bxl-centre", "prusa-1")
+        for i in range(5):
+            values = {"temp_nozzle_c": 200 + i, "energy_wh": 100.0 + i * 2.5}
+            publisher.message(
+                protocol.Telemetry(ts=T0 + 2000 + i * 1000, sid=sid, seq=i, values=values),
+                "bxl-centre",
+                "prusa-1",
+            )
+        wait_until(lambda: live(machine).last_reading.get("energy_wh") == 110.0, what="readings")
+        publisher.message(
+            protocol.Event(ts=T0 + 7000, sid=sid, seq=5, type="job_finished", job=job),
+            "bxl-centre",
+            "prusa-1",
+        )
+        wait_until(lambda: ProcessedEvent.objects.filter(machine=machine).exists(), what="event")
+        publisher.message(status("idle", T0 + 8000), "bxl-centre", "prusa-1")
+        wait_until(
+            lambda: live(machine).state == "idle" and live(machine).status_ts == T0 + 8000, what="idle again"
+        )
+        # An older retained status replayed later changes nothing (newest ts wins).
+        publisher.message(status("running", T0 + 500, job=job), "bxl-centre", "prusa-1")
+        wait_until(lambda: hub.hub_stats.get("status", 0) >= 4, what="the replay")
+        wait_until(lambda: influx.count('SELECT count("temp_nozzle_c") FROM "telemetry"') == 5, what="points")
+
+    st = live(machine)
+    assert st.state == "idle" and st.online and st.status_ts == T0 + 8000
+    assert st.since == services.ms_to_dt(T0 + 8000)
+    assert st.last_reading_at == services.ms_to_dt(T0 + 6000)
+    assert [(c.previous_state, c.state) for c in StateChange.objects.filter(machine=machine)] == [
+        ("", "idle"),
+        ("idle", "running"),
+        ("running", "idle"),
+    ]
+    session = UsageSession.objects.get(machine=machine)
+    assert session.started_at == services.ms_to_dt(T0)
+    assert session.ended_at == services.ms_to_dt(T0 + 8000)
+    assert (session.job_name, session.outcome) == ("benchy.gcode", "finished")
+    assert session.energy_wh == pytest.approx(10.0)
+
+    rows = influx.query('SELECT * FROM "telemetry" ORDER BY time')[0]
+    cols = rows["columns"]
+    first = dict(zip(cols, rows["values"][0], strict=True))
+    assert first["time"] == T0 + 2000
+    assert (first["lab"], first["machine"], first["machine_type"], first["adapter"]) == (
+        "bxl-centre",
+        "prusa-1",
+        "3d-printer",
+        "octoprint",
+    )
+    assert first["temp_nozzle_c"] == 200
+    states = influx.query('SELECT "state" FROM "machine_state" ORDER BY time')[0]["values"]
+    assert [s for _t, s in states] == ["idle", "running", "running", "idle"]
+    assert hub.hub_stats.get("malformed", 0) == 0
+
+
+def test_alerts_are_raised_and_cleared(broker, influx, publisher, tmp_path):
+    lab = LabFactory(slug="bxl-centre")
+    machine = make_machine(lab, slug="laser-1", interval=1)
+    sid = new_sid()
+
+    def open_alerts():
+        return set(
+            Alert.objects.filter(machine=machine, cleared_at__isnull=True).values_list("kind", flat=True)
+        )
+
+    now = protocol.now_ms()
+    with hub_thread(broker, influx, tmp_path):
+        publisher.message(
+            status("error", now, error=protocol.MachineError(code="alarm_1", message="Hard limit")),
+            "bxl-centre",
+            "laser-1",
+        )
+        wait_until(lambda: "error" in open_alerts(), what="error alert")
+        assert Alert.objects.get(machine=machine, kind="error").message == "alarm_1: Hard limit"
+        publisher.message(status("idle", now + 1), "bxl-centre", "laser-1")
+        wait_until(lambda: "error" not in open_alerts(), what="error cleared")
+        # Silent: online, no telemetry for more than 3 x 1 s.
+        wait_until(lambda: "silent" in open_alerts(), what="silent alert")
+        publisher.message(
+            protocol.Telemetry(ts=protocol.now_ms(), sid=sid, seq=0, values={"power_w": 3}),
+            "bxl-centre",
+            "laser-1",
+        )
+        wait_until(lambda: "silent" not in open_alerts(), what="silent cleared")
+        publisher.message(
+            protocol.Event(ts=now + 2, sid=sid, seq=1, type="job_failed"), "bxl-centre", "laser-1"
+        )
+        wait_until(lambda: "job_failed" in open_alerts(), what="job failed alert")
+        # The same event again (a replay) is applied once.
+        publisher.message(
+            protocol.Event(ts=now + 2, sid=sid, seq=1, type="job_failed"), "bxl-centre", "laser-1"
+        )
+        publisher.message(status("running", now + 3), "bxl-centre", "laser-1")
+        wait_until(lambda: "job_failed" not in open_alerts(), what="job failed cleared by the next job")
+        # The bridge's Last Will: every machine of the bridge goes offline, with an alert.
+        publisher.publish(protocol.topic_bridge_online("bridge-1"), protocol.WILL_PAYLOAD, retain=True)
+        wait_until(lambda: "offline" in open_alerts(), what="offline alert")
+        st = live(machine)
+        assert st.state == "offline" and not st.online
+        assert not Bridge.objects.get(slug="bridge-1").online
+        assert UsageSession.objects.get(machine=machine).outcome == "interrupted"
+        publisher.message(status("idle", protocol.now_ms()), "bxl-centre", "laser-1")
+        wait_until(lambda: "offline" not in open_alerts(), what="offline cleared")
+    assert ProcessedEvent.objects.filter(machine=machine).count() == 1
+    assert Alert.objects.filter(machine=machine, kind="job_failed").count() == 1
+
+
+def test_every_change_is_pushed_to_the_channel_layer(broker, influx, publisher, tmp_path, monkeypatch):
+    lab = LabFactory(slug="bxl-centre")
+    make_machine(lab, slug="prusa-1")
+    pushed = []
+    monkeypatch.setattr(
+        services.live, "push_status", lambda st, ts=None: pushed.append((st.machine.slug, st.state, ts))
+    )
+    with hub_thread(broker, influx, tmp_path):
+        publisher.message(status("idle", T0), "bxl-centre", "prusa-1")
+        publisher.message(status("running", T0 + 1), "bxl-centre", "prusa-1")
+        wait_until(lambda: ("prusa-1", "running", T0 + 1) in pushed, what="the running frame")
+    assert ("prusa-1", "idle", T0) in pushed
+
+
+def test_commands_are_published_audited_and_acked(broker, influx, publisher, tmp_path, settings):
+    lab = LabFactory(slug="bxl-centre")
+    machine = make_machine(lab, slug="prusa-1")
+    user = UserFactory()
+    settings.MQTT_URL = broker.url()
+    got = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bridge-sub", protocol=mqtt.MQTTv5)
+    sub.on_message = lambda c, u, m: got.append(m)
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe(protocol.topic_cmd("bxl-centre", "prusa-1"), qos=1)
+    sub.loop_start()
+    time.sleep(0.5)
+    try:
+        with hub_thread(broker, influx, tmp_path):
+            cmd = services.send_command(machine, "pause", user)
+            assert cmd.result == "sent" and cmd.issued_by == user
+            assert cmd.expires_at - cmd.issued_at == timedelta(seconds=services.COMMAND_TTL_S)
+            wait_until(lambda: got, what="the command on MQTT")
+            sent = protocol.decode_command(got[0].payload)
+            assert (sent.id, sent.action) == (str(cmd.id), "pause")
+            assert sent.expires == services.dt_to_ms(cmd.expires_at)
+            assert got[0].properties.MessageExpiryInterval == services.COMMAND_TTL_S
+            publisher.message(
+                protocol.CommandAck(id=sent.id, ok=True, ts=protocol.now_ms()), "bxl-centre", "prusa-1"
+            )
+            wait_until(lambda: Command.objects.get(pk=cmd.pk).result == "ok", what="ok")
+            cmd2 = services.send_command(machine, "cancel", user)
+            wait_until(lambda: len(got) == 2, what="second command")
+            publisher.message(
+                protocol.CommandAck(
+                    id=str(cmd2.id),
+                    ok=False,
+                    ts=protocol.now_ms(),
+                    error=protocol.AckError("invalid_state", "not running"),
+                ),
+                "bxl-centre",
+                "prusa-1",
+            )
+            wait_until(lambda: Command.objects.get(pk=cmd2.pk).result == "failed", what="failed")
+            assert Command.objects.get(pk=cmd2.pk).error_message == "not running"
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+
+
+def test_an_unreachable_broker_fails_the_command_and_keeps_the_audit(settings):
+    lab = LabFactory(slug="bxl-centre")
+    machine = make_machine(lab, slug="prusa-1")
+    settings.MQTT_URL = "mqtt://127.0.0.1:1"
+    cmd = services.send_command(machine, "disable", UserFactory())
+    assert cmd.result == "failed" and cmd.error_code == "broker"
+
+
+def test_unanswered_commands_become_no_answer():
+    lab = LabFactory(slug="bxl-centre")
+    machine = make_machine(lab, slug="prusa-1")
+    past = timezone.now() - timedelta(minutes=5)
+    cmd = Command.objects.create(
+        machine=machine, action="pause", issued_by=UserFactory(), issued_at=past, expires_at=past
+    )
+    assert services.expire_commands() == 1
+    assert services.expire_commands() == 0
+    assert Command.objects.get(pk=cmd.pk).result == "no_answer"
+
+
+def test_the_receive_window_holds_a_whole_write_batch(broker):
+    """Measured: Mosquitto sends an MQTT 5 client as many unacked QoS 1 messages as its Receive Maximum.
+
+    The hub acknowledges only after a batch is written, so its window must hold
+    the batches in flight or the broker stops sending (a stall, not a loss).
+    """
+    window = 3000
+    received = []
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="window", protocol=mqtt.MQTTv5, manual_ack=True
+    )
+    props = Properties(PacketTypes.CONNECT)
+    props.ReceiveMaximum = window
+    props.SessionExpiryInterval = 600
+    client.on_message = lambda c, u, m: received.append(m.mid)
+    client.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    client.loop_start()
+    client.subscribe(protocol.filter_all_telemetry(), qos=1)
+    time.sleep(0.5)
+    pub = Publisher(broker)
+    payload = json.dumps({"v": 1})
+    for _ in range(window + 500):
+        pub.publish(protocol.topic_telemetry("lab", "m"), payload, wait=False)
+    wait_until(lambda: len(received) >= window, what="a full window")
+    time.sleep(1.0)
+    assert len(received) == window  # and not one more until something is acked
+    for mid in received[:100]:
+        client.ack(mid, 1)
+    wait_until(lambda: len(received) >= window + 100, timeout=WAIT_S, what="more after acks")
+    pub.close()
+    client.disconnect()
+    client.loop_stop()
