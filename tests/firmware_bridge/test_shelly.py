@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from firmware_bridge import protocol
 from firmware_bridge.adapters import ADAPTERS
 from firmware_bridge.adapters.base import CommandError
 from firmware_bridge.adapters.shelly import ShellyAdapter
+from firmware_bridge.bridge import Bridge
+from firmware_bridge.config import load
 from firmware_bridge.simulators.plug import PlugSimulator
+from tests.firmware_bridge.conftest import Collector, wait_until, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.plug_sink import AdapterRunner, Observer, PlugTestSink
 
@@ -282,3 +288,72 @@ def test_options() -> None:
         with pytest.raises(CommandError) as err:
             ShellyAdapter("m", {"prefix": "p"}, SimpleNamespace()).command(action)  # type: ignore[arg-type]
         assert err.value.code == "unsupported"
+
+
+def test_end_to_end_through_the_bridge_and_a_restart(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector
+) -> None:
+    lab, machine, p = "bxl-south", "trotec-laser", PREFIX[2]
+    sim = PlugSimulator("shelly", p, mosquitto.url(), profile="manual", tele_period_s=0.5, relay_on=False)
+    sim.start()
+    machines = [
+        {
+            "lab": lab,
+            "machine": machine,
+            "adapter": "shelly",
+            "interlock": True,
+            "options": {"prefix": p, "gen": 2, **FAST},
+        }
+    ]
+    config = load(write_config(tmp_path / "bridge.toml", mosquitto, machines))
+
+    def status() -> protocol.Status | None:
+        return collector.last(protocol.STATUS, lab, machine)
+
+    def command(action: str) -> protocol.CommandAck:
+        cid = str(uuid.uuid4())
+        now = protocol.now_ms()
+        body = {"v": 1, "id": cid, "action": action, "ts": now, "expires": now + 60_000, "booking": None}
+        collector.publish(protocol.topic_cmd(lab, machine), body)
+        return wait_until(
+            lambda: next(
+                (a for _, a in collector.of_kind(protocol.CMD_ACK, lab, machine) if a.id == cid), None
+            ),
+            what=f"the ack of {action}",
+        )
+
+    def switch_sets(since: int) -> list[bool]:
+        rpcs = [json.loads(m) for t, m in sim.commands[since:] if t == f"{p}/rpc"]
+        return [r["params"]["on"] for r in rpcs if r["method"] == "Switch.Set"]
+
+    try:
+        bridge = Bridge(config)
+        bridge.start()
+        try:
+            wait_until(lambda: (s := status()) and s.state == "idle" and not s.enabled, what="idle, disabled")
+            assert command("enable").ok and sim.relay_on
+            sim.set_load(700)
+            wait_until(lambda: (s := status()) and s.state == "running" and s.enabled, what="running")
+            sim.set_load(20)
+            wait_until(lambda: (s := status()) and s.state == "idle", what="idle again")
+            events = [e.type for _, e in collector.of_kind(protocol.EVENT, lab, machine)]
+            assert events.count("job_started") == 1 and events.count("job_finished") == 1
+        finally:
+            bridge.stop()
+        # Restart with "enabled" remembered and the relay still on: nothing is switched.
+        seen = len(sim.commands)
+        bridge = Bridge(config)
+        bridge.start()
+        try:
+            adapter = wait_until(lambda: bridge.machines[f"{lab}/{machine}"].adapter, what="the adapter")
+            wait_until(
+                lambda: adapter.relay_on is True and not adapter._restore_pending, what="the relay read"
+            )
+            assert adapter._restore_to is None and adapter.enabled
+            wait_until(lambda: (s := status()) and s.enabled, what="status enabled after the restart")
+            assert switch_sets(seen) == []
+        finally:
+            bridge.stop()
+        assert sim.relay_on
+    finally:
+        sim.stop()
