@@ -170,3 +170,31 @@ def test_small_publish_window_keeps_order(
         assert telemetry == sorted(telemetry) and len(set(seqs)) == b.spool.last_seq(f"{LAB}/m-1")
     finally:
         b.stop()
+
+
+def test_full_spool_drops_oldest_and_reports_it(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector
+) -> None:
+    config = write_config(
+        tmp_path / "bridge.toml", mosquitto, machines(0.01), extra_bridge="spool_max_messages = 100"
+    )
+    b = Bridge(load(config))
+    b.start()
+    try:
+        assert b.transport.wait_connected(60)
+        mosquitto.stop(signal.SIGTERM)
+        wait_until(lambda: b.spool.dropped(f"{LAB}/m-1") > 0, what="the full spool to drop")
+        assert b.spool.pending() <= 100
+        mosquitto.start()
+        status = wait_until(
+            lambda: (s := collector.last(protocol.STATUS, LAB, "m-1")) and s.spool_dropped > 0 and s,
+            what="spool_dropped in status",
+        )
+        assert status.spool_dropped <= b.spool.dropped(f"{LAB}/m-1")
+        online = wait_until(
+            lambda: (o := collector.last(protocol.ONLINE)) and o.online and o.spool_dropped and o,
+            what="spool_dropped in online",
+        )
+        assert online.spool_dropped > 0
+    finally:
+        b.stop()
