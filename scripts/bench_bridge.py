@@ -124,7 +124,7 @@ def steady(work: Path, duration: float) -> dict[str, str]:
         "measured for": f"{t1 - t0:.0f} s",
         "RSS (end / peak)": f"{rss_end:.1f} MiB / {peak:.1f} MiB",
         "CPU (one core = 100 %)": f"{cpu_pct:.1f} %",
-        "spool backlog at the end": str(sent),
+        "spooled, not yet acknowledged, at the end": str(sent),
     }
 
 
