@@ -42,7 +42,7 @@ import time
 import tty
 from collections.abc import Callable
 
-from firmware_bridge.grbl_protocol import ALARM_CODES, RX_BUFFER_SIZE, RX_BUFFER_USABLE
+from firmware_bridge.grbl_protocol import RX_BUFFER_SIZE, RX_BUFFER_USABLE
 
 VERSION = "1.1h"
 BUILD = "20190830"
@@ -1272,7 +1272,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["ALARM_CODES", "GrblSimulator", "main"]
+__all__ = ["GrblSimulator", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())
