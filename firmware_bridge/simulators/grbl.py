@@ -37,6 +37,7 @@ import math
 import os
 import re
 import select
+import signal
 import threading
 import time
 import tty
@@ -1260,6 +1261,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--homing", action="store_true", help="homing enabled ($22=1): powers up in Alarm")
     args = parser.parse_args(argv)
     sim = GrblSimulator(laser=args.laser, speed=args.speed, link_path=args.link, homing=args.homing)
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)  # stop cleanly (remove the link) under a supervisor
     path = sim.start()
     print(f"GRBL simulator on {path} ({'laser' if args.laser else 'cnc'}, speed x{args.speed})", flush=True)
     try:
