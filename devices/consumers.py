@@ -102,6 +102,11 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         mine = await self._holds(frame.get("machine", ""))
         await self.send_json(board.for_viewer(frame, self.viewer, mine=mine))
 
+    async def board_frames(self, event: dict[str, Any]) -> None:
+        """Several changes at once (the hub's pusher batches them): one browser frame each, in order."""
+        for frame in event["frames"]:
+            await self.board_frame({"frame": frame})
+
     async def board_command(self, event: dict[str, Any]) -> None:
         """A remote command was sent or answered (``devices.live.push_command``): managers only."""
         if self.viewer.manager:

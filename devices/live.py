@@ -5,19 +5,27 @@ machine's :class:`~devices.models.MachineStatus`; the board's WebSocket
 consumers (``devices/consumers.py``) are members of the lab's group and
 forward each frame to their browser (minus what the viewer may not see).
 
-Group per lab: ``lab.<slug>``. Channel-layer message:
-``{"type": "board.frame", "frame": <machine_frame(...)>}``.
+Group per lab: ``lab.<slug>``. Channel-layer messages:
+``{"type": "board.frame", "frame": <machine_frame(...)>}``, or several at once
+``{"type": "board.frames", "frames": [...]}``, and
+``{"type": "board.command", "command": <command_frame(...)>}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import collections
+import logging
+import os
 import threading
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+log = logging.getLogger(__name__)
 _thread = threading.local()
 
 
@@ -43,6 +51,91 @@ def group_send(group: str, message: dict[str, Any]) -> None:
     if loop is None or loop.is_closed():
         loop = _thread.loop = asyncio.new_event_loop()
     loop.run_until_complete(layer.group_send(group, message))
+
+
+class _Pusher:
+    """Sends the board's frames from a thread of its own, many frames per channel-layer message.
+
+    The hub must not wait for Redis after each status: it queues the frame
+    and goes on. This thread takes everything queued, groups it by lab and
+    sends one ``board.frames`` message per lab (``board.frame`` when there is
+    only one), so a burst of N statuses costs a few Redis round trips, not N.
+    Frames keep their order. Only for layers that cross processes (Redis);
+    the in-memory layer of a single process is sent to directly.
+    """
+
+    max_batch = 500
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._in_flight = 0
+
+    def submit(self, group: str, frame: dict[str, Any]) -> None:
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._start()
+        self._queue.append((group, frame))
+        self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="board-pusher", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch: dict[str, list[dict[str, Any]]] = {}
+                for _ in range(min(len(self._queue), self.max_batch)):
+                    group, frame = self._queue.popleft()
+                    batch.setdefault(group, []).append(frame)
+                    self._in_flight += 1
+                layer = get_channel_layer()
+                for group, frames in batch.items():
+                    if len(frames) == 1:
+                        message = {"type": "board.frame", "frame": frames[0]}
+                    else:
+                        message = {"type": "board.frames", "frames": frames}
+                    try:
+                        if layer is not None:
+                            loop.run_until_complete(layer.group_send(group, message))
+                    except Exception:  # the board is best effort; the database is the truth
+                        log.exception("could not push %d frame(s) to %s", len(frames), group)
+                    finally:
+                        self._in_flight -= len(frames)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued has been sent (True) or ``timeout`` passed (False)."""
+        deadline = time.monotonic() + timeout
+        while self._queue or self._in_flight:
+            if time.monotonic() > deadline or self._thread is None or not self._thread.is_alive():
+                return False
+            time.sleep(0.005)
+        return True
+
+
+_pusher = _Pusher()
+atexit.register(_pusher.flush, 2.0)
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Wait for the frames still queued for the channel layer (e.g. before a hub exits)."""
+    return _pusher.flush(timeout)
+
+
+def _in_process(layer) -> bool:
+    from channels.layers import InMemoryChannelLayer
+
+    return isinstance(layer, InMemoryChannelLayer)
 
 
 def group_name(lab_slug: str) -> str:
@@ -78,14 +171,23 @@ def open_alerts(machine_id: int) -> list[dict[str, Any]]:
 
 
 def push_status(status, *, ts: int | None = None) -> None:
-    """Send one machine's frame to everyone watching its lab. ``ts`` is the source message's epoch ms."""
-    if get_channel_layer() is None:
+    """Send one machine's frame to everyone watching its lab. ``ts`` is the source message's epoch ms.
+
+    With a cross-process layer (Redis) the frame is queued and sent by a
+    background thread (see :class:`_Pusher`); this returns at once.
+    """
+    layer = get_channel_layer()
+    if layer is None:
         return
     frame = machine_frame(status)
     if ts is not None:
         frame["ts"] = ts
     frame["alerts"] = open_alerts(status.machine_id)
-    group_send(group_name(status.machine.lab.slug), {"type": "board.frame", "frame": frame})
+    group = group_name(status.machine.lab.slug)
+    if _in_process(layer):
+        group_send(group, {"type": "board.frame", "frame": frame})
+    else:
+        _pusher.submit(group, frame)
 
 
 def command_frame(command) -> dict[str, Any]:

@@ -271,3 +271,61 @@ def test_a_frame_pushed_by_another_process_arrives_through_redis(redis_layer):  
     assert manager_frame["state"] == maker_frame["state"] == "error"
     assert manager_frame["ts"] == maker_frame["ts"] == 1_800_000_000_999
     assert maker_frame["job"]["name"] is None
+
+
+def test_a_burst_of_changes_arrives_complete_and_in_order_through_redis(redis_layer):  # noqa: F811
+    """The hub does not wait for Redis: its frames are queued and sent in batches, in order."""
+    board = make_board()
+    base = 1_800_000_000_000
+
+    def burst():
+        for i in range(1, 101):
+            _update_printer("running", base + i, progress=float(i))
+        assert live.flush(timeout=TIMEOUT)
+
+    async def scenario():
+        manager = await _open(board["manager"])
+        await manager.receive_json_from(timeout=TIMEOUT)
+        pusher = threading.Thread(target=burst)
+        pusher.start()
+        frames = [await manager.receive_json_from(timeout=TIMEOUT) for _ in range(100)]
+        pusher.join(TIMEOUT)
+        nothing = await manager.receive_nothing(timeout=0.2)
+        await manager.disconnect()
+        return frames, nothing
+
+    frames, nothing = async_to_sync(scenario)()
+    assert [f["ts"] for f in frames] == [base + i for i in range(1, 101)]
+    assert [f["job"]["progress_pct"] for f in frames] == [float(i) for i in range(1, 101)]
+    assert nothing
+
+
+def test_a_batch_of_frames_is_forwarded_one_by_one_and_filtered(in_memory_layer):  # noqa: F811
+    board = make_board()
+
+    async def scenario():
+        maker = await _open(board["maker_a"])
+        await maker.receive_json_from(timeout=TIMEOUT)
+        frame = {"type": "machine", "machine": "printer-1", "state": "running", "ts": 1}
+        from channels.layers import get_channel_layer
+
+        await get_channel_layer().group_send(
+            live.group_name("board-lab"),
+            {
+                "type": "board.frames",
+                "frames": [
+                    {**frame, "job": {"name": "secret.gcode", "progress_pct": 1.0}},
+                    {**frame, "ts": 2, "job": {"name": "secret.gcode", "progress_pct": 2.0}},
+                ],
+            },
+        )
+        got = [await maker.receive_json_from(timeout=TIMEOUT) for _ in range(2)]
+        await maker.disconnect()
+        return got
+
+    got = async_to_sync(scenario)()
+    assert [f["ts"] for f in got] == [1, 2]
+    assert [f["job"] for f in got] == [
+        {"name": None, "progress_pct": 1.0},
+        {"name": None, "progress_pct": 2.0},
+    ]
