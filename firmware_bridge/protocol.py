@@ -31,6 +31,7 @@ is lost data, and a new ``sid`` is a new spool (never a replay).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -334,13 +335,20 @@ def _name(value: object, field: str) -> str:
     return value
 
 
-def _sid(value: object, field: str = "sid") -> str:
-    if not isinstance(value, str):
-        raise ProtocolError(f"{field}: must be a UUID string, got {value!r}")
+@functools.lru_cache(maxsize=4096)
+def _canonical_uuid(value: str) -> str | None:
+    # A spool id repeats in every message of a machine: parse it once (the hub's hot path).
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise ProtocolError(f"{field}: must be a UUID string, got {value!r}") from None
+        return None
+
+
+def _sid(value: object, field: str = "sid") -> str:
+    canonical = _canonical_uuid(value) if isinstance(value, str) else None
+    if canonical is None:
+        raise ProtocolError(f"{field}: must be a UUID string, got {value!r}")
+    return canonical
 
 
 def _id(value: object, field: str = "id") -> str:
@@ -375,6 +383,10 @@ def _reject_constant(name: str) -> Any:
     raise ProtocolError(f"payload: {name} is not allowed (numbers must be finite)")
 
 
+#: One decoder for every payload (``json.loads`` with options builds a new one per call).
+_JSON_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def load_payload(payload: bytes | bytearray | str) -> dict[str, Any]:
     """Parse a payload into a JSON object with ``"v": 1``, enforcing the size limit."""
     if isinstance(payload, str):
@@ -388,7 +400,7 @@ def load_payload(payload: bytes | bytearray | str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"payload: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = _JSON_DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError(
             f"payload: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
