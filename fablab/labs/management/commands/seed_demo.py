@@ -195,6 +195,10 @@ class Command(BaseCommand):
         # The demo's own bookings need no emails.
         with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
             self._bookings(machines, users)
+        from devices import demo as devices_demo
+
+        bridges = devices_demo.seed()
+        self.stdout.write(f"demo bridges: {', '.join(bridges)}")
         self.stdout.write(
             f"demo ready: {len(labs)} labs, {len(machines)} machines, users {', '.join(u[0] for u in USERS)}"
         )
