@@ -106,12 +106,9 @@ def redis_layer(redis_server: RedisServer, settings) -> Iterator[RedisServer]:
     """The Channels layer is Redis (the private one) for this test."""
     from channels.layers import channel_layers
 
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_server.url]},
-        }
-    }
+    from fablab.settings import redis_channel_layer
+
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(redis_server.url)}
     channel_layers.backends.clear()
     yield redis_server
     channel_layers.backends.clear()

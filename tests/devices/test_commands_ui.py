@@ -136,8 +136,8 @@ def test_the_bridge_ack_reaches_the_manager_live_and_lands_in_the_audit(
     broker,
     influx,
     publisher,
-    redis_layer,
-    tmp_path,  # noqa: F811
+    redis_layer,  # noqa: F811
+    tmp_path,
 ):
     """Board → POST → cmd topic → (bridge) → cmd/ack → hub → Redis → the manager's WebSocket."""
     settings.MQTT_URL = broker.url()

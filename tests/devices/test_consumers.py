@@ -329,3 +329,22 @@ def test_a_batch_of_frames_is_forwarded_one_by_one_and_filtered(in_memory_layer)
         {"name": None, "progress_pct": 1.0},
         {"name": None, "progress_pct": 2.0},
     ]
+
+
+def test_a_board_left_idle_longer_than_redis_waits_still_gets_the_next_change(redis_layer):  # noqa: F811
+    """channels_redis waits 5 s per BZPOPMIN; redis-py 8 gave up reading after 5 s and killed the consumer."""
+    board = make_board()
+    idle_s = 7.0
+
+    async def scenario():
+        import asyncio
+
+        manager = await _open(board["manager"])
+        await manager.receive_json_from(timeout=TIMEOUT)
+        await asyncio.sleep(idle_s)
+        await database_sync_to_async(_update_printer)("idle", 1_800_000_000_777)
+        frame = await manager.receive_json_from(timeout=TIMEOUT)
+        await manager.disconnect()
+        return frame
+
+    assert async_to_sync(scenario)()["ts"] == 1_800_000_000_777
