@@ -316,7 +316,8 @@ class PlugAdapter(Adapter):
         self._reported: tuple[str, JobInfo | None, bool] | None = None
         self._subscribed = False
         self._last_enforce = -math.inf
-        self._enforced_seq = -1
+        self._on_edges = 0  # how often the relay was newly seen on
+        self._enforced_edges = 0
         self._commands_in_flight = 0
         self._last_query = -math.inf
 
@@ -425,7 +426,7 @@ class PlugAdapter(Adapter):
         finally:
             with self._state_lock:
                 self._commands_in_flight -= 1
-                self._enforced_seq = self._relay_seq
+                self._enforced_edges = self._on_edges
                 self._last_enforce = time.monotonic()
 
     def _decide_restore(self) -> None:
@@ -447,14 +448,15 @@ class PlugAdapter(Adapter):
         if self._restore_to is not None:
             restore, self._restore_to = self._restore_to, None
             self._last_enforce = now
-            self._enforced_seq = self._relay_seq
+            self._enforced_edges = self._on_edges
             return restore
         # At run time only ever switch off: never power a machine up unasked.
-        # Again at each new report of the relay on, or when the plug ignored the last try.
-        fresh = self._relay_seq != self._enforced_seq or now - self._last_enforce >= self.confirm_timeout_s
+        # Again each time the relay is newly seen on, or when the plug ignored the last try (a
+        # periodic report of the old state, still in flight, is neither).
+        fresh = self._on_edges != self._enforced_edges or now - self._last_enforce >= self.confirm_timeout_s
         if not self._enabled and self._relay_on and fresh:
             self._last_enforce = now
-            self._enforced_seq = self._relay_seq
+            self._enforced_edges = self._on_edges
             return False
         return None
 
@@ -494,6 +496,8 @@ class PlugAdapter(Adapter):
         with self._state_lock:
             self._heard()
             changed = self._relay_on is not None and self._relay_on is not on
+            if on and self._relay_on is not True:
+                self._on_edges += 1
             self._relay_on = on
             self._relay_seq += 1
             self._decide_restore()
