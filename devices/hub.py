@@ -67,6 +67,15 @@ UNKNOWN_BRIDGE = "unknown_bridge"
 UNEXPECTED = "unexpected_topic"
 FAILED = "processing_failed"
 
+#: The validating decoder of each topic kind the hub consumes (commands are the bridges' business).
+DECODERS = {
+    protocol.STATUS: protocol.decode_status,
+    protocol.TELEMETRY: protocol.decode_telemetry,
+    protocol.EVENT: protocol.decode_event,
+    protocol.CMD_ACK: protocol.decode_cmd_ack,
+    protocol.ONLINE: protocol.decode_online,
+}
+
 
 def default_client_id(index: int = 0) -> str:
     """A stable id per host and worker index: the broker keeps this hub's session under it."""
@@ -150,26 +159,31 @@ def publish_once(
 
 
 class HubStats:
-    """Counters, readable from any thread as :meth:`snapshot` (the ``hub_stats`` dict)."""
+    """Counters, readable from any thread as :meth:`snapshot` (the ``hub_stats`` dict).
+
+    Each counter is incremented by one thread only (the processing thread or
+    the writer), so no lock is needed; copying a dict is atomic under the GIL.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self.counters: collections.Counter[str] = collections.Counter()
+        self.writer: collections.Counter[str] = collections.Counter()
         self.malformed: collections.Counter[str] = collections.Counter()
 
     def add(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self.counters[name] += n
+        self.counters[name] += n
+
+    def add_writer(self, name: str, n: int = 1) -> None:
+        self.writer[name] += n
 
     def refuse(self, reason: str) -> None:
-        with self._lock:
-            self.malformed[reason] += 1
-            self.counters["malformed"] += 1
+        self.malformed[reason] += 1
+        self.counters["malformed"] += 1
 
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            out: dict[str, Any] = dict(self.counters)
-            out["malformed_by_reason"] = dict(self.malformed)
+        out: dict[str, Any] = dict(self.counters.copy())
+        out.update(self.writer.copy())
+        out["malformed_by_reason"] = dict(self.malformed.copy())
         return out
 
 
@@ -187,7 +201,7 @@ def reason_of(exc: protocol.ProtocolError) -> str:
 @dataclasses.dataclass
 class Batch:
     lines: list[str] = dataclasses.field(default_factory=list)
-    acks: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    acks: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)  # (mid, qos, generation)
     telemetry: int = 0
     started: float = 0.0
 
@@ -233,13 +247,18 @@ class Hub:
 
         self.stats = HubStats()
         self.index = services.MachineIndex()
-        self._inbox: collections.deque[mqtt.MQTTMessage] = collections.deque()
+        self._inbox: collections.deque[tuple[mqtt.MQTTMessage, int]] = collections.deque()
+        # Connection generation: a PUBACK is only sent on the connection that delivered the
+        # message. After a reconnect the broker re-sends what was unacknowledged, possibly
+        # reusing packet ids, so an old id acknowledged late could acknowledge another message.
+        self._generation = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._writes: queue.Queue[Batch | None] = queue.Queue(maxsize=2)
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._readings: dict[int, services.Readings] = {}
+        self._topics: dict[str, protocol.ParsedTopic] = {}
         self._batch = Batch()
         self._influx_up = True
         self._next_influx_try = 0.0
@@ -278,6 +297,7 @@ class Hub:
             self.client_id,
             flags.session_present,
         )
+        self._generation += 1
         self._connected.set()
         # Subscribing again is harmless with a kept session and repairs a lost one.
         client.subscribe([(f, mqtt.SubscribeOptions(qos=protocol.QOS)) for f in self.subscriptions()])
@@ -291,12 +311,13 @@ class Hub:
         self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._generation += 1  # what this connection delivered and is still unacked comes again
         self._connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
-        self._inbox.append(msg)
+        self._inbox.append((msg, self._generation))
         if len(self._inbox) == 1:
             self._wake.set()
 
@@ -359,7 +380,7 @@ class Hub:
     def _drain_inbox(self, limit: int | None = 2000) -> None:
         n = 0
         while self._inbox and (limit is None or n < limit):
-            msg = self._inbox.popleft()
+            msg, generation = self._inbox.popleft()
             n += 1
             try:
                 self._handle(msg)
@@ -369,14 +390,14 @@ class Hub:
                 self.stats.refuse(FAILED)
                 log.exception("failed to process a message on %r", msg.topic)
                 close_old_connections()
-            self._add_ack(msg)
+            self._add_ack(msg, generation)
             if len(self._batch.lines) >= self.batch_size:
                 self._cut_batch()
 
-    def _add_ack(self, msg: mqtt.MQTTMessage) -> None:
+    def _add_ack(self, msg: mqtt.MQTTMessage, generation: int) -> None:
         if not self._batch.acks:
             self._batch.started = time.monotonic()
-        self._batch.acks.append((msg.mid, msg.qos))
+        self._batch.acks.append((msg.mid, msg.qos, generation))
 
     def _refuse(self, reason: str, topic: str, detail: str) -> None:
         self.stats.refuse(reason)
@@ -398,17 +419,23 @@ class Hub:
         except UnicodeDecodeError:
             self._refuse(BAD_TOPIC, repr(msg._topic[:200]), "topic is not UTF-8")
             return
-        try:
-            parsed = protocol.parse_topic(topic)
-        except protocol.ProtocolError as exc:
-            self._refuse(BAD_TOPIC, topic, str(exc))
-            return
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            try:
+                parsed = protocol.parse_topic(topic)
+            except protocol.ProtocolError as exc:
+                self._refuse(BAD_TOPIC, topic, str(exc))
+                return
+            if len(self._topics) >= 50_000:  # bounded: a flood of made-up topics cannot grow it
+                self._topics.clear()
+            self._topics[topic] = parsed
         kind = parsed.kind
-        if kind == protocol.CMD:
-            self._refuse(UNEXPECTED, topic, "the hub does not consume commands")
+        decoder = DECODERS.get(kind)
+        if decoder is None:
+            self._refuse(UNEXPECTED, topic, "the hub does not consume this kind of topic")
             return
         try:
-            decoded = protocol.decode(topic, msg.payload)[1]
+            decoded = decoder(msg.payload)
         except protocol.ProtocolError as exc:
             self._refuse(reason_of(exc), topic, str(exc))
             return
@@ -471,6 +498,8 @@ class Hub:
     def _housekeeping(self) -> None:
         try:
             close_old_connections()
+            if time.monotonic() - self.index.loaded_at > 60:
+                self.index.reload()  # new machines, changed links and intervals
             services.check_silent(self.index)
             services.expire_commands()
         except Exception:
@@ -504,12 +533,17 @@ class Hub:
                 continue
             if batch is None:
                 return
+            t0 = time.perf_counter()
             self._persist(batch.lines)
-            for mid, qos in batch.acks:
-                if qos > 0:
+            t1 = time.perf_counter()
+            current = self._generation
+            for mid, qos, generation in batch.acks:
+                if qos > 0 and generation == current:
                     self.client.ack(mid, qos)
-            self.stats.add("acked", len(batch.acks))
-            self.stats.add("batches")
+            self.stats.add_writer("write_ms", round((t1 - t0) * 1000))
+            self.stats.add_writer("ack_ms", round((time.perf_counter() - t1) * 1000))
+            self.stats.add_writer("acked", len(batch.acks))
+            self.stats.add_writer("batches")
             self._drain_spool()
 
     def _persist(self, lines: list[str]) -> None:
@@ -526,19 +560,19 @@ class Hub:
                     exc,
                 )
                 self.spool.reject(lines, str(exc))
-                self.stats.add("points_rejected", len(lines))
+                self.stats.add_writer("points_rejected", len(lines))
                 return
             except InfluxError as exc:
                 if self._influx_up:
                     log.warning("InfluxDB unavailable, spooling to %s: %s", self.spool.path, exc)
                 self._influx_up = False
                 self._next_influx_try = time.monotonic() + 1.0
-                self.stats.add("influx_write_errors")
+                self.stats.add_writer("influx_write_errors")
             else:
                 if not self._influx_up:
                     log.info("InfluxDB is back")
                 self._influx_up = True
-                self.stats.add("points_written", len(lines))
+                self.stats.add_writer("points_written", len(lines))
                 return
         while True:
             try:
@@ -548,7 +582,7 @@ class Hub:
                 # The disk is full or broken: keep the messages unacknowledged until it works.
                 log.exception("cannot spool %d lines; retrying", len(lines))
                 time.sleep(1.0)
-        self.stats.add("points_spooled", len(lines))
+        self.stats.add_writer("points_spooled", len(lines))
 
     def _drain_spool(self) -> None:
         if not self._influx_up and time.monotonic() < self._next_influx_try:
@@ -566,7 +600,7 @@ class Hub:
             if not self._influx_up:
                 log.info("InfluxDB is back; draining the spool")
             self._influx_up = True
-            self.stats.add("points_drained", done)
+            self.stats.add_writer("points_drained", done)
 
 
 def spool_path_for(client_id: str) -> str:

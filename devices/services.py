@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -126,6 +125,10 @@ class MachineIndex:
             self._by_key = by_key
             self._prefix = {info.id: info.telemetry_prefix for info in by_key.values()}
             self._loaded_at = time.monotonic()
+
+    @property
+    def loaded_at(self) -> float:
+        return self._loaded_at
 
     def get(self, lab: str, machine: str) -> MachineInfo | None:
         info = self._by_key.get((lab, machine))
@@ -397,33 +400,41 @@ def apply_readings(readings: Mapping[int, Readings]) -> list[int]:
     """Fold a batch's newest readings into the live status; energy into the open sessions.
 
     The session's energy is the ``energy_wh`` counter's rise since the first
-    reading seen while it was open. Returns the machine ids updated.
+    reading seen while it was open. A handful of queries per batch, whatever
+    the number of machines. Returns the machine ids updated.
     """
     if not readings:
         return []
     now = timezone.now()
-    updated = []
+    ids = sorted(readings)
     with transaction.atomic():
-        for machine_id, batch in sorted(readings.items()):
-            ts, values = batch.ts, batch.values
-            status, _created = MachineStatus.objects.select_for_update().get_or_create(machine_id=machine_id)
-            if status.last_reading_at is not None and ts < dt_to_ms(status.last_reading_at):
-                continue  # an older batch than one already applied (another hub, or a replay)
+        MachineStatus.objects.bulk_create([MachineStatus(machine_id=i) for i in ids], ignore_conflicts=True)
+        statuses = list(MachineStatus.objects.select_for_update().filter(machine_id__in=ids).order_by("pk"))
+        changed = []
+        for status in statuses:
+            batch = readings[status.machine_id]
+            if status.last_reading_at is not None and batch.ts < dt_to_ms(status.last_reading_at):
+                continue  # older than what another hub (or a replay) applied already
             reading = dict(status.last_reading) if isinstance(status.last_reading, dict) else {}
-            reading.update(values)
+            reading.update(batch.values)
             status.last_reading = reading
-            status.last_reading_at = ms_to_dt(ts)
+            status.last_reading_at = ms_to_dt(batch.ts)
             status.last_message_at = now
-            status.save(update_fields=["last_reading", "last_reading_at", "last_message_at"])
-            updated.append(machine_id)
-            energy = values.get("energy_wh")
-            if energy is not None:
-                open_sessions = UsageSession.objects.filter(machine_id=machine_id, ended_at__isnull=True)
-                first = batch.energy_first if batch.energy_first is not None else energy
-                open_sessions.filter(energy_wh_start__isnull=True).update(energy_wh_start=first)
-                open_sessions.filter(energy_wh_start__lte=energy).update(
-                    energy_wh=energy - F("energy_wh_start")
-                )
+            changed.append(status)
+        MachineStatus.objects.bulk_update(changed, ["last_reading", "last_reading_at", "last_message_at"])
+        updated = [s.machine_id for s in changed]
+        with_energy = [i for i in updated if readings[i].values.get("energy_wh") is not None]
+        sessions = list(
+            UsageSession.objects.select_for_update().filter(machine_id__in=with_energy, ended_at__isnull=True)
+        )
+        for session in sessions:
+            batch = readings[session.machine_id]
+            energy = batch.values["energy_wh"]
+            if session.energy_wh_start is None:
+                session.energy_wh_start = batch.energy_first if batch.energy_first is not None else energy
+            if energy >= session.energy_wh_start:
+                session.energy_wh = energy - session.energy_wh_start
+        UsageSession.objects.bulk_update(sessions, ["energy_wh_start", "energy_wh"])
         Alert.objects.filter(machine_id__in=updated, kind=Alert.Kind.SILENT, cleared_at__isnull=True).update(
             cleared_at=now
         )

@@ -274,3 +274,49 @@ def test_the_receive_window_holds_a_whole_write_batch(broker):
     pub.close()
     client.disconnect()
     client.loop_stop()
+
+
+def test_silence_is_judged_per_machine_interval():
+    lab = LabFactory(slug="bxl-centre")
+    printer = make_machine(lab, slug="prusa-1", interval=10)
+    plug = make_machine(lab, slug="plug-1", adapter="tasmota", interval=300)
+    now = timezone.now()
+    for machine in (printer, plug):
+        MachineStatus.objects.create(
+            machine=machine, state="idle", online=True, since=now, last_reading_at=now - timedelta(seconds=60)
+        )
+    index = services.MachineIndex()
+    index.reload()
+    assert services.check_silent(index, now) == 1  # 60 s > 3 x 10 s, but < 3 x 300 s
+    assert services.check_silent(index, now) == 0  # one open alert per kind, however often it runs
+    assert list(Alert.objects.filter(cleared_at__isnull=True).values_list("machine__slug", "kind")) == [
+        ("prusa-1", "silent")
+    ]
+    assert services.check_silent(index, now + timedelta(seconds=901)) == 1  # the plug, much later
+
+
+def test_two_hubs_split_the_streams_and_apply_each_status_once(broker, influx, publisher, tmp_path):
+    lab = LabFactory(slug="bxl-centre")
+    machine = make_machine(lab, slug="prusa-1")
+    sid = new_sid()
+    with hub_thread(broker, influx, tmp_path) as hub_a, hub_thread(broker, influx, tmp_path) as hub_b:
+        for i in range(200):
+            publisher.message(
+                protocol.Telemetry(ts=T0 + i, sid=sid, seq=i, values={"power_w": i}),
+                "bxl-centre",
+                "prusa-1",
+                wait=False,
+            )
+        for i, state in enumerate(["idle", "running", "paused", "running", "idle"]):
+            publisher.message(status(state, T0 + 1000 + i), "bxl-centre", "prusa-1")
+        wait_until(lambda: influx.count('SELECT count("power_w") FROM "telemetry"') == 200, what="200 points")
+        wait_until(
+            lambda: hub_a.hub_stats.get("status", 0) == 5 and hub_b.hub_stats.get("status", 0) == 5,
+            what="every hub sees every status",
+        )
+        a, b = hub_a.hub_stats.get("telemetry", 0), hub_b.hub_stats.get("telemetry", 0)
+    assert a + b == 200 and a > 0 and b > 0  # shared: each message to one hub
+    assert list(StateChange.objects.filter(machine=machine).values_list("state", flat=True)) == [
+        "idle", "running", "paused", "running", "idle",
+    ]  # fmt: skip
+    assert UsageSession.objects.filter(machine=machine).count() == 1

@@ -68,13 +68,13 @@ def assert_exactly_once(influx, n: int) -> None:
     per_machine = {
         s["tags"]["machine"]: int(s["values"][0][1])
         for s in influx.query(
-            f'SELECT count("power_w") FROM "telemetry" WHERE time >= {T0}ms GROUP BY "machine"'
+            f'SELECT count("power_w") FROM "telemetry" WHERE time >= {T0}ms GROUP BY "machine"'  # noqa: S608
         )
     }
     assert per_machine == dict.fromkeys(MACHINES, n)
     for machine in MACHINES:
         rows = influx.query(
-            f'SELECT "power_w" FROM "telemetry" WHERE "machine" = \'{machine}\' AND time >= {T0}ms'
+            f'SELECT "power_w" FROM "telemetry" WHERE "machine" = \'{machine}\' AND time >= {T0}ms'  # noqa: S608
         )[0]["values"]
         assert [t for t, _v in rows] == [T0 + i for i in range(n)]
         assert [v for _t, v in rows] == list(range(n))  # each point is its own message's
@@ -85,7 +85,7 @@ def wait_for_points(influx, n: int, hub: HubProcess | None = None) -> None:
     wait_until(
         lambda: (
             influx.running
-            and influx.count(f'SELECT count("power_w") FROM "telemetry" WHERE time >= {T0}ms') >= total
+            and influx.count(f'SELECT count("power_w") FROM "telemetry" WHERE time >= {T0}ms') >= total  # noqa: S608
         ),
         timeout=WAIT_S * 2,
         what=f"{total} points in InfluxDB" + (f"; hub log:\n{hub.log()[-3000:]}" if hub else ""),
