@@ -415,6 +415,8 @@ class PlugAdapter(Adapter):
             deadline = time.monotonic() + self.confirm_timeout_s
             with self._relay_cond:
                 while not (self._relay_seq > seq0 and self._relay_on is enabled):
+                    if self._online is False:
+                        raise CommandError("device_error", f"the plug of {self.machine} went offline")
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise CommandError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -418,3 +419,45 @@ def test_end_to_end_through_the_bridge(
     finally:
         bridge.stop()
     assert not plug.relay_on
+
+
+def test_relay_state_is_asked_again_until_known(mosquitto: Mosquitto, sink: PlugTestSink) -> None:
+    """The first query can go nowhere (no plug yet, or the bridge not connected): the adapter asks again."""
+    adapter = make(sink, interlock=True, enabled=True)
+    with AdapterRunner(adapter):
+        assert (f"cmnd/{TOPIC}/POWER", "", False) in sink.published  # setup() asked; nobody listened
+        device = Observer(mosquitto.url(), [f"cmnd/{TOPIC}/#"])
+        try:
+            device.publish(f"tele/{TOPIC}/LWT", "Online", retain=True)
+            device.wait_for(lambda: device.on(f"cmnd/{TOPIC}/POWER"), "the adapter's second query")
+            assert device.on(f"cmnd/{TOPIC}/POWER")[0] == b""
+            device.publish(f"stat/{TOPIC}/POWER", "ON")
+            sink.wait_for(lambda: adapter.relay_on is True and adapter.enabled, "the relay state")
+        finally:
+            device.close()
+
+
+def test_plug_going_offline_fails_a_waiting_command(mosquitto: Mosquitto, sink: PlugTestSink) -> None:
+    device = Observer(mosquitto.url(), [f"cmnd/{TOPIC}/POWER"])
+    try:
+        device.publish(f"tele/{TOPIC}/LWT", "Online", retain=True)
+        adapter = make(sink, interlock=True, enabled=False, confirm_timeout_s=3600)
+        with AdapterRunner(adapter):
+            sink.wait_for(lambda: sink.state == "idle", "online")
+            errors: list[CommandError] = []
+
+            def enable() -> None:
+                try:
+                    adapter.command("enable")
+                except CommandError as exc:
+                    errors.append(exc)
+
+            waiter = threading.Thread(target=enable)
+            waiter.start()
+            device.wait_for(lambda: b"ON" in device.on(f"cmnd/{TOPIC}/POWER"), "the command")
+            device.publish(f"tele/{TOPIC}/LWT", "Offline", retain=True)
+            waiter.join(timeout=30)
+            assert not waiter.is_alive()
+            assert errors and errors[0].code == "device_error" and "offline" in errors[0].message
+    finally:
+        device.close()
