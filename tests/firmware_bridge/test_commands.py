@@ -199,8 +199,15 @@ def test_setup_failures_retry_and_poll_errors_do_not_kill(
     b.start()
     try:
         offline = wait_until(
-            lambda: (s := status(collector, "flaky")) and s.state == "offline" and s,
-            what="offline while setup fails",
+            lambda: next(
+                (
+                    st
+                    for _, st in collector.of_kind(protocol.STATUS, LAB, "flaky")
+                    if st.state == "offline" and st.error is not None
+                ),
+                None,
+            ),
+            what="offline with an error while setup fails",
         )
         assert offline.error.code == "setup_failed"
         wait_state(collector, "flaky", "running")
