@@ -198,3 +198,103 @@ def test_full_spool_drops_oldest_and_reports_it(
         assert online.spool_dropped > 0
     finally:
         b.stop()
+
+
+def make_tls_files(d: Path, name: str) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, server.crt, server.key)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, crt = (d / f"{name}{s}" for s in ("-ca.key", "-ca.pem", ".key", ".csr", ".crt"))
+    ext = d / f"{name}.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name} test CA",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(crt),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return ca, crt, key
+
+
+def test_tls_with_ca_file(tmp_path: Path) -> None:
+    from tests.support.mosquitto import free_port
+
+    ca, crt, key = make_tls_files(tmp_path / "tls", "broker")
+    other_ca, _, _ = make_tls_files(tmp_path / "tls", "other")
+    tls_port = free_port()
+    broker = Mosquitto(
+        tmp_path / "mq",
+        extra=f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {crt}\nkeyfile {key}\n",
+    )
+    broker.start()
+    try:
+        config = write_config(tmp_path / "bridge.toml", broker, machines(limit=3))
+        good = config.read_text().replace(broker.url(), f"mqtts://127.0.0.1:{tls_port}")
+        good = good.replace("[mqtt]\n", f'[mqtt]\nca_file = "{ca}"\n')
+        config.write_text(good)
+        b = Bridge(load(config))
+        b.start()
+        try:
+            assert b.transport.wait_connected(60)
+            wait_until(
+                lambda: b.spool.last_seq(f"{LAB}/m-1") >= 3 and b.spool.pending() == 0, what="delivery"
+            )
+        finally:
+            b.stop()
+        # A broker whose certificate the configured CA did not sign is never trusted.
+        config.write_text(good.replace(str(ca), str(other_ca)).replace("spool.sqlite3", "spool2.sqlite3"))
+        b = Bridge(load(config))
+        b.start()
+        try:
+            wait_until(lambda: b.transport._failures >= 1, what="the TLS handshake to fail")
+            assert not b.transport.connected
+        finally:
+            b.stop()
+    finally:
+        broker.stop()
