@@ -104,6 +104,9 @@ class MachineRunner:
     def telemetry(self, values: Mapping[str, float], ts: int | None = None) -> None:
         clean = {}
         for name, value in dict(values).items():
+            if not isinstance(name, str) or protocol.NAME_RE.fullmatch(name) is None:
+                log.warning("%s: telemetry name %r breaks the contract; value left out", self.key, name)
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
                 log.debug("%s: telemetry %s=%r is not a finite number; left out", self.key, name, value)
                 continue
