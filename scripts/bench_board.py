@@ -256,12 +256,13 @@ def run(args: argparse.Namespace) -> dict:
         hub_log = (work / "hub.log").read_text(errors="replace")
         if not latencies:
             raise SystemExit(f"bench_board: no frame arrived\nhub log:\n{hub_log[-3000:]}")
-        arrivals = [arrived for machine, ts, arrived in received if (machine, ts) in counted]
-        span = max(arrivals) - first_counted if arrivals else float("nan")
+        # The hub's pace over the whole run (warm-up included): frames out per second of publishing and catching up.
+        matched = [arrived for machine, ts, arrived in received if (machine, ts) in publisher.sent]
+        span = max(matched) - min(publisher.sent.values()) if matched else float("nan")
         return {
             "machines": args.machines,
             "offered": len(counted) / args.duration,
-            "delivered": len(latencies) / args.clients / span if span else float("nan"),
+            "delivered": len(matched) / args.clients / span if span else float("nan"),
             "published": len(counted),
             "received": len(latencies),
             "missing": expected - len(latencies),
