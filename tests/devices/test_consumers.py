@@ -118,6 +118,20 @@ def test_the_maker_holding_the_machine_sees_their_own_job(in_memory_layer):  # n
     assert printer["booking"]["holder"] is None
 
 
+def _as_another_thread(fn, *args) -> threading.Thread:
+    """Run ``fn`` in a thread of its own (as the hub does), closing that thread's database connection."""
+
+    def target():
+        from django.db import connection
+
+        try:
+            fn(*args)
+        finally:
+            connection.close()
+
+    return threading.Thread(target=target)
+
+
 def _update_printer(state: str, ts: int, job_name: str = "karim-bracket.gcode", progress: float = 50.0):
     status = MachineStatus.objects.select_related("machine__lab").get(machine__slug="printer-1")
     status.state = state
@@ -256,7 +270,7 @@ def test_a_frame_pushed_by_another_process_arrives_through_redis(redis_layer):  
         await manager.receive_json_from(timeout=TIMEOUT)
         await maker.receive_json_from(timeout=TIMEOUT)
         # As the hub does it: a plain thread with its own event loop (async_to_sync inside push_status).
-        pusher = threading.Thread(target=_update_printer, args=("error", 1_800_000_000_999))
+        pusher = _as_another_thread(_update_printer, "error", 1_800_000_000_999)
         pusher.start()
         pusher.join(TIMEOUT)
         frames = [
@@ -286,7 +300,7 @@ def test_a_burst_of_changes_arrives_complete_and_in_order_through_redis(redis_la
     async def scenario():
         manager = await _open(board["manager"])
         await manager.receive_json_from(timeout=TIMEOUT)
-        pusher = threading.Thread(target=burst)
+        pusher = _as_another_thread(burst)
         pusher.start()
         frames = [await manager.receive_json_from(timeout=TIMEOUT) for _ in range(100)]
         pusher.join(TIMEOUT)
