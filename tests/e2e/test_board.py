@@ -8,6 +8,7 @@ command button, a stand-in bridge acknowledges it, and the ack shows live.
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -68,6 +69,10 @@ class AsgiServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(WAIT_S)
+        # Django under ASGI runs each request's sync code in a short-lived thread; the database
+        # connection left in such a thread closes when it is collected. Collect it now, so that
+        # the test database (PostgreSQL) can be dropped at the end of the run.
+        gc.collect()
 
 
 @pytest.fixture
