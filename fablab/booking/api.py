@@ -7,13 +7,17 @@ answered with 404, so ids reveal nothing.
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -25,7 +29,7 @@ from fablab.labs.models import Lab, Machine
 from fablab.members.models import MemberProfile
 
 from . import selectors, services
-from .api_errors import InvalidCredentials, describe_codes
+from .api_errors import IdempotencyKeyReused, InvalidCredentials, describe_codes
 from .errors import RULES, BookingError
 from .models import Booking
 from .serializers import (
@@ -281,25 +285,123 @@ class BookingListView(MemberAPIView):
             "approval. Every booking rule has its own error code."
         ),
         request=BookingCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                description=(
+                    "Optional. Retrying a POST with the same key (and the same body) returns the booking "
+                    "the first attempt made, with the header `Idempotent-Replayed: true`, instead of a "
+                    "second booking or `slot_taken`. The same key with another body is "
+                    "`idempotency_key_reused`. Keys are remembered per member for a day; after that, "
+                    "a retry with a key still gets your identical booking (same machine, times and "
+                    "purpose) if it is active."
+                ),
+            )
+        ],
         responses={
             201: BookingSerializer,
             400: _codes_with_status(400, CREATE_CODES, "invalid"),
             403: _codes_with_status(403, CREATE_CODES),
-            409: _codes_with_status(409, CREATE_CODES),
+            409: _codes_with_status(409, CREATE_CODES, "idempotency_key_reused"),
             **AUTH_ERRORS,
         },
         tags=["bookings"],
     )
     def post(self, request: Request) -> Response:
         data = _valid(BookingCreateSerializer, request.data)
-        booking = services.booking_create(
+        key = _idempotency_key(request)
+        if key is not None:
+            replayed = _replay(request.user, key, data)
+            if replayed is not None:
+                return replayed
+        try:
+            booking = services.booking_create(
+                machine=data["machine"],
+                member=request.user,
+                start=data["start"],
+                end=data["end"],
+                purpose=data["purpose"],
+            )
+        except BookingError as exc:
+            # A retry whose first attempt won but whose answer was lost (or a twin request
+            # racing it): the slot is taken by this very booking, so answer with it.
+            same = _identical_booking(request.user, data) if key and exc.code == "slot_taken" else None
+            if same is None:
+                raise
+            return _remember_and_answer(request.user, key, data, same, replayed=True)
+        if key is not None:
+            return _remember_and_answer(request.user, key, data, booking, replayed=False)
+        return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
+
+
+# Idempotent creation: a client may send ``Idempotency-Key: <any unique string>`` and retry
+# the same POST safely. The key is remembered per member for a day in the cache; should
+# the cache have forgotten it (another process, a restart), the no-overlap rule still stops
+# a second booking and the identical booking is found and returned instead.
+IDEMPOTENCY_TTL = 24 * 3600
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY_PATTERN.match(key):
+        raise serializers.ValidationError(
+            {"Idempotency-Key": [_("Use 1 to 255 visible ASCII characters, without spaces.")]}
+        )
+    return key
+
+
+def _fingerprint(data: dict) -> list:
+    return [data["machine"].pk, data["start"].isoformat(), data["end"].isoformat(), data["purpose"]]
+
+
+def _cache_key(member, key: str) -> str:
+    return f"booking-idempotency:{member.pk}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def _replay(member, key: str, data: dict) -> Response | None:
+    remembered = cache.get(_cache_key(member, key))
+    if remembered is None:
+        return None
+    if remembered["fingerprint"] != _fingerprint(data):
+        raise IdempotencyKeyReused()
+    booking = visible_bookings(member).filter(pk=remembered["booking"], member=member).first()
+    if booking is None:
+        return None
+    return _answer(booking, replayed=True)
+
+
+def _identical_booking(member, data: dict) -> Booking | None:
+    return (
+        Booking.objects.select_related("machine", "machine__lab", "member")
+        .filter(
+            member=member,
             machine=data["machine"],
-            member=request.user,
             start=data["start"],
             end=data["end"],
             purpose=data["purpose"],
+            status__in=Booking.ACTIVE,
         )
-        return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
+        .first()
+    )
+
+
+def _remember_and_answer(member, key: str, data: dict, booking: Booking, *, replayed: bool) -> Response:
+    cache.set(
+        _cache_key(member, key), {"fingerprint": _fingerprint(data), "booking": booking.pk}, IDEMPOTENCY_TTL
+    )
+    return _answer(booking, replayed=replayed)
+
+
+def _answer(booking: Booking, *, replayed: bool) -> Response:
+    response = Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
 
 
 class BookingDetailView(MemberAPIView):

@@ -31,6 +31,7 @@ API_CODES: dict[str, tuple[int, str]] = {
     "authentication_failed": (401, "The token or session is not valid."),
     "permission_denied": (403, "You may not use this endpoint."),
     "not_found": (404, "No such object, or not one you may see."),
+    "idempotency_key_reused": (409, "This `Idempotency-Key` was already used with another request body."),
     "method_not_allowed": (405, "The endpoint does not accept this HTTP method."),
     "not_acceptable": (406, "The `Accept` header asks for a format the API cannot give."),
     "unsupported_media_type": (415, "The `Content-Type` of the body is not supported."),
@@ -42,6 +43,12 @@ class InvalidCredentials(exceptions.APIException):
     status_code = 400
     default_detail = _("Unable to sign in with this username and password.")
     default_code = "invalid_credentials"
+
+
+class IdempotencyKeyReused(exceptions.APIException):
+    status_code = 409
+    default_detail = _("This Idempotency-Key was already used for a different booking request.")
+    default_code = "idempotency_key_reused"
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:

@@ -18,7 +18,6 @@ import icalendar
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
@@ -97,15 +96,11 @@ def _bookings(qs: QuerySet[Booking]) -> QuerySet[Booking]:
     return qs.select_related("machine", "machine__lab").order_by("start", "pk")
 
 
-def member_feed_url(profile: MemberProfile) -> str:
-    return settings.SITE_URL.rstrip("/") + reverse("calendar:member", args=[profile.calendar_token])
-
-
 @require_GET
 def member_feed(request: HttpRequest, token: str) -> HttpResponse:
     """Every booking of one member, at the URL only they know."""
     profile = MemberProfile.objects.select_related("user").filter(calendar_token=token).first()
-    if profile is None or not token or not profile.user.is_active:
+    if profile is None or not profile.user.is_active:
         raise Http404
     since = timezone.now() - MEMBER_HISTORY
     bookings = _bookings(Booking.objects.filter(member=profile.user, end__gte=since))

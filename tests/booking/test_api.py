@@ -418,6 +418,90 @@ def test_a_started_booking_cannot_be_cancelled_by_its_member(api, maker, machine
     assert_error(api.post(f"/api/v1/bookings/{booking.pk}/cancel/"), 409, "not_cancellable")
 
 
+# Idempotent creation
+
+
+def test_a_retried_post_with_the_same_key_returns_the_same_booking(api, machine):
+    request = body(machine, local(2, 10), local(2, 11), "lamp")
+    first = api.post("/api/v1/bookings/", request, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = api.post("/api/v1/bookings/", request, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert "Idempotent-Replayed" not in first
+    assert again["Idempotent-Replayed"] == "true"
+    assert Booking.objects.count() == 1
+
+
+def test_a_retry_still_finds_its_booking_when_the_key_was_forgotten(api, machine):
+    request = body(machine, local(2, 10), local(2, 11))
+    first = api.post("/api/v1/bookings/", request, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    cache.clear()  # another process, or a restart
+    again = api.post("/api/v1/bookings/", request, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert again.status_code == 201
+    assert again.json()["id"] == first.json()["id"]
+    assert Booking.objects.count() == 1
+
+
+def test_reusing_a_key_for_another_request_is_refused(api, machine):
+    api.post(
+        "/api/v1/bookings/",
+        body(machine, local(2, 10), local(2, 11)),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    other = body(machine, local(3, 10), local(3, 11))
+    assert_error(
+        api.post("/api/v1/bookings/", other, format="json", HTTP_IDEMPOTENCY_KEY="k"),
+        409,
+        "idempotency_key_reused",
+    )
+    assert Booking.objects.count() == 1
+
+
+def test_keys_belong_to_one_member(api, machine):
+    api.post(
+        "/api/v1/bookings/",
+        body(machine, local(2, 10), local(2, 11)),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    # Someone else's identical request with the same key is a new request, and loses the slot.
+    rival = client_for(UserFactory())
+    response = rival.post(
+        "/api/v1/bookings/",
+        body(machine, local(2, 10), local(2, 11)),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    assert_error(response, 409, "slot_taken")
+    mine_later = rival.post(
+        "/api/v1/bookings/",
+        body(machine, local(3, 10), local(3, 11)),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k",
+    )
+    assert mine_later.status_code == 201
+    assert Booking.objects.count() == 2
+
+
+def test_without_a_key_a_repeat_is_slot_taken(api, machine):
+    request = body(machine, local(2, 10), local(2, 11))
+    assert api.post("/api/v1/bookings/", request, format="json").status_code == 201
+    assert_error(api.post("/api/v1/bookings/", request, format="json"), 409, "slot_taken")
+
+
+@pytest.mark.parametrize("key", ["", "with space", "x" * 256, "caf\u00e9"])
+def test_malformed_keys_are_a_field_error(api, machine, key):
+    response = api.post(
+        "/api/v1/bookings/",
+        body(machine, local(2, 10), local(2, 11)),
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+    assert list(assert_error(response, 400, "invalid")["fields"]) == ["Idempotency-Key"]
+    assert not Booking.objects.exists()
+
+
 # Lab managers
 
 
