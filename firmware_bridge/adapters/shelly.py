@@ -79,6 +79,23 @@ class ShellyAdapter(PlugAdapter):
     name = "shelly"
 
     @classmethod
+    def broker_acl(cls, prefix: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Broker access rules: (for the plug's own MQTT user, for the bridge that drives it).
+
+        The plug owns everything under its prefix (it also answers RPCs to
+        ``<prefix>/fablab-bridge/rpc``); the bridge reads it all and may only
+        send commands (Gen2 RPC, Gen1 relay and update commands).
+        """
+        plug = [("readwrite", f"{prefix}/#")]
+        bridge = [
+            ("read", f"{prefix}/#"),
+            ("write", f"{prefix}/rpc"),
+            ("write", f"{prefix}/relay/0/command"),
+            ("write", f"{prefix}/command"),
+        ]
+        return plug, bridge
+
+    @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
         problems = validate_plug_options(
             options,

@@ -72,6 +72,16 @@ class TasmotaAdapter(PlugAdapter):
     name = "tasmota"
 
     @classmethod
+    def broker_acl(cls, topic: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Broker access rules: (for the plug's own MQTT user, for the bridge that drives it).
+
+        Used by the server's ``mqtt_sync`` so each plug may only use its own topics.
+        """
+        plug = [("write", f"tele/{topic}/#"), ("write", f"stat/{topic}/#"), ("read", f"cmnd/{topic}/#")]
+        bridge = [("read", f"tele/{topic}/#"), ("read", f"stat/{topic}/#"), ("write", f"cmnd/{topic}/#")]
+        return plug, bridge
+
+    @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
         return validate_plug_options(
             options, required={"topic": "the plug's Tasmota %topic%, e.g. tasmota_1A2B3C"}

@@ -15,10 +15,12 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 from django.core.management import call_command
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.models import Bridge, MachineLink
-from devices.mqtt_auth import hash_password, set_bridge_password
+from devices.models import Bridge, MachineLink, PowerPlug
+from devices.mqtt_auth import hash_password, set_bridge_password, set_plug_password
 from firmware_bridge import protocol
 from tests.factories import LabFactory, MachineFactory
 from tests.support.mosquitto import Mosquitto
@@ -48,7 +50,11 @@ class Peer:
         self.client.on_publish = self._on_ack
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
+        # A session that outlives a reconnect: Mosquitto closes the connection
+        # of a client whose publish it refuses, and paho reconnects at once.
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 300
+        self.client.connect(broker.host, broker.port, properties=props)
         self.client.loop_start()
         assert self.connected.wait(WAIT), "no CONNACK"
 
@@ -107,7 +113,18 @@ def scene(tmp_path, settings):
     bridge_b = Bridge.objects.create(slug="bridge-b", lab=lab_b)
     MachineLink.objects.create(machine=machine_a, bridge=bridge_a, adapter="octoprint")
     MachineLink.objects.create(machine=machine_b, bridge=bridge_b, adapter="octoprint")
-    passwords = {"bridge-a": set_bridge_password(bridge_a), "bridge-b": set_bridge_password(bridge_b)}
+    plug_a = PowerPlug.objects.create(
+        machine=machine_a, kind="tasmota", topic="plug_a", mqtt_username="plug-a"
+    )
+    plug_b = PowerPlug.objects.create(
+        machine=machine_b, kind="shelly", topic="shelly-b", mqtt_username="plug-b"
+    )
+    passwords = {
+        "bridge-a": set_bridge_password(bridge_a),
+        "bridge-b": set_bridge_password(bridge_b),
+        "plug-a": set_plug_password(plug_a),
+        "plug-b": set_plug_password(plug_b),
+    }
     pw_file, acl_file = tmp_path / "passwords", tmp_path / "acl"
     call_command("mqtt_sync", password_file=pw_file, acl_file=acl_file, stdout=io.StringIO())
     broker = Mosquitto(
@@ -202,3 +219,22 @@ def test_acl_file_names_each_bridge_and_only_its_topics(scene, tmp_path):
     block_a = text.split("user bridge-a\n")[1].split("\n\n")[0]
     assert "printer-b" not in block_a and "bridge-b" not in block_a
     assert f"topic read {protocol.topic_cmd('lab-a', 'printer-a')}" in block_a
+
+
+def test_a_plug_uses_only_its_own_topics_and_its_bridge_drives_it(scene):
+    plug_a, plug_b = scene("plug-a"), scene("plug-b")
+    bridge_a, bridge_b = scene("bridge-a"), scene("bridge-b")
+    assert bridge_a.subscribe("tele/plug_a/#") in (1, NOT_AUTHORIZED)
+    assert bridge_b.subscribe("tele/plug_a/#") in (1, NOT_AUTHORIZED)
+    assert plug_a.subscribe("cmnd/plug_a/#") in (1, NOT_AUTHORIZED)
+    assert plug_a.publish("tele/plug_a/SENSOR") in ACCEPTED
+    assert plug_a.publish("tele/other/SENSOR") == NOT_AUTHORIZED
+    assert plug_a.publish("shelly-b/status/switch:0") == NOT_AUTHORIZED
+    assert plug_a.publish(protocol.topic_status("lab-a", "printer-a")) == NOT_AUTHORIZED
+    assert plug_b.publish("shelly-b/status/switch:0") in ACCEPTED
+    assert plug_b.publish("cmnd/plug_a/POWER") == NOT_AUTHORIZED
+    assert bridge_b.publish("cmnd/plug_a/POWER") == NOT_AUTHORIZED
+    assert bridge_a.publish("cmnd/plug_a/POWER", b"OFF") in ACCEPTED
+    assert bridge_a.wait_for("tele/plug_a/SENSOR")
+    assert plug_a.wait_for("cmnd/plug_a/POWER")
+    assert bridge_b.received == []
