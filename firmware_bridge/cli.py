@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="simulated machines run this much faster")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument(
+        "--plug-mqtt-url",
+        action="append",
+        default=[],
+        metavar="MACHINE=URL",
+        help="the broker URL (with the plug's own user) a simulated plug connects with; default: the bridge's",
+    )
+    p.add_argument(
         "--start-disabled",
         action="store_true",
         help="keep interlocked machines disabled until a command enables them (default: enable them)",

@@ -81,10 +81,12 @@ class Demo:
         else:
             kind = "shelly" if int(m.options.get("gen", 2)) == 2 else "shelly-gen1"
             name = str(m.options["prefix"])
+        # A real plug logs in as itself; the demo passes each plug's own user.
+        plug_urls = dict(item.split("=", 1) for item in getattr(self.args, "plug_mqtt_url", None) or [])
         plug = PlugSimulator(
             kind,
             name,
-            self.cfg.mqtt.url,
+            plug_urls.get(m.machine, self.cfg.mqtt.url),
             profile="closed-laser",
             speed=self.speed,
             tele_period_s=max(1.0, 10.0 / self.speed),

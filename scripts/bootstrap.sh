@@ -18,6 +18,7 @@ if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then want python3-venv; 
 have msgfmt || want gettext
 # The servers `make run` starts privately (issue: device hub) and the tests use.
 [ -x /usr/sbin/mosquitto ] || want mosquitto
+have openssl || want openssl
 have mosquitto_pub || want mosquitto-clients
 have influxd || want influxdb
 have redis-server || want redis-server
