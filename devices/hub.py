@@ -35,6 +35,7 @@ import os
 import queue
 import socket
 import ssl
+import struct
 import threading
 import time
 import urllib.parse
@@ -43,6 +44,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from django.db import close_old_connections
+from paho.mqtt.client import PUBACK
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -83,6 +85,57 @@ def default_client_id(index: int = 0) -> str:
     return f"hub-{host}-{index}"
 
 
+# ------------------------------------------------------------------------------ MQTT client
+
+
+class BufferedClient(mqtt.Client):
+    """paho's client, reading the socket in large chunks.
+
+    Stock paho 2.2 reads one packet per ``select()`` and each packet with
+    several small ``recv()`` calls; draining a backlog of small QoS 1 messages
+    is then bound by system calls (measured here: 3,900 msg/s stock, 6,700
+    buffered, receive only). This keeps a read buffer and parses every complete
+    packet in it before going back to ``select()``. Only the two read hooks
+    change; the buffer is dropped on every (re)connect.
+    """
+
+    _READ_CHUNK = 256 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = b""
+        self._rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            data = super()._sock_recv(self._READ_CHUNK)
+            if not data:
+                return data
+            self._rbuf, self._rpos = data, 0
+        end = self._rpos + bufsize
+        out = self._rbuf[self._rpos : end]
+        self._rpos = min(end, len(self._rbuf))
+        return out
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        self._rbuf, self._rpos = b"", 0
+        return super().reconnect()
+
+    def ack_many(self, mids: list[int]) -> None:
+        """PUBACK many QoS 1 messages in one write: the same 4 bytes per message that ``ack()`` sends
+        (``_send_command_with_mid``), queued as one buffer instead of one packet and one wake-up each."""
+        if not mids:
+            return
+        packet = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
+        self._packet_queue(PUBACK, packet, 0, 1)
+
+
 # --------------------------------------------------------------------------------- MQTT URLs
 
 
@@ -108,10 +161,9 @@ class MqttTarget:
             tls=tls,
         )
 
-    def client(self, client_id: str, **kwargs: Any) -> mqtt.Client:
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, **kwargs
-        )
+    def client(self, client_id: str, *, buffered: bool = False, **kwargs: Any) -> mqtt.Client:
+        cls = BufferedClient if buffered else mqtt.Client
+        client = cls(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, **kwargs)
         if self.username:
             client.username_pw_set(self.username, self.password)
         if self.tls:
@@ -228,6 +280,7 @@ class Hub:
         housekeeping_interval: float = 5.0,
         write_stats: bool = True,
         log_malformed_per_s: float = 20.0,
+        readings_interval: float = 1.0,
     ) -> None:
         self.target = MqttTarget.parse(mqtt_url)
         self.store = store
@@ -244,6 +297,7 @@ class Hub:
         self.housekeeping_interval = housekeeping_interval
         self.write_stats = write_stats
         self.log_malformed_per_s = log_malformed_per_s
+        self.readings_interval = readings_interval
 
         self.stats = HubStats()
         self.index = services.MachineIndex()
@@ -259,13 +313,14 @@ class Hub:
         self._subscribed = threading.Event()
         self._readings: dict[int, services.Readings] = {}
         self._topics: dict[str, protocol.ParsedTopic] = {}
+        self._readings_applied = 0.0
         self._batch = Batch()
         self._influx_up = True
         self._next_influx_try = 0.0
         self._log_tokens = log_malformed_per_s
         self._log_refill = time.monotonic()
         self._suppressed_logs = 0
-        self.client = self.target.client(self.client_id, manual_ack=True)
+        self.client = self.target.client(self.client_id, manual_ack=True, buffered=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -352,6 +407,8 @@ class Hub:
                 now = time.monotonic()
                 if self._batch.acks and now - self._batch.started >= self.batch_interval:
                     self._cut_batch()
+                if self._readings and now - self._readings_applied >= self.readings_interval:
+                    self._apply_readings()
                 if now >= next_housekeeping:
                     self._housekeeping()
                     next_housekeeping = now + self.housekeeping_interval
@@ -365,6 +422,7 @@ class Hub:
 
     def _shutdown(self) -> None:
         self._drain_inbox(limit=len(self._inbox))
+        self._apply_readings()
         self._cut_batch()
         self._writes.put(None)
         self._writer.join(timeout=120)
@@ -479,6 +537,7 @@ class Hub:
         current.add(msg.ts, values)
 
     def _apply_readings(self) -> None:
+        self._readings_applied = time.monotonic()
         if self._readings:
             readings, self._readings = self._readings, {}
             try:
@@ -489,7 +548,11 @@ class Hub:
 
     def _cut_batch(self) -> None:
         """Hand the batch to the writer (blocks while two are waiting: back-pressure)."""
-        self._apply_readings()
+        # The live readings (the board's numbers, the silence check, session energy) are folded
+        # in at most every readings_interval: a backlog drains in 5,000-line batches, and the
+        # board does not need each one. InfluxDB gets every point regardless.
+        if time.monotonic() - self._readings_applied >= self.readings_interval:
+            self._apply_readings()
         if not self._batch.acks and not self._batch.lines:
             return
         batch, self._batch = self._batch, Batch()
@@ -537,9 +600,19 @@ class Hub:
             self._persist(batch.lines)
             t1 = time.perf_counter()
             current = self._generation
+            qos1 = []
             for mid, qos, generation in batch.acks:
-                if qos > 0 and generation == current:
+                if generation != current:
+                    continue  # delivered on an earlier connection: the broker sends it again
+                if qos == 1:
+                    qos1.append(mid)
+                elif qos == 2:
                     self.client.ack(mid, qos)
+            if isinstance(self.client, BufferedClient):
+                self.client.ack_many(qos1)
+            else:
+                for mid in qos1:
+                    self.client.ack(mid, 1)
             self.stats.add_writer("write_ms", round((t1 - t0) * 1000))
             self.stats.add_writer("ack_ms", round((time.perf_counter() - t1) * 1000))
             self.stats.add_writer("acked", len(batch.acks))
