@@ -60,6 +60,12 @@ class CommandListener:
         self.client.loop_stop()
 
 
+def test_the_board_offers_exactly_the_contracts_actions():
+    from devices.views import ACTIONS
+
+    assert set(ACTIONS) == set(protocol.ACTIONS)
+
+
 @pytest.fixture
 def board():
     return make_board()
