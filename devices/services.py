@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -396,48 +396,80 @@ class Readings:
                 self.values.setdefault(key, value)
 
 
+def _update_readings_sql() -> str:
+    table = connection.ops.quote_name(MachineStatus._meta.db_table)
+    col = {f: connection.ops.quote_name(MachineStatus._meta.get_field(f).column) for f in _READING_FIELDS}
+    pk = connection.ops.quote_name(MachineStatus._meta.pk.column)
+    # Conditional: never move the reading time backwards (another hub may have applied a newer one).
+    return (
+        f"UPDATE {table} SET {col['last_reading']} = %s, {col['last_reading_at']} = %s, "  # noqa: S608 - names only
+        f"{col['last_message_at']} = %s WHERE {pk} = %s AND "
+        f"({col['last_reading_at']} IS NULL OR {col['last_reading_at']} <= %s)"
+    )
+
+
+_READING_FIELDS = ("last_reading", "last_reading_at", "last_message_at")
+
+
 def apply_readings(readings: Mapping[int, Readings]) -> list[int]:
     """Fold a batch's newest readings into the live status; energy into the open sessions.
 
     The session's energy is the ``energy_wh`` counter's rise since the first
-    reading seen while it was open. A handful of queries per batch, whatever
-    the number of machines. Returns the machine ids updated.
+    reading seen while it was open. A few queries per call whatever the number
+    of machines (one SELECT, one executemany UPDATE): the hub calls this about
+    once a second while draining thousands of messages. Returns the machine ids updated.
     """
     if not readings:
         return []
     now = timezone.now()
     ids = sorted(readings)
+    reading_field = MachineStatus._meta.get_field("last_reading")
+    at_field = MachineStatus._meta.get_field("last_reading_at")
     with transaction.atomic():
-        MachineStatus.objects.bulk_create([MachineStatus(machine_id=i) for i in ids], ignore_conflicts=True)
-        statuses = list(MachineStatus.objects.select_for_update().filter(machine_id__in=ids).order_by("pk"))
-        changed = []
-        for status in statuses:
-            batch = readings[status.machine_id]
-            if status.last_reading_at is not None and batch.ts < dt_to_ms(status.last_reading_at):
+        rows = list(
+            MachineStatus.objects.select_for_update()
+            .filter(machine_id__in=ids)
+            .order_by("pk")
+            .values_list("machine_id", "last_reading", "last_reading_at")
+        )
+        missing = set(ids).difference(r[0] for r in rows)
+        if missing:
+            MachineStatus.objects.bulk_create(
+                [MachineStatus(machine_id=i) for i in sorted(missing)], ignore_conflicts=True
+            )
+            rows += [(i, {}, None) for i in sorted(missing)]
+        params = []
+        updated = []
+        now_db = at_field.get_db_prep_value(now, connection)
+        for machine_id, reading, reading_at in rows:
+            batch = readings[machine_id]
+            if reading_at is not None and batch.ts < dt_to_ms(reading_at):
                 continue  # older than what another hub (or a replay) applied already
-            reading = dict(status.last_reading) if isinstance(status.last_reading, dict) else {}
-            reading.update(batch.values)
-            status.last_reading = reading
-            status.last_reading_at = ms_to_dt(batch.ts)
-            status.last_message_at = now
-            changed.append(status)
-        MachineStatus.objects.bulk_update(changed, ["last_reading", "last_reading_at", "last_message_at"])
-        updated = [s.machine_id for s in changed]
+            merged = dict(reading) if isinstance(reading, dict) else {}
+            merged.update(batch.values)
+            at = at_field.get_db_prep_value(ms_to_dt(batch.ts), connection)
+            params.append((reading_field.get_db_prep_value(merged, connection), at, now_db, machine_id, at))
+            updated.append(machine_id)
+        if params:
+            with connection.cursor() as cursor:
+                cursor.executemany(_update_readings_sql(), params)
         with_energy = [i for i in updated if readings[i].values.get("energy_wh") is not None]
-        sessions = list(
-            UsageSession.objects.select_for_update().filter(machine_id__in=with_energy, ended_at__isnull=True)
-        )
-        for session in sessions:
-            batch = readings[session.machine_id]
-            energy = batch.values["energy_wh"]
-            if session.energy_wh_start is None:
-                session.energy_wh_start = batch.energy_first if batch.energy_first is not None else energy
-            if energy >= session.energy_wh_start:
-                session.energy_wh = energy - session.energy_wh_start
-        UsageSession.objects.bulk_update(sessions, ["energy_wh_start", "energy_wh"])
-        Alert.objects.filter(machine_id__in=updated, kind=Alert.Kind.SILENT, cleared_at__isnull=True).update(
-            cleared_at=now
-        )
+        if with_energy:
+            for session in UsageSession.objects.select_for_update().filter(
+                machine_id__in=with_energy, ended_at__isnull=True
+            ):
+                batch = readings[session.machine_id]
+                energy = batch.values["energy_wh"]
+                start = session.energy_wh_start
+                if start is None:
+                    start = batch.energy_first if batch.energy_first is not None else energy
+                UsageSession.objects.filter(pk=session.pk).update(
+                    energy_wh_start=start, energy_wh=energy - start if energy >= start else session.energy_wh
+                )
+        if updated:
+            Alert.objects.filter(
+                machine_id__in=updated, kind=Alert.Kind.SILENT, cleared_at__isnull=True
+            ).update(cleared_at=now)
     for status in _load_for_push(updated):
         _push(status, readings[status.machine_id].ts)
     return updated
