@@ -143,8 +143,13 @@ def test_simulate_runs_the_demo_lab(
             what=f"{plug} power readings",
         )
         assert proc.poll() is None, (tmp_path / "demo.log").read_text()
-        status = collector.last(protocol.STATUS, lab, plug)
-        assert status.enabled is True and status.bridge == f"{lab}-bridge"
+        # simulate enables the interlocked plug once it is up; the first
+        # statuses may still say disabled.
+        wait_until(
+            lambda: (s := collector.last(protocol.STATUS, lab, plug)) is not None and s.enabled,
+            what=f"{plug} enabled",
+        )
+        assert collector.last(protocol.STATUS, lab, plug).bridge == f"{lab}-bridge"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0, (tmp_path / "demo.log").read_text()[-3000:]
