@@ -17,6 +17,12 @@ Commands (``…/cmd``): decoded and validated (``invalid`` otherwise), refused
 past ``expires`` (``expired``), idempotent by ``id`` (results are kept in the
 spool database, so a repeat — even after a restart — gets the first answer
 again without running twice), and always acknowledged on ``…/cmd/ack``.
+An adapter's ``command()`` runs in a thread of its own and is waited for at
+most ``[bridge] command_timeout_s`` (a few seconds once the bridge is
+stopping): a controller that hangs gets a ``device_error`` ack and never
+blocks that machine's later commands or the bridge's stop. While
+``MAX_HUNG_COMMANDS`` of a machine's commands still hang, the next ones are
+refused at once (``device_error``) instead of piling up threads.
 
 Interlock: a machine with ``interlock = true`` starts disabled unless a last
 commanded state was persisted; that state is passed to the adapter as
@@ -45,6 +51,10 @@ log = logging.getLogger(__name__)
 
 SETUP_BACKOFF_MIN_S = 1.0
 SETUP_BACKOFF_MAX_S = 60.0
+#: Once the bridge is stopping, a running command is waited for at most this long.
+STOP_COMMAND_GRACE_S = 3.0
+#: Commands of one machine that may hang in the adapter before new ones are refused outright.
+MAX_HUNG_COMMANDS = 3
 
 
 def _job(job: JobInfo | None) -> protocol.Job | None:
@@ -78,6 +88,7 @@ class MachineRunner:
         # An interlocked machine starts disabled unless a commanded state survived.
         self.initial_enabled = (persisted if persisted is not None else False) if cfg.interlock else True
         self.poll_failures = 0
+        self._command_threads: list[threading.Thread] = []  # adapter calls that outlived their wait
 
     # --------------------------------------------------------------- sink API
 
@@ -354,14 +365,53 @@ class MachineRunner:
         params: dict[str, Any] = dict(cmd.params or {})
         if cmd.booking is not None:
             params.setdefault("booking", cmd.booking)
-        try:
-            adapter.command(cmd.action, params)
-        except CommandError as exc:
-            code = exc.code if exc.code in protocol.ACK_CODES else protocol.DEVICE_ERROR
-            return CommandResult(False, code, exc.message)
-        except Exception as exc:
-            return CommandResult(False, protocol.DEVICE_ERROR, f"{type(exc).__name__}: {exc}")
-        return CommandResult(True)
+        self._command_threads = [t for t in self._command_threads if t.is_alive()]
+        if len(self._command_threads) >= MAX_HUNG_COMMANDS:
+            return CommandResult(
+                False,
+                protocol.DEVICE_ERROR,
+                f"{self.key}: {len(self._command_threads)} earlier commands still hang in the "
+                f"{self.cfg.adapter} adapter; is the controller answering?",
+            )
+        outcome: list[CommandResult] = []
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                adapter.command(cmd.action, params)
+                outcome.append(CommandResult(True))
+            except CommandError as exc:
+                code = exc.code if exc.code in protocol.ACK_CODES else protocol.DEVICE_ERROR
+                outcome.append(CommandResult(False, code, exc.message))
+            except Exception as exc:
+                outcome.append(CommandResult(False, protocol.DEVICE_ERROR, f"{type(exc).__name__}: {exc}"))
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=call, name=f"cmd-{self.key}-{cmd.action}", daemon=True)
+        thread.start()
+        if self._wait_command(done):
+            return outcome[0]
+        self._command_threads.append(thread)
+        log.error("%s: %s did not finish in time; acknowledged as device_error", self.key, cmd.action)
+        return CommandResult(
+            False,
+            protocol.DEVICE_ERROR,
+            f"{self.key}: {cmd.action} did not finish within {self.bridge.cfg.bridge.command_timeout_s:g} s "
+            "(the controller may still carry it out)",
+        )
+
+    def _wait_command(self, done: threading.Event) -> bool:
+        """Wait for ``done`` up to the command timeout, or a short grace once the bridge stops."""
+        deadline = time.monotonic() + self.bridge.cfg.bridge.command_timeout_s
+        stop_deadline: float | None = None
+        while not done.wait(0.1):
+            now = time.monotonic()
+            if stop_deadline is None and self._stop.is_set():
+                stop_deadline = now + STOP_COMMAND_GRACE_S
+            if now >= deadline or (stop_deadline is not None and now >= stop_deadline):
+                return done.is_set()
+        return True
 
 
 class Bridge:

@@ -63,6 +63,8 @@ class BridgeSection:
     status_interval_s: float = 300.0
     #: How long the ids of executed commands are remembered (idempotency).
     command_memory_s: float = 7 * 24 * 3600.0
+    #: A command the adapter has not finished within this is acknowledged ``device_error``.
+    command_timeout_s: float = 60.0
     log_level: str = "info"
 
 
@@ -252,6 +254,7 @@ def _bridge(data: Mapping[str, Any], base: Path | None, problems: _Problems) -> 
             "publish_window",
             "status_interval_s",
             "command_memory_s",
+            "command_timeout_s",
             "log_level",
         },
         "bridge",
@@ -269,13 +272,14 @@ def _bridge(data: Mapping[str, Any], base: Path | None, problems: _Problems) -> 
         problems.add("bridge.publish_window", "must be <= 60000 (MQTT message ids are 16-bit)")
     status_interval = _get(t, "status_interval_s", "bridge", problems, "float", 300.0, minimum=1)
     memory = _get(t, "command_memory_s", "bridge", problems, "float", 7 * 24 * 3600.0, minimum=60)
+    cmd_timeout = _get(t, "command_timeout_s", "bridge", problems, "float", 60.0, minimum=1)
     level = _get(t, "log_level", "bridge", problems, "str", "info")
     if level is not None and level.lower() not in ("debug", "info", "warning", "error"):
         problems.add("bridge.log_level", "must be one of debug, info, warning, error")
     if spool is not None and not spool.strip():
         problems.add("bridge.spool", "must not be empty")
         spool = None
-    if None in (bridge_id, spool, max_messages, window, status_interval, memory, level):
+    if None in (bridge_id, spool, max_messages, window, status_interval, memory, cmd_timeout, level):
         return None
     return BridgeSection(
         id=bridge_id,
@@ -284,6 +288,7 @@ def _bridge(data: Mapping[str, Any], base: Path | None, problems: _Problems) -> 
         publish_window=min(window, 60_000),
         status_interval_s=status_interval,
         command_memory_s=memory,
+        command_timeout_s=cmd_timeout,
         log_level=level.lower(),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -36,11 +37,36 @@ class BrokenAdapter(Adapter):
         raise OSError("controller did not answer")
 
 
+class HangingAdapter(Adapter):
+    """Test-only: ``pause`` hangs until the test releases it (a controller that never answers)."""
+
+    name = "test-hanging"
+    poll_interval_s = 0.05
+    release = threading.Event()
+    entered = 0
+
+    def setup(self) -> None:
+        self.sink.set_status(state="running")
+
+    def poll(self) -> None:
+        pass
+
+    def command(self, action: str, params: Mapping[str, Any] | None = None) -> None:
+        if action == "pause":
+            type(self).entered += 1
+            type(self).release.wait(120)
+            return
+        if action != "resume":
+            super().command(action, params)
+
+
 @pytest.fixture(autouse=True)
 def _broken_adapter() -> Iterator[None]:
     register(BrokenAdapter)
+    register(HangingAdapter)
     yield
     ADAPTERS.pop(BrokenAdapter.name, None)
+    ADAPTERS.pop(HangingAdapter.name, None)
 
 
 MACHINES = [
@@ -216,3 +242,36 @@ def test_setup_failures_retry_and_poll_errors_do_not_kill(
         assert runner.adapter.count >= 6
     finally:
         b.stop()
+
+
+def test_hanging_command_times_out_and_blocks_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector
+) -> None:
+    HangingAdapter.release = threading.Event()
+    HangingAdapter.entered = 0
+    machines = [{"lab": LAB, "machine": "stuck", "adapter": "test-hanging"}]
+    config = write_config(tmp_path / "bridge.toml", mosquitto, machines, extra_bridge="command_timeout_s = 1")
+    b = Bridge(load(config))
+    b.start()
+    stopper = threading.Thread(target=b.stop)
+    try:
+        wait_state(collector, "stuck", "running")
+        hung = ack_of(collector, "stuck", send(collector, "stuck", "pause"))
+        assert not hung.ok and hung.error.code == "device_error"
+        assert "did not finish within 1 s" in hung.error.message
+        # The machine's next command is not stuck behind the hanging one.
+        assert ack_of(collector, "stuck", send(collector, "stuck", "resume")).ok
+        for _ in range(2):
+            assert ack_of(collector, "stuck", send(collector, "stuck", "pause")).error.code == "device_error"
+        assert HangingAdapter.entered == 3
+        # Three calls still hang: the next is refused without calling the adapter again.
+        refused = ack_of(collector, "stuck", send(collector, "stuck", "pause"))
+        assert refused.error.code == "device_error" and "still hang" in refused.error.message
+        assert HangingAdapter.entered == 3
+        # stop() returns although the adapter never answers.
+        stopper.start()
+        wait_until(lambda: not stopper.is_alive(), what="stop() to return")
+    finally:
+        HangingAdapter.release.set()
+        if not stopper.is_alive() and stopper.ident is None:
+            b.stop()
