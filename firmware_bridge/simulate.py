@@ -10,7 +10,10 @@ For every machine of the config:
   the adapter, rests, and starts again;
 * ``tasmota`` / ``shelly``: a :class:`~firmware_bridge.simulators.plug.PlugSimulator`
   on the same broker, under the configured topic or prefix, with the load of a
-  closed CO2 laser job after job;
+  closed CO2 laser job after job; the adapter's hold times ``on_s`` and
+  ``off_s`` are divided by ``--speed`` like the simulated load's phases, so a
+  sped-up demo still splits the load into jobs (an ``off_s`` of 60 s would
+  otherwise outlast every compressed pause and make one endless job);
 * ``octoprint``: a real OctoPrint with its Virtual Printer (built once into its
   own virtualenv) kept busy by a demo printer; left out with one log line if
   OctoPrint cannot be built or ``--no-octoprint`` is given.
@@ -31,7 +34,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +97,7 @@ class Demo:
         plug.start()
         self.cleanups.append(plug.stop)
         log.info("%s: %s plug simulator %s", m.key, kind, name)
-        return m
+        return dataclasses.replace(m, options=scaled_plug_options(m.options, self.speed))
 
     def start_octoprint(self, m: MachineConfig) -> MachineConfig | None:
         if self.args.no_octoprint:
@@ -202,6 +205,20 @@ class Demo:
             for cleanup in reversed(self.cleanups):
                 with contextlib.suppress(Exception):
                     cleanup()
+
+
+def scaled_plug_options(options: Mapping[str, Any], speed: float) -> dict[str, Any]:
+    """A plug machine's options with the hold times ``on_s`` and ``off_s`` divided by ``speed``.
+
+    The thresholds in watts stay; a hold time the config leaves out is scaled
+    from the adapter's default.
+    """
+    from firmware_bridge.adapters.plug_common import DEFAULT_THRESHOLDS
+
+    out = dict(options)
+    for key in ("on_s", "off_s"):
+        out[key] = float(options.get(key, DEFAULT_THRESHOLDS[key])) / speed
+    return out
 
 
 class _LogWriter:

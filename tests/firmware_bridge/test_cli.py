@@ -153,3 +153,26 @@ def test_simulate_runs_the_demo_lab(
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0, (tmp_path / "demo.log").read_text()[-3000:]
+
+
+def test_simulate_scales_the_plug_hold_times(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A sped-up demo divides on_s/off_s like the load's phases, or a compressed pause never ends a job."""
+    import argparse
+
+    from firmware_bridge.adapters.tasmota import TasmotaAdapter
+    from firmware_bridge.config import load
+    from firmware_bridge.simulate import Demo
+
+    cfg = load(DEMO / "bxl-centre.toml", mqtt_url=mosquitto.url())
+    plug = cfg.machine("epilog-laser")
+    args = argparse.Namespace(speed=20.0, plug_mqtt_url=[])
+    demo = Demo(cfg, tmp_path, args)
+    try:
+        scaled = demo.start_plug(plug)
+    finally:
+        for cleanup in reversed(demo.cleanups):
+            cleanup()
+    assert scaled.options["off_s"] == plug.options["off_s"] / 20
+    assert scaled.options["on_s"] == plug.options["on_s"] / 20
+    assert (scaled.options["on_w"], scaled.options["off_w"]) == (plug.options["on_w"], plug.options["off_w"])
+    assert TasmotaAdapter.validate_options(scaled.options) == []
