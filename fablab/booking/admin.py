@@ -2,7 +2,9 @@
 
 Adding a booking runs ``booking_create`` (every rule, the same locks);
 existing bookings cannot be moved here, only cancelled, approved or declined
-with the actions, which call the services too.
+with the actions, which call the services too. Nor can they be deleted: a
+deletion would skip the member's email and the calendar feeds' cancellation,
+and erase the history the reports count.
 """
 
 from django import forms
@@ -66,6 +68,9 @@ class BookingAdmin(admin.ModelAdmin):
         if obj is None:
             kwargs["form"] = BookingAddForm
         return super().get_form(request, obj, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is not None else []
