@@ -6,6 +6,7 @@ import datetime as dt
 import zoneinfo
 
 import pytest
+from rest_framework.test import APIClient
 
 from fablab.booking.errors import BookingError
 from fablab.booking.selectors import availability_for_machine, machine_week
@@ -101,3 +102,47 @@ def test_durations_are_real_time_even_when_given_in_the_lab_zone():
         machine=machine, member=UserFactory(), start=local(SPRING, 1), end=local(SPRING, 5), now=NOW
     )
     assert booking.end - booking.start == dt.timedelta(hours=3)
+
+
+# The availability endpoint around the next real changes: it answers with "now", so the days
+# are computed from today rather than fixed.
+
+
+def _next_change(month: int) -> dt.date:
+    """The next last Sunday of ``month`` (when Brussels changes its clocks) at least two days away."""
+    today = dt.date.today()
+    for year in (today.year, today.year + 1):
+        last = dt.date(year, month, 31)
+        sunday = last - dt.timedelta(days=(last.weekday() - 6) % 7)
+        if sunday > today + dt.timedelta(days=2):
+            return sunday
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("month", "offsets"),
+    [(3, ("+01:00", "+02:00")), (10, ("+02:00", "+01:00"))],
+    ids=["spring", "autumn"],
+)
+def test_the_availability_endpoint_keeps_wall_clock_hours_across_the_change(month, offsets):
+    change = _next_change(month)
+    lab = LabFactory()
+    machine = MachineFactory(lab=lab, max_days_ahead=400)
+    saturday, monday = change - dt.timedelta(days=1), change + dt.timedelta(days=1)
+    # A booking on the day itself, at 10:00-11:00 on the clock.
+    booking_create(machine=machine, member=UserFactory(), start=local(change, 10), end=local(change, 11))
+    client = APIClient()
+    client.force_authenticate(UserFactory())
+    response = client.get(
+        f"/api/v1/machines/{machine.pk}/availability/",
+        {"from": local(saturday, 0).isoformat(), "to": local(monday, 0).isoformat()},
+    )
+    assert response.status_code == 200, response.json()
+    before, after = offsets
+    assert response.json() == [
+        {"start": f"{saturday}T08:00:00{before}", "end": f"{saturday}T20:00:00{before}"},
+        {"start": f"{change}T08:00:00{after}", "end": f"{change}T10:00:00{after}"},
+        {"start": f"{change}T11:00:00{after}", "end": f"{change}T20:00:00{after}"},
+    ]
+    # And what the endpoint calls free is bookable: the last half hour of the day.
+    booking_create(machine=machine, member=UserFactory(), start=local(change, 19, 30), end=local(change, 20))
