@@ -34,10 +34,10 @@
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
   function parseTime(iso) { var d = iso ? new Date(iso) : null; return d && !isNaN(d) ? d : null; }
   function timeOnly(d) {
-    return new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", timeZone: tz }).format(d);
+    return new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: tz }).format(d);
   }
   function dayAndTime(d) {
-    return new Intl.DateTimeFormat(lang, { weekday: "short", hour: "2-digit", minute: "2-digit", timeZone: tz }).format(d);
+    return new Intl.DateTimeFormat(lang, { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: tz }).format(d);
   }
   function number(value) {
     var digits = Math.abs(value) >= 1000 ? 0 : 1;
