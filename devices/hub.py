@@ -513,7 +513,9 @@ class Hub:
             self._telemetry(info, decoded)  # type: ignore[arg-type]
         elif kind == protocol.STATUS:
             self._batch.lines.append(state_line(info.tags, decoded.state, decoded.ts))  # type: ignore[union-attr]
-            self._apply_readings()  # the energy counter up to now belongs to the session it may close
+            pending = self._readings.pop(info.id, None)
+            if pending is not None:  # its energy counter so far belongs to the session this may close
+                services.apply_readings({info.id: pending})
             services.apply_status(info, decoded)  # type: ignore[arg-type]
             self.stats.add("status")
         elif kind == protocol.EVENT:
