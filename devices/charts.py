@@ -145,8 +145,9 @@ class Chart:
     svg: SafeString
 
 
-def _number(value: float) -> str:
-    if abs(value) >= 100 or value == int(value):
+def _number(value: float, span: float) -> str:
+    """A tick label: whole numbers unless the axis spans less than ten units."""
+    if span >= 10:
         return formats.number_format(round(value), 0)
     return formats.number_format(value, 1)
 
@@ -202,7 +203,7 @@ def _render(title: str, unit: str, series: list[Series], start_ms: int, end_ms: 
         out.append(
             f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{yy:.1f}" y2="{yy:.1f}" class="grid"/>'
             f'<text x="{PAD_LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" class="tick">'
-            f"{escape(_number(value))}{escape(' ' + unit if unit and i == 4 else '')}</text>"
+            f"{escape(_number(value, high - low))}{escape(' ' + unit if unit and i == 4 else '')}</text>"
         )
     for i in range(5):
         ms = start_ms + span * i // 4
