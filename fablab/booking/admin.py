@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import services
 from .errors import BookingError
+from .forms import within_reach
 from .models import Booking, QuotaPolicy
 
 
@@ -20,6 +21,13 @@ class BookingAddForm(forms.ModelForm):
     class Meta:
         model = Booking
         fields = ["machine", "member", "start", "end", "purpose"]
+
+    # Field errors, so that the model's constraints are not checked with these values either.
+    def clean_start(self):
+        return within_reach(self.fields["start"], self.cleaned_data.get("start"))
+
+    def clean_end(self):
+        return within_reach(self.fields["end"], self.cleaned_data.get("end"))
 
     def clean(self):
         cleaned = super().clean()

@@ -19,6 +19,22 @@ from .templatetags.fablab_tags import duration as duration_label
 
 _LOST_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
+#: How far from today a date typed into a form may lie. Nothing here is planned decades
+#: ahead, and a year-1 or year-9999 date would overflow converting to UTC (a 500).
+REACH = dt.timedelta(days=3660)
+
+
+def within_reach(field: forms.Field, value):
+    """``value`` (a date or aware datetime) unchanged, or the field's own "enter a valid date" error."""
+    if value is None:
+        return value
+    today = timezone.now() if isinstance(value, dt.datetime) else timezone.localdate()
+    if abs(value - today) > REACH:
+        # A split date-and-time field (the admin's) names its date part "invalid_date".
+        key = "invalid_date" if "invalid_date" in field.error_messages else "invalid"
+        raise forms.ValidationError(field.error_messages[key], code="invalid")
+    return value
+
 
 def parse_moment(raw: str | None, tz) -> dt.datetime | None:
     """An ISO 8601 moment from a query string or form, aware; naive ones are read in ``tz``.
@@ -40,7 +56,7 @@ def parse_moment(raw: str | None, tz) -> dt.datetime | None:
     except (OverflowError, ValueError):
         return None
     # Nothing is bookable years away; refusing it here keeps date arithmetic in range.
-    if distance > dt.timedelta(days=3660):
+    if distance > REACH:
         return None
     return moment
 
@@ -124,7 +140,7 @@ class GrantCertificationForm(forms.Form):
         raise forms.ValidationError(_("No member has this username or email address."))
 
     def clean_expires_on(self):
-        value = self.cleaned_data.get("expires_on")
+        value = within_reach(self.fields["expires_on"], self.cleaned_data.get("expires_on"))
         if value is not None and value < timezone.localdate():
             raise forms.ValidationError(_("This date has already passed."))
         return value
@@ -157,6 +173,12 @@ class MaintenanceWindowForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         for name in ("start", "end"):
             self.fields[name].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+
+    def clean_start(self):
+        return within_reach(self.fields["start"], self.cleaned_data.get("start"))
+
+    def clean_end(self):
+        return within_reach(self.fields["end"], self.cleaned_data.get("end"))
 
     def clean(self):
         cleaned = super().clean()

@@ -34,6 +34,10 @@ from .models import NO_OVERLAP_CONSTRAINT, Booking, QuotaPolicy
 race_point: Callable[[], None] | None = None
 lock_member: bool = True
 
+#: Times farther than this from now are refused before any time zone arithmetic, which
+#: overflows near the years 1 and 9999 (a 500 instead of a rule's code).
+REACH = dt.timedelta(days=3660)
+
 
 def booking_create(
     *,
@@ -52,6 +56,7 @@ def booking_create(
     now = now or timezone.now()
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("booking times must be timezone-aware")
+    _check_reach(start, end, now)
     # Normalise to UTC: datetimes sharing a zone subtract on the wall clock in Python.
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     with transaction.atomic():
@@ -89,9 +94,8 @@ def check_booking_rules(
     """Raise :class:`BookingError` for the first rule a new booking would break."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("booking times must be timezone-aware")
+    _check_reach(start, end, now)
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
-    if end <= start:
-        raise BookingError("invalid_range")
     if not machine.bookable:
         raise BookingError("not_bookable")
     _check_certification(machine, member, end)
@@ -102,6 +106,16 @@ def check_booking_rules(
     if _overlapping(machine, start, end + machine.buffer).exists():
         raise BookingError("slot_taken")
     _check_quota(machine, member, start, end, now)
+
+
+def _check_reach(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
+    # Comparing aware datetimes never overflows; converting them may.
+    if end <= start:
+        raise BookingError("invalid_range")
+    if start < now - REACH:
+        raise BookingError("in_past")
+    if end > now + REACH:
+        raise BookingError("too_far_ahead")
 
 
 def _overlapping(machine: Machine, start: dt.datetime, blocked_until: dt.datetime):

@@ -111,6 +111,27 @@ def test_the_add_form_applies_every_rule(client, admin, machine, setup, start, e
     assert not Booking.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (dt.datetime(1, 1, 1, 0, 0, tzinfo=BRUSSELS), dt.datetime(1, 1, 1, 1, 0, tzinfo=BRUSSELS)),
+        (
+            dt.datetime(9999, 12, 31, 22, 0, tzinfo=BRUSSELS),
+            dt.datetime(9999, 12, 31, 23, 0, tzinfo=BRUSSELS),
+        ),
+    ],
+    ids=["year-1", "year-9999"],
+)
+def test_the_add_form_refuses_dates_at_the_ends_of_the_calendar(client, admin, machine, start, end):
+    # Year 1 in Brussels is before the first moment UTC can hold: this was a 500.
+    client.force_login(admin)
+    response = client.post(ADD_URL, add_form(machine, UserFactory(), start, end))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"start", "end"}
+    assert not Booking.objects.exists()
+
+
 @pytest.fixture
 def pending(machine):
     machine.approval_required = True

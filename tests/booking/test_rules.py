@@ -246,3 +246,23 @@ def test_every_code_has_a_status_and_message():
     for code, (status, message) in RULES.items():
         assert 400 <= status < 500, code
         assert str(message), code
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "code"),
+    [
+        (dt.datetime(1, 1, 1, 0, 0, tzinfo=BXL), dt.datetime(1, 1, 1, 1, 0, tzinfo=BXL), "in_past"),
+        (at(23, 10), dt.datetime(9999, 12, 31, 23, 59, tzinfo=BXL), "too_far_ahead"),
+        (
+            dt.datetime(9999, 12, 31, 20, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+            dt.datetime(9999, 12, 31, 21, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+            "too_far_ahead",
+        ),
+        (at(23, 10), dt.datetime(1, 1, 1, 0, 0, tzinfo=BXL), "invalid_range"),
+    ],
+    ids=["year-1", "end-in-9999", "beyond-utc", "end-in-year-1"],
+)
+def test_times_at_the_ends_of_the_calendar_are_refused_not_overflowed(machine, member, start, end, code):
+    # Converting these to UTC or to the lab's zone overflows: the admin once answered 500.
+    refused(code, machine, member, start, end)
+    assert not Booking.objects.exists()
