@@ -255,8 +255,14 @@ class Command(BaseCommand):
         return users
 
     def _bookings(self, machines, users) -> None:
-        """A few bookings by other makers, so the week views are not empty."""
-        if Booking.objects.filter(member__username__in=("anouk", "karim")).exists():
+        """A few bookings by other makers, so the week views are not empty.
+
+        Made again only once the previous ones are over, so a demo started weeks
+        later still shows a busy week, and a second run the same day adds nothing.
+        """
+        if Booking.objects.filter(
+            member__username__in=("anouk", "karim"), status__in=Booking.ACTIVE, end__gt=timezone.now()
+        ).exists():
             return
         lab_tz = next(iter(machines.values())).lab.tz
         today = timezone.localdate(timezone=lab_tz)

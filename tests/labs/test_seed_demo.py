@@ -1,0 +1,75 @@
+"""`manage.py seed_demo`: the demo the README promises, and running it twice changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
+
+from fablab.booking.models import Booking, QuotaPolicy
+from fablab.labs.models import Closure, Lab, Machine, OpeningHours
+from fablab.members.models import Certification, MemberProfile, Training
+
+pytestmark = pytest.mark.django_db
+
+MODELS = [Lab, OpeningHours, Closure, Machine, Training, Certification, QuotaPolicy, Booking, MemberProfile]
+
+
+def seed() -> None:
+    call_command("seed_demo", stdout=io.StringIO())
+
+
+def counts() -> dict[str, int]:
+    counted = {model.__name__: model.objects.count() for model in MODELS}
+    counted["User"] = get_user_model().objects.count()
+    return counted
+
+
+def test_the_demo_is_what_the_readme_promises():
+    seed()
+    User = get_user_model()
+    labs = Lab.objects.all()
+    assert {lab.slug for lab in labs} == {"bxl-centre", "bxl-south"}
+    assert {lab.time_zone for lab in labs} == {"Europe/Brussels"}
+    assert all(lab.opening_hours.exists() for lab in labs)
+    machines = Machine.objects.all()
+    assert machines.count() >= 8
+    assert {"3d-printer", "laser-cutter", "cnc"} <= {m.machine_type.slug for m in machines}
+    # One training per machine type in use, and every such machine needs it.
+    assert all(m.required_training is not None for m in machines)
+    trainings = set(Training.objects.all())
+    for username in ("maker", "newbie", "manager", "officer"):
+        assert User.objects.get(username=username).check_password("demo1234"), username
+    maker, newbie = User.objects.get(username="maker"), User.objects.get(username="newbie")
+    assert {c.training for c in Certification.objects.filter(member=maker).active()} == trainings
+    assert not Certification.objects.filter(member=newbie).exists()
+    manager = User.objects.get(username="manager")
+    assert set(manager.managed_labs.all()) == set(labs)
+    assert MemberProfile.objects.get(user__username="officer").is_programme_officer
+    # Other makers' bookings, made through the rules, fill the coming days.
+    upcoming = Booking.objects.filter(end__gt=timezone.now(), status__in=Booking.ACTIVE)
+    assert upcoming.exclude(member__username__in=["anouk", "karim"]).count() == 0
+    assert upcoming.count() == 4
+
+
+def test_running_it_twice_changes_nothing():
+    seed()
+    first = counts()
+    password = get_user_model().objects.get(username="maker").password
+    seed()
+    assert counts() == first
+    assert get_user_model().objects.get(username="maker").password == password
+
+
+def test_a_later_run_refills_the_week_once_the_demo_bookings_are_over():
+    seed()
+    over = timezone.now() - dt.timedelta(days=30)
+    Booking.objects.update(start=over - dt.timedelta(hours=1), end=over, blocked_until=over)
+    seed()
+    assert Booking.objects.filter(end__gt=timezone.now()).count() == 4
+    seed()
+    assert Booking.objects.count() == 8
