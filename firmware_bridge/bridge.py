@@ -34,6 +34,7 @@ that is already right. ``status.enabled`` is what the adapter reports.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import logging
 import threading
 import time
@@ -154,6 +155,21 @@ class MachineRunner:
 
     def subscribe(self, topic: str, callback: Callable[[str, bytes], None]) -> None:
         self.bridge.transport.subscribe(topic, callback)
+
+    def load_state(self, name: str) -> Any:
+        """Optional sink extension: a JSON value the adapter saved with :meth:`save_state`, or None."""
+        text = self.bridge.spool.get_state(self.key, name)
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            log.warning("%s: saved adapter state %r is not JSON; ignored", self.key, name)
+            return None
+
+    def save_state(self, name: str, value: Any) -> None:
+        """Optional sink extension: keep a small JSON value across bridge restarts (in the spool file)."""
+        self.bridge.spool.put_state(self.key, name, json.dumps(value))
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         if self.bridge.transport.publish(topic, payload, retain=retain) is None:

@@ -9,7 +9,9 @@ One SQLite file holds:
 * ``outbox``: the messages not yet acknowledged by the broker, in the order
   they were made (``id`` is AUTOINCREMENT, so ids are never reused);
 * ``interlock``: each machine's last commanded enabled state;
-* ``commands``: the results of recent commands, by id, for idempotency.
+* ``commands``: the results of recent commands, by id, for idempotency;
+* ``adapter_state``: small JSON values an adapter keeps across restarts (a
+  power plug's energy counter base), per machine and name.
 
 Durability: WAL with ``synchronous=FULL``. Under WAL, NORMAL survives a
 crashed process (kill -9) but a power cut may roll back the last commits, and
@@ -70,6 +72,12 @@ CREATE TABLE IF NOT EXISTS commands (
     PRIMARY KEY (machine, id)
 );
 CREATE INDEX IF NOT EXISTS commands_ts ON commands (ts);
+CREATE TABLE IF NOT EXISTS adapter_state (
+    machine TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (machine, name)
+);
 """
 
 
@@ -284,6 +292,25 @@ class Spool:
                 "INSERT INTO interlock (key, enabled, ts) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET enabled=excluded.enabled, ts=excluded.ts",
                 (machine, int(enabled), time.time_ns() // 10**6),
+            )
+
+    # ----------------------------------------------------------- adapter state
+
+    def get_state(self, machine: str, name: str) -> str | None:
+        """The value ``machine``'s adapter last saved under ``name`` (None if never)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM adapter_state WHERE machine=? AND name=?", (machine, name)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_state(self, machine: str, name: str, value: str) -> None:
+        """Save (replace) ``machine``'s adapter value ``name``; on disk when this returns."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO adapter_state (machine, name, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(machine, name) DO UPDATE SET value=excluded.value",
+                (machine, name, value),
             )
 
     # ---------------------------------------------------------------- commands

@@ -45,6 +45,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {"on_w": 100.0, "off_w": 50.0, "on_s": 5.
 DEFAULT_CONFIRM_TIMEOUT_S = 10.0
 #: Seconds between two queries of the relay state while it is unknown.
 QUERY_RETRY_S = 5.0
+#: Name under which the energy counter's state is saved through the sink.
+ENERGY_STATE = "energy_counter"
 
 
 def _is_number(value: Any) -> bool:
@@ -196,8 +198,13 @@ class EnergyCounter:
     rounding jitter and ignored. Energy used between the last reading before a
     reset and the reset itself is unknowable and lost; nothing is ever counted
     twice. The total starts at the plug's first reading, so it stays equal to
-    the plug's counter for as long as the plug's counter is not reset (also
-    across bridge restarts). Not thread-safe: the caller serialises access.
+    the plug's counter for as long as the plug's counter is not reset.
+
+    Across bridge restarts: :meth:`state` and :meth:`restore` carry the base
+    and the last reading over (the plug adapters keep them in the spool
+    file), so a reset seen before a restart, or one that happened while the
+    bridge was down (a first reading below the saved one), still never makes
+    the total drop. Not thread-safe: the caller serialises access.
     """
 
     def __init__(self, reset_tolerance_wh: float = 1.0) -> None:
@@ -205,6 +212,22 @@ class EnergyCounter:
         self._base = 0.0
         self._last_raw: float | None = None
         self.resets = 0
+
+    def state(self) -> dict[str, float] | None:
+        """What :meth:`restore` needs after a restart; None before the first reading."""
+        if self._last_raw is None:
+            return None
+        return {"base_wh": self._base, "last_raw_wh": self._last_raw}
+
+    def restore(self, state: Any) -> bool:
+        """Continue from a saved :meth:`state`; False (and nothing changed) if it is malformed."""
+        if not isinstance(state, dict):
+            return False
+        base, last = state.get("base_wh"), state.get("last_raw_wh")
+        if not (_is_number(base) and _is_number(last) and base >= 0 and last >= 0):
+            return False
+        self._base, self._last_raw = float(base), float(last)
+        return True
 
     @property
     def total_wh(self) -> float | None:
@@ -301,6 +324,14 @@ class PlugAdapter(Adapter):
         self.confirm_timeout_s = float(options.get("confirm_timeout_s", DEFAULT_CONFIRM_TIMEOUT_S))
         self.detector = BusyDetector(self.thresholds)
         self.energy = EnergyCounter()
+        # The energy counter's base survives a bridge restart when the sink can keep state (the
+        # bridge keeps it in the spool file); a sink without it (tests) starts from the plug's counter.
+        self._load_state = getattr(sink, "load_state", None)
+        self._save_state = getattr(sink, "save_state", None)
+        if self._load_state is not None:
+            saved = self._load_state(ENERGY_STATE)
+            if saved is not None and not self.energy.restore(saved):
+                log.warning("%s: saved energy counter %r is malformed; starting afresh", machine, saved)
         self.malformed_count = 0
         self._state_lock = threading.RLock()
         self._relay_cond = threading.Condition()  # never acquire _state_lock while holding it
@@ -533,8 +564,15 @@ class PlugAdapter(Adapter):
         with self._state_lock:
             energy = self.energy.total_wh
             if energy_raw_wh is not None:
+                before = self.energy.state()
                 energy = self.energy.update(energy_raw_wh)
                 values["energy_wh"] = round(energy, 3)
+                after = self.energy.state()
+                if self._save_state is not None and after != before:
+                    try:
+                        self._save_state(ENERGY_STATE, after)
+                    except Exception as exc:  # a full disk must not stop the readings
+                        log.warning("%s: energy counter not saved: %s", self.machine, exc)
                 if self._job is not None and self._job_energy_start is None:
                     # The job began before the first counter reading (a Gen2 delta without
                     # aenergy): count from the first reading we have.

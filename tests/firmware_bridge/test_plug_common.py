@@ -73,6 +73,35 @@ def test_energy_counter_real_reset_to_zero() -> None:
     assert counter.resets == 1
 
 
+def test_energy_counter_state_carries_over_a_restart() -> None:
+    first = EnergyCounter()
+    assert first.state() is None
+    first.update(6300.0)
+    first.update(0.0)  # a reset while the bridge runs: base 6300
+    first.update(40.0)
+    saved = first.state()
+    assert saved == {"base_wh": 6300.0, "last_raw_wh": 40.0}
+    # The bridge restarts; the plug kept counting.
+    second = EnergyCounter()
+    assert second.restore(saved)
+    assert second.update(55.0) == 6355.0
+    # The bridge restarts again, and the plug's counter was reset while it was down.
+    third = EnergyCounter()
+    assert third.restore(second.state())
+    assert third.update(3.0) == 6358.0
+    assert third.resets == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [None, [], {"base_wh": 1.0}, {"base_wh": -1.0, "last_raw_wh": 2.0}, {"base_wh": "1", "last_raw_wh": 2}],
+)
+def test_energy_counter_ignores_a_malformed_saved_state(bad: object) -> None:
+    counter = EnergyCounter()
+    assert not counter.restore(bad)
+    assert counter.total_wh is None and counter.update(7.0) == 7.0
+
+
 @pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, "12", None, True])
 def test_energy_rejects_impossible_readings_without_changing(bad: object) -> None:
     counter = EnergyCounter()
