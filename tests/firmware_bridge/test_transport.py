@@ -94,6 +94,7 @@ def test_refused_publish_stays_spooled_until_allowed(tmp_path: Path) -> None:
         f"topic write fablab/v1/{LAB}/m-1/cmd/ack\n"
         "user reader\n"
         "topic read fablab/v1/#\n"
+        f"topic write fablab/v1/{LAB}/m-1/cmd\n"
     )
     broker = Mosquitto(tmp_path / "mq", passwords={"bridge": "b", "reader": "r"}, acl=acl_deny)
     broker.start()
@@ -109,12 +110,30 @@ def test_refused_publish_stays_spooled_until_allowed(tmp_path: Path) -> None:
             wait_until(lambda: b.pump.refused, what="refused messages")
             assert b.spool.pending() > 20  # refused: still on disk
             assert collector.seqs(LAB, "m-1") == []
+            # Mosquitto 2.0.11 also drops an MQTT 5 client's connection after refusing its publish, so
+            # the bridge keeps reconnecting; its session (and subscription) lives on: a command sent
+            # now is received and acknowledged.
+            now = protocol.now_ms()
+            command = {"v": 1, "id": "during-refusal", "action": "pause", "ts": now, "expires": now + 600_000}
+            collector.publish(protocol.topic_cmd(LAB, "m-1"), command)
             # The administrator fixes the ACL; Mosquitto reloads it on SIGHUP.
             (broker.workdir / "acl").write_text(acl_deny + f"user bridge\ntopic write fablab/v1/{LAB}/#\n")
             broker.proc.send_signal(signal.SIGHUP)
             wait_until(lambda: b.spool.pending() == 0, what="the refused messages to be delivered")
             last = b.spool.last_seq(f"{LAB}/m-1")
             wait_until(lambda: len({q for _, q in collector.seqs(LAB, "m-1")}) == last, what="all messages")
+            ack = wait_until(
+                lambda: next(
+                    (
+                        a
+                        for _, a in collector.of_kind(protocol.CMD_ACK, LAB, "m-1")
+                        if a.id == "during-refusal"
+                    ),
+                    None,
+                ),
+                what="the ack of the command sent while refused",
+            )
+            assert ack.error is None or ack.error.code != "expired"
         finally:
             b.stop()
             collector.stop()
