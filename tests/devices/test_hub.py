@@ -320,3 +320,27 @@ def test_two_hubs_split_the_streams_and_apply_each_status_once(broker, influx, p
         "idle", "running", "paused", "running", "idle",
     ]  # fmt: skip
     assert UsageSession.objects.filter(machine=machine).count() == 1
+
+
+def test_fast_properties_decode_like_paho():
+    from paho.mqtt.properties import Properties
+
+    from devices.hub import FastProperties
+
+    sent = Properties(PacketTypes.PUBLISH)
+    sent.MessageExpiryInterval = 30
+    sent.ContentType = "application/json"
+    sent.UserProperty = [("booking", "42"), ("trace", "x")]
+    sent.PayloadFormatIndicator = 1
+    raw = sent.pack()
+    decoded = {}
+    for cls in (Properties, FastProperties):
+        props = cls(PacketTypes.PUBLISH)
+        props.unpack(raw)
+        props.unpack(raw)  # unpack clears first: nothing doubles up
+        decoded[cls] = props.json()
+    assert decoded[FastProperties] == decoded[Properties]
+    assert decoded[Properties]["UserProperty"] == [("booking", "42"), ("trace", "x")]
+    empty = FastProperties(PacketTypes.PUBLISH)
+    empty.unpack(Properties(PacketTypes.PUBLISH).pack())
+    assert empty.json() == {}
