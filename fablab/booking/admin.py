@@ -11,6 +11,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
+from fablab.labs.models import Machine
+
 from . import services
 from .errors import BookingError
 from .forms import within_reach
@@ -76,6 +78,19 @@ class BookingAdmin(admin.ModelAdmin):
         if obj is None:
             kwargs["form"] = BookingAddForm
         return super().get_form(request, obj, **kwargs)
+
+    def get_queryset(self, request):
+        # As in the API and the manager pages: staff who are not superusers see, and act
+        # on, the bookings of the labs they manage only.
+        bookings = super().get_queryset(request).select_related("machine", "member")
+        if request.user.is_superuser:
+            return bookings
+        return bookings.filter(machine__lab__in=request.user.managed_labs.all())
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "machine" and not request.user.is_superuser:
+            kwargs["queryset"] = Machine.objects.filter(lab__in=request.user.managed_labs.all())
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_delete_permission(self, request, obj=None):
         return False
