@@ -310,7 +310,7 @@ class Hub:
         store: InfluxStore,
         spool: Spool,
         client_id: str | None = None,
-        group: str = "hub",
+        group: str | None = "hub",
         batch_size: int = 5000,
         batch_interval: float = 1.0,
         receive_maximum: int | None = None,
@@ -365,18 +365,28 @@ class Hub:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        # Come back quickly after a broker restart: shared subscriptions need the re-subscription.
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=5)
 
     # -- subscriptions
 
     def subscriptions(self) -> list[str]:
-        """Plain: status, online (retained) and cmd/ack; shared: the telemetry and event streams."""
+        """Plain: status, online (retained) and cmd/ack; shared: the telemetry and event streams.
+
+        ``group`` None (``run_hub --group none``) subscribes to the streams plainly too: for a
+        single hub. Measured with Mosquitto 2.0.11: a persistent session's *shared*
+        subscriptions are not restored when the broker restarts (plain ones are), so stream
+        messages published between a broker restart and the hub's re-subscription are lost
+        to a shared subscription and kept for a plain one.
+        """
+        streams = [protocol.filter_all_telemetry(), protocol.filter_all_events()]
+        if self.group:
+            streams = [protocol.shared(self.group, f) for f in streams]
         return [
             protocol.filter_all_status(),
             protocol.filter_all_online(),
             protocol.filter_all_cmd_acks(),
-            protocol.shared(self.group, protocol.filter_all_telemetry()),
-            protocol.shared(self.group, protocol.filter_all_events()),
+            *streams,
         ]
 
     # -- paho callbacks (network thread)

@@ -32,7 +32,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--workers", type=int, default=1, help="worker processes on the shared subscription"
         )
-        parser.add_argument("--group", default="hub", help="shared subscription group")
+        parser.add_argument(
+            "--group",
+            default="hub",
+            help="shared subscription group for telemetry and events; 'none' for plain subscriptions (one hub only)",
+        )
         parser.add_argument("--batch-size", type=int, default=5000, help="lines per InfluxDB write")
         parser.add_argument(
             "--batch-interval", type=float, default=1.0, help="seconds before a partial batch is written"
@@ -53,6 +57,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         if options["workers"] > 1:
+            if options["group"].lower() == "none":
+                raise CommandError("--workers needs a shared subscription group (not --group none)")
             self._supervise(options)
             return
         client_id = options["client_id"] or default_client_id(options["index"])
@@ -70,7 +76,7 @@ class Command(BaseCommand):
             store=store,
             spool=spool,
             client_id=client_id,
-            group=options["group"],
+            group=None if options["group"].lower() == "none" else options["group"],
             batch_size=options["batch_size"],
             batch_interval=options["batch_interval"],
             receive_maximum=options["receive_maximum"],
