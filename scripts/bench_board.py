@@ -165,6 +165,12 @@ async def watch(
                 received.append((frame["machine"], frame["ts"], now))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -242,7 +248,12 @@ def run(args: argparse.Namespace) -> dict:
             await asyncio.gather(*tasks)
             return publisher
 
+        hub_pid, web_pid = procs[0].pid, procs[1].pid
+        cpu_before = {pid: cpu_seconds(pid) for pid in (hub_pid, web_pid)}
+        wall_before = time.monotonic()
         publisher = asyncio.run(main())
+        wall = time.monotonic() - wall_before
+        cpu = {pid: (cpu_seconds(pid) - cpu_before[pid]) / wall * 100 for pid in (hub_pid, web_pid)}
         publisher.close()
         first_counted = min(publisher.sent.values()) + args.warmup
         counted = {key: t for key, t in publisher.sent.items() if t >= first_counted}
@@ -271,6 +282,8 @@ def run(args: argparse.Namespace) -> dict:
             "p99": percentile(latencies, 99),
             "max": latencies[-1],
             "load": os.getloadavg()[0],
+            "hub_cpu": cpu[hub_pid],
+            "web_cpu": cpu[web_pid],
         }
     finally:
         for proc in reversed(procs):
@@ -310,16 +323,18 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"of warm-up, not counted); {args.clients} lab manager(s) watch the board. Hub: `manage.py run_hub`; "
         f"web: uvicorn; private Mosquitto, Redis and InfluxDB; SQLite; all on this {os.cpu_count()}-core "
         f"{platform.machine()} machine, shared with whatever else runs (load average at the end in the last "
-        "column). Latency is from just before `publish()` to the frame's arrival in the client.",
+        "column). Latency is from just before `publish()` to the frame's arrival in the client. CPU: share of "
+        "one core used by the hub and by the web process during the run.",
         "",
-        "| machines | statuses/s sent | statuses/s delivered | received / sent | p50 | p90 | p99 | max | load |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| machines | statuses/s sent | statuses/s delivered | received / sent | p50 | p90 | p99 | max "
+        "| hub CPU | web CPU | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['machines']} | {r['offered']:.0f} | {r['delivered']:.0f} | {r['received']:,} / "
             f"{r['published'] * args.clients:,} | {r['p50']:.0f} ms | {r['p90']:.0f} ms | {r['p99']:.0f} ms | "
-            f"{r['max']:.0f} ms | {r['load']:.1f} |"
+            f"{r['max']:.0f} ms | {r['hub_cpu']:.0f} % | {r['web_cpu']:.0f} % | {r['load']:.1f} |"
         )
     lines += [
         "",
