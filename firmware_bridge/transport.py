@@ -22,6 +22,19 @@ is a success. A refused message (e.g. reason 135, not authorized) stays
 spooled and is retried later. Messages paho was still waiting for when the
 connection dropped are re-sent by paho itself after reconnecting; after a
 restart the spool replays everything not acknowledged, oldest first.
+
+A topic the broker will not take, and answers by dropping the connection
+(Mosquitto 2.0.11 closes an MQTT 5 client's connection right after refusing
+one of its QoS 1 publishes), would otherwise stall the whole bridge: paho
+re-sends it first after every reconnect. So the transport isolates it: after
+``QUICK_DROPS`` connections in a row that each ended within
+``QUICK_DROP_S`` with messages unacknowledged, the topics of those messages
+are *quarantined* (their messages taken back from paho; spooled ones stay in
+the spool) and published again one topic at a time, as a probe, after a
+backoff. A probe's topic that gets a successful PUBACK is free again; one
+whose probe ends in another quick drop is blamed alone and waits twice as
+long (up to ``QUARANTINE_MAX_S``). Innocent topics caught in the first round
+are freed by their own probes within seconds.
 """
 
 from __future__ import annotations
@@ -48,6 +61,13 @@ from firmware_bridge.spool import Spool
 log = logging.getLogger(__name__)
 
 MessageCallback = Callable[[str, bytes], None]
+
+#: A connection that ends sooner than this with messages unacknowledged counts as a quick drop.
+QUICK_DROP_S = 10.0
+#: Quick drops in a row before the topics in flight are quarantined.
+QUICK_DROPS = 3
+QUARANTINE_MIN_S = 10.0
+QUARANTINE_MAX_S = 300.0
 
 
 class Transport:
@@ -79,6 +99,7 @@ class Transport:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_pre_connect = self._on_pre_connect
         self._failures = 0
         #: Why the broker last refused the connection (CONNACK reason), for diagnostics.
         self.last_refusal: str | None = None
@@ -93,6 +114,18 @@ class Transport:
         self.wakeup = threading.Event()
         self._connect_listeners: list[Callable[[], None]] = []
         self._started = False
+        self._stopping = False
+        # Topic isolation (see the module docstring); guarded by _q_lock.
+        self._q_lock = threading.Lock()
+        self._in_flight: dict[int, str] = {}  # paho mid -> topic, until its PUBACK
+        self._connected_at: float | None = None
+        self._quick_drops = 0
+        #: topic -> monotonic time from which it may be probed again.
+        self.quarantined: dict[str, float] = {}
+        self._quarantine_s: dict[str, float] = {}  # topic -> its current backoff
+        self._probe: str | None = None  # the quarantined topic being tried, if any
+        self._probe_since = 0.0
+        self._to_take_back: list[int] = []
 
     # ----------------------------------------------------------- life cycle
 
@@ -117,6 +150,7 @@ class Transport:
         """Publish ``online: false`` (graceful) and disconnect; the will is not sent after a clean disconnect."""
         if not self._started:
             return
+        self._stopping = True
         if graceful and self.connected:
             info = self.client.publish(
                 self.online_topic,
@@ -129,6 +163,7 @@ class Transport:
         self.client.disconnect()
         self.client.loop_stop()
         self._started = False
+        self._stopping = False
 
     @property
     def connected(self) -> bool:
@@ -171,6 +206,8 @@ class Transport:
             client.subscribe([(f, SubscribeOptions(qos=protocol.QOS)) for f in filters])
         self.generation += 1
         self._failures = 0
+        with self._q_lock:
+            self._connected_at = time.monotonic()
         self._connected.set()
         self.wakeup.set()
 
@@ -191,10 +228,113 @@ class Transport:
             log.warning(
                 "disconnected from %s: %s; reconnecting with backoff", self.cfg.redacted_url(), reason
             )
+        if was and not self._stopping:
+            self._after_drop()
+
+    # ------------------------------------------------------ topic isolation
+
+    def _after_drop(self) -> None:
+        """In paho's thread, before it reconnects: count quick drops and quarantine topics if needed."""
+        now = time.monotonic()
+        with self._q_lock:
+            quick = (
+                self._connected_at is not None
+                and now - self._connected_at < QUICK_DROP_S
+                and bool(self._in_flight)
+            )
+            self._connected_at = None
+            probe, self._probe = self._probe, None
+            if probe is not None and quick and probe in self._in_flight.values():
+                suspects = {probe}  # only the probe was new on this connection: blame it alone
+            elif quick:
+                self._quick_drops += 1
+                if self._quick_drops < QUICK_DROPS:
+                    return
+                suspects = set(self._in_flight.values())
+            else:
+                self._quick_drops = 0
+                if probe is not None:  # the probe's connection ended for another reason: try it again later
+                    self.quarantined[probe] = now + self._quarantine_s.get(probe, QUARANTINE_MIN_S)
+                return
+            self._quick_drops = 0
+            for topic in suspects:
+                self._quarantine_locked(topic, now)
+            mids = [mid for mid, topic in self._in_flight.items() if topic in suspects]
+            for mid in mids:
+                del self._in_flight[mid]
+            # Taken out of paho's queue just before it reconnects (on_pre_connect): here, paho may
+            # be iterating over that queue.
+            self._to_take_back.extend(mids)
+        log.error(
+            "the broker keeps dropping the connection while these topics are in flight: %s; holding them "
+            "back (spooled messages stay spooled) and trying them one at a time. Does the broker's ACL "
+            "allow them?",
+            ", ".join(sorted(suspects)),
+        )
+
+    def _quarantine_locked(self, topic: str, now: float) -> None:
+        """Under ``_q_lock``: hold ``topic`` back, twice as long as the last time (bounded)."""
+        backoff = self._quarantine_s.get(topic)
+        backoff = QUARANTINE_MIN_S if backoff is None else min(QUARANTINE_MAX_S, backoff * 2)
+        self._quarantine_s[topic] = backoff
+        self.quarantined[topic] = now + backoff
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        with self._q_lock:
+            mids, self._to_take_back = self._to_take_back, []
+        if mids:
+            self._take_back(mids)
+
+    def _take_back(self, mids: list[int]) -> None:
+        """Remove ``mids`` from paho's outgoing queue so it does not re-send them; the pump re-queues them.
+
+        Runs in paho's thread between two connections, when paho iterates over nothing.
+        """
+        # paho has no public call for this; its queue and lock are stable across paho-mqtt 2.x.
+        with self.client._out_message_mutex:
+            for mid in mids:
+                self.client._out_messages.pop(mid, None)
+        for mid in mids:
+            self.acks.append((mid, True, "held back: the broker dropped the connection"))
+        self.wakeup.set()
+
+    def quarantine_until(self, topic: str) -> float | None:
+        """When ``topic`` may be published again (monotonic), or None if it may be published now.
+
+        The first due quarantined topic becomes the probe and is released; the
+        others wait until the probe is settled.
+        """
+        with self._q_lock:
+            until = self.quarantined.get(topic)
+            if until is None:
+                return None
+            now = time.monotonic()
+            if self._probe is not None and now - self._probe_since > 2 * QUICK_DROP_S:
+                self._probe = None  # its messages went through without trouble, or none were sent
+            if until <= now and self._probe is None:
+                self._probe, self._probe_since = topic, now
+                del self.quarantined[topic]
+                log.info("trying %s again", topic)
+                return None
+            return max(until, now + 1.0)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         # Called with paho's message mutex held: only hand the ack over, never publish from here.
         failed = bool(getattr(reason, "is_failure", False))
+        with self._q_lock:
+            topic = self._in_flight.pop(mid, None)
+            if topic is not None and not failed:
+                # (Not a reason to reset the quick drops: a broker may accept a few messages
+                # before it reads the one it drops the connection for.)
+                self._quarantine_s.pop(topic, None)
+                if topic == self._probe:
+                    self._probe = None
+                    log.info("%s is accepted again", topic)
+            elif topic is not None:
+                # Refused outright (reason 135): hold the topic back too, tried again by a probe.
+                if topic == self._probe:
+                    self._probe = None
+                self._quarantine_locked(topic, time.monotonic())
         self.acks.append((mid, failed, str(reason)))
         self.wakeup.set()
 
@@ -205,9 +345,14 @@ class Transport:
 
     def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> int | None:
         """Publish at QoS 1 if connected; returns paho's message id, or None when not handed over."""
-        if not self.connected:
+        if not self.connected or self.quarantine_until(topic) is not None:
             return None
-        info = self.client.publish(topic, payload, qos=protocol.QOS, retain=retain)
+        # Both locks, in paho's order (its message mutex, then ours, as in _on_publish), so that
+        # the PUBACK cannot be handled before the mid is recorded.
+        with self.client._out_message_mutex, self._q_lock:
+            info = self.client.publish(topic, payload, qos=protocol.QOS, retain=retain)
+            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self._in_flight[info.mid] = topic
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             if info.rc == mqtt.MQTT_ERR_NO_CONN:
                 # paho keeps a QoS 1 message it could not send and sends it after reconnecting.
@@ -306,7 +451,10 @@ class SpoolPump:
             row_id = self.inflight.pop(mid, None)
             if row_id is None:
                 continue  # status, ack or online message: not spooled
-            if failed:
+            if failed and reason.startswith("held back"):
+                # Its topic is quarantined (the transport logged it once): _fill keeps it until it may go.
+                self.refused[row_id] = time.monotonic()
+            elif failed:
                 log.warning(
                     "broker refused spooled message %d (%s); retrying in %.0f s",
                     row_id,
@@ -342,6 +490,12 @@ class SpoolPump:
         if len(rows) < room:
             rows += self.spool.fetch_after(self.cursor, room - len(rows))
         for row in rows:
+            held_until = self.transport.quarantine_until(row.topic)
+            if held_until is not None:
+                # A topic the broker drops us for: keep the row, go on with the others.
+                self.refused[row.id] = held_until
+                self.cursor = max(self.cursor, row.id)
+                continue
             mid = self.transport.publish(row.topic, row.payload)
             if mid is None:
                 # Not handed over (disconnected or a paho queue error): try this row again later.

@@ -322,3 +322,47 @@ def test_tls_with_ca_file(tmp_path: Path) -> None:
             b.stop()
     finally:
         broker.stop()
+
+
+def test_one_refused_machine_does_not_stall_the_others(tmp_path: Path) -> None:
+    """Mosquitto 2.0.11 drops the connection after refusing a publish: the refused topics are held back."""
+    acl = (
+        "user bridge\n"
+        "topic write fablab/v1/_bridges/#\n"
+        f"topic write fablab/v1/{LAB}/m-1/#\n"
+        f"topic read fablab/v1/{LAB}/m-1/cmd\n"
+        f"topic write fablab/v1/{LAB}/m-2/status\n"  # m-2 is not (yet) allowed its telemetry and events
+        "user reader\n"
+        "topic read fablab/v1/#\n"
+    )
+    broker = Mosquitto(tmp_path / "mq", passwords={"bridge": "b", "reader": "r"}, acl=acl)
+    broker.start()
+    try:
+        two = [{**machines(0.1, limit=150)[0], "machine": m} for m in ("m-1", "m-2")]
+        config = write_config(tmp_path / "bridge.toml", broker, two)
+        config.write_text(config.read_text().replace(broker.url(), broker.url("bridge", "b")))
+        collector = Collector(broker, user="reader", password="r").start(probe=False)
+        wait_until(lambda: collector.client.is_connected(), what="the reader")
+        b = Bridge(load(config))
+        b.start()
+        try:
+            wait_until(lambda: b.spool.last_seq(f"{LAB}/m-1") > 150, what="m-1's counter to finish")
+            last = b.spool.last_seq(f"{LAB}/m-1")
+            wait_until(
+                lambda: len({q for _, q in collector.seqs(LAB, "m-1")}) == last,
+                timeout=120,
+                what="every message of the allowed machine while the other is refused",
+            )
+            assert collector.seqs(LAB, "m-2") == []
+            assert b.transport.quarantined or b.pump.refused
+            # The administrator allows m-2; its backlog follows, complete.
+            (broker.workdir / "acl").write_text(acl + f"user bridge\ntopic write fablab/v1/{LAB}/m-2/#\n")
+            broker.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: b.spool.pending() == 0, timeout=120, what="m-2's backlog to be delivered")
+            last2 = b.spool.last_seq(f"{LAB}/m-2")
+            wait_until(lambda: len({q for _, q in collector.seqs(LAB, "m-2")}) == last2, what="all of m-2")
+        finally:
+            b.stop()
+            collector.stop()
+    finally:
+        broker.stop()
