@@ -7,6 +7,6 @@ PY=.venv/bin/python
 echo "# Benchmarks — $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
 env -u DATABASE_URL $PY scripts/bench_booking.py
 pg_virtualenv -t -o fsync=off sh -c 'DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE" "$0" scripts/bench_booking.py' "$PY"
-if [ -f scripts/bench_bridge.py ]; then
-    $PY scripts/bench_bridge.py
-fi
+$PY scripts/bench_bridge.py
+$PY scripts/bench_hub.py --messages 100000 --workers 1,2,3
+$PY scripts/bench_board.py --machines 200,20 --duration 60

@@ -233,7 +233,9 @@ def main() -> int:
             )
             wait_port(REDIS_PORT, "redis", proc)
 
-        sup.start("hub", [PY, "manage.py", "run_hub"], env=env, restart=True)
+        # One hub with plain subscriptions: Mosquitto 2.0 does not restore $share
+        # subscriptions after a broker restart (see docs/benchmarks.md).
+        sup.start("hub", [PY, "manage.py", "run_hub", "--group", "none"], env=env, restart=True)
         mqtt_host, mqtt_port = "127.0.0.1", MQTT_PORT
         if not own_mqtt:
             from urllib.parse import urlsplit
