@@ -200,15 +200,17 @@ class Transport:
         log.info(
             "connected to %s (session present: %s)", self.cfg.redacted_url(), bool(flags.session_present)
         )
+        # Snapshot the filters and mark the connection up in one step under the lock, so that a
+        # subscribe() racing with this connect is either in the snapshot or subscribes itself.
         with self._subs_lock:
             filters = list(self._subs)
-        if filters:
-            client.subscribe([(f, SubscribeOptions(qos=protocol.QOS)) for f in filters])
-        self.generation += 1
-        self._failures = 0
-        with self._q_lock:
-            self._connected_at = time.monotonic()
-        self._connected.set()
+            if filters:
+                client.subscribe([(f, SubscribeOptions(qos=protocol.QOS)) for f in filters])
+            self.generation += 1
+            self._failures = 0
+            with self._q_lock:
+                self._connected_at = time.monotonic()
+            self._connected.set()
         self.wakeup.set()
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
@@ -370,10 +372,11 @@ class Transport:
             except Exception:
                 log.exception("handler for %s failed on a message; message skipped", message.topic)
 
-        with self._subs_lock:
-            self._subs[topic_filter] = callback
         self.client.message_callback_add(topic_filter, deliver)
-        if self.connected:
+        with self._subs_lock:  # see _on_connect: a filter added during a connect is never missed
+            self._subs[topic_filter] = callback
+            connected = self.connected
+        if connected:
             self.client.subscribe(topic_filter, options=SubscribeOptions(qos=protocol.QOS))
 
 

@@ -366,3 +366,39 @@ def test_one_refused_machine_does_not_stall_the_others(tmp_path: Path) -> None:
             collector.stop()
     finally:
         broker.stop()
+
+
+def test_a_filter_subscribed_while_connecting_is_not_missed(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """An adapter subscribing just as the connection comes up (setup races the connect) still gets its messages."""
+    import threading
+
+    from firmware_bridge.transport import Transport
+
+    cfg = load(write_config(tmp_path / "bridge.toml", mosquitto, machines()))
+    t = Transport(cfg.mqtt, "race-bridge")
+    got: list[bytes] = []
+    t.subscribe("race/a", lambda topic, payload: None)
+    original = t.client.subscribe
+    racer: list[threading.Thread] = []
+
+    def subscribe_during_connect(*args: object, **kwargs: object) -> object:
+        if not racer:  # the connect's own subscribe: another thread adds a filter right now
+            racer.append(threading.Thread(target=t.subscribe, args=("race/b", lambda _t, p: got.append(p))))
+            racer[0].start()
+            racer[0].join(0.5)
+        return original(*args, **kwargs)
+
+    t.client.subscribe = subscribe_during_connect  # type: ignore[method-assign]
+    t.start()
+    try:
+        assert t.wait_connected(60)
+        wait_until(lambda: racer and not racer[0].is_alive(), what="the racing subscribe")
+        collector = Collector(mosquitto).start()
+        try:
+            wait_until(
+                lambda: collector.publish("race/b", b"hello") or got, timeout=30, what="a message on race/b"
+            )
+        finally:
+            collector.stop()
+    finally:
+        t.stop()
