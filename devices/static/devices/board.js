@@ -18,7 +18,7 @@
   var tz = list.dataset.timeZone || undefined;
   var lang = document.documentElement.lang || undefined;
   var machines = {};
-  var pendingCommands = {};
+  var answered = {};
   var CARD_READINGS = ["temp_nozzle_c", "temp_bed_c", "power_w", "spindle_rpm", "laser_power_pct", "feed_mm_min"];
 
   function fmt(template, values) {
@@ -267,7 +267,7 @@
           return;
         }
         // The ack may have overtaken the response: never overwrite a final answer with "sent".
-        if (!pendingCommands[json.id]) showCommand(json);
+        if (!answered[json.id]) showCommand(json);
       });
     }).catch(function (error) {
       if (status) { status.textContent = fmt(T.failed_to_send, { action: label, message: String(error) }); status.className = "cmd-status failed"; }
@@ -295,7 +295,9 @@
       } else if (frame.type === "machine") {
         apply(frame);
       } else if (frame.type === "command") {
-        if (frame.result !== "sent") pendingCommands[frame.id] = true;
+        // Frames may cross: never let a late "sent" overwrite the machine's answer.
+        if (frame.result === "sent" && answered[frame.id]) return;
+        if (frame.result !== "sent") answered[frame.id] = true;
         showCommand(frame);
       }
     };
