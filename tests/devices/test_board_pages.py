@@ -57,6 +57,12 @@ def write_telemetry(store, machine, points: dict[str, list[tuple[dt.datetime, fl
     store.write_lines(lines)
 
 
+def bookings_of(html: str, machine: str) -> str:
+    """The text of a card's bookings list."""
+    card = html.split(f'id="machine-{machine}"')[1]
+    return card.split('data-field="bookings"')[1].split("</dl>")[0]
+
+
 def board_url(lab="board-lab"):
     return reverse("devices:board", args=[lab])
 
@@ -104,8 +110,9 @@ def test_a_maker_sees_a_read_only_board_that_names_no_one_else(client, board):
     for other in ("Karim", "Other", "maker-b", "Mia Manager", "karim-bracket"):
         assert other not in html
     assert 'class="commands"' not in html
-    assert "Booked" in html  # the printer, held by someone else
-    assert "You" in html  # the laser's next booking is theirs
+    assert "Booked" in bookings_of(html, "printer-1")  # held by someone else
+    assert "You" in bookings_of(html, "laser-1")  # the next booking is theirs
+    assert "You" not in bookings_of(html, "printer-1")
 
 
 def test_the_machine_page_says_when_there_is_no_telemetry_store(client, board, no_store):
