@@ -149,7 +149,8 @@ def test_a_broker_that_is_down_is_reported_and_audited(client, board, settings):
     command = Command.objects.get()
     assert command.result == Command.Result.FAILED and command.error_message
     page = client.get(reverse("devices:machine", args=["board-lab", "printer-1"])).content.decode()
-    assert "Refused" in page and "Mia Manager" in page
+    audit = page.split('id="command-audit"')[1]
+    assert 'class="result result-failed">Refused: ' in audit and "Mia Manager" in audit
 
 
 def test_the_bridge_ack_reaches_the_manager_live_and_lands_in_the_audit(
@@ -216,4 +217,4 @@ def test_the_bridge_ack_reaches_the_manager_live_and_lands_in_the_audit(
     audited = Command.objects.get(pk=command.id)
     assert audited.result == Command.Result.FAILED and audited.answered_at is not None
     page = client.get(reverse("devices:machine", args=["board-lab", "printer-1"])).content.decode()
-    assert "Refused: not paused" in page
+    assert "Refused: not paused" in page.split('id="command-audit"')[1]
