@@ -95,7 +95,17 @@ def steady(work: Path, duration: float) -> dict[str, str]:
     broker = Mosquitto(work / "mq-steady")
     broker.start()
     sub = subprocess.Popen(
-        ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1", "-t", "fablab/v1/#"],
+        [
+            "mosquitto_sub",
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-q",
+            "1",
+            "-t",
+            protocol.filter_everything(),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )

@@ -98,7 +98,7 @@ class Collector:
         self.client.loop_start()
         wait_until(self.connected.is_set, what="the collector to connect")
         # The SUBACK may come after on_connect returns: wait for it with a probe message (needs write access).
-        topic = f"fablab/v1/_probe/{uuid.uuid4().hex}"
+        topic = f"{protocol.PREFIX}/_probe/{uuid.uuid4().hex}"
         if probe and any(f in (protocol.filter_everything(), "#") for f in self.filters):
             self.client.publish(topic, b"{}", qos=1)
             wait_until(lambda: any(t == topic for t, _, _ in self.snapshot()), what="the collector's probe")
