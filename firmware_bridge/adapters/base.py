@@ -120,6 +120,9 @@ class Adapter(abc.ABC):
         interlock: bool = False,
         enabled: bool = True,
     ) -> None:
+        problems = self.validate_options(options)
+        if problems:
+            raise ValueError(f"{machine}: " + "; ".join(problems))
         self.machine = machine
         self.options = dict(options)
         self.sink = sink

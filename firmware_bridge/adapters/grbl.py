@@ -189,9 +189,6 @@ class GrblAdapter(Adapter):
         enabled: bool = True,
     ) -> None:
         super().__init__(machine, options, sink, interlock=interlock, enabled=enabled)
-        problems = self.validate_options(options)
-        if problems:
-            raise ValueError(f"{machine}: " + "; ".join(problems))
         self.port: str = str(options["port"])
         self.baudrate = int(options.get("baudrate", 115200))
         self.passthrough_path: str | None = options.get("passthrough") or None

@@ -170,9 +170,6 @@ class OctoPrintAdapter(Adapter):
         enabled: bool = True,
     ) -> None:
         super().__init__(machine, options, sink, interlock=interlock, enabled=enabled)
-        problems = self.validate_options(options)
-        if problems:
-            raise ValueError(f"{machine}: " + "; ".join(problems))
         self.url = str(options["url"]).rstrip("/")
         self.timeout = float(options.get("timeout", DEFAULT_TIMEOUT_S))
         self.poll_interval_s = max(MIN_POLL_INTERVAL_S, float(options.get("poll_interval", 1.0)))

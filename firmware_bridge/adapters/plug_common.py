@@ -31,7 +31,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from firmware_bridge.adapters.base import IDLE, OFFLINE, RUNNING, Adapter, AdapterSink, CommandError, JobInfo
@@ -317,9 +317,6 @@ class PlugAdapter(Adapter):
         enabled: bool = True,
     ) -> None:
         super().__init__(machine, options, sink, interlock=interlock, enabled=enabled)
-        problems = self.validate_options(options)
-        if problems:
-            raise ValueError(f"{machine}: " + "; ".join(problems))
         self.thresholds = Thresholds.from_options(options)
         self.confirm_timeout_s = float(options.get("confirm_timeout_s", DEFAULT_CONFIRM_TIMEOUT_S))
         self.detector = BusyDetector(self.thresholds)
@@ -494,6 +491,19 @@ class PlugAdapter(Adapter):
         return None
 
     # -- what concrete adapters call from the plug's callbacks --------------------------------
+
+    def _guarded(self, handler: Callable[[bytes], None]) -> Callable[[str, bytes], None]:
+        """Wrap a handler so that a bad message is counted and logged and never escapes."""
+
+        def callback(topic: str, payload: bytes) -> None:
+            try:
+                handler(bytes(payload))
+            except ValueError as exc:  # MalformedPayload, or an impossible energy reading
+                self._malformed(topic, payload, str(exc))
+            except Exception as exc:  # a bug must not kill the transport's thread
+                self._malformed(topic, payload, f"{type(exc).__name__}: {exc}")
+
+        return callback
 
     def _malformed(self, topic: str, payload: bytes, why: str) -> None:
         with self._state_lock:

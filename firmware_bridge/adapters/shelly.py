@@ -140,19 +140,6 @@ class ShellyAdapter(PlugAdapter):
         for topic, handler in handlers.items():
             self.sink.subscribe(topic, self._guarded(handler))
 
-    def _guarded(self, handler: Callable[[bytes], None]) -> Callable[[str, bytes], None]:
-        """Wrap a handler so that a bad message is counted and logged and never escapes."""
-
-        def callback(topic: str, payload: bytes) -> None:
-            try:
-                handler(bytes(payload))
-            except ValueError as exc:  # MalformedPayload, or an impossible energy reading
-                self._malformed(topic, payload, str(exc))
-            except Exception as exc:  # a bug must not kill the transport's thread
-                self._malformed(topic, payload, f"{type(exc).__name__}: {exc}")
-
-        return callback
-
     def _rpc(self, method: str, params: Mapping[str, Any]) -> None:
         request = {"id": next(self._ids), "src": self.rpc_src, "method": method, "params": dict(params)}
         self.sink.publish(f"{self.prefix}/rpc", json.dumps(request), retain=False)

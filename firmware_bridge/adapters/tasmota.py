@@ -107,19 +107,6 @@ class TasmotaAdapter(PlugAdapter):
         for topic, handler in handlers.items():
             self.sink.subscribe(topic, self._guarded(handler))
 
-    def _guarded(self, handler: Callable[[bytes], None]) -> Callable[[str, bytes], None]:
-        """Wrap a handler so that a bad message is counted and logged and never escapes."""
-
-        def callback(topic: str, payload: bytes) -> None:
-            try:
-                handler(bytes(payload))
-            except ValueError as exc:  # MalformedPayload, or an impossible energy reading
-                self._malformed(topic, payload, str(exc))
-            except Exception as exc:  # a bug must not kill the transport's thread
-                self._malformed(topic, payload, f"{type(exc).__name__}: {exc}")
-
-        return callback
-
     def _send_relay(self, on: bool) -> None:
         # Never retained: a retained POWER command switches the relay again at every reconnect.
         self.sink.publish(f"cmnd/{self.topic}/POWER", "ON" if on else "OFF", retain=False)
