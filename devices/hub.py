@@ -4,9 +4,11 @@ Three threads:
 
 * paho's network loop receives messages and only queues them (``on_message``);
 * the hub's main thread validates each one with ``protocol.decode_*``, applies
-  status, events, command acks and bridge flags to the database right away
-  (:mod:`devices.services`), turns telemetry and state into line protocol, and
-  cuts batches (``batch_size`` lines or ``batch_interval`` seconds);
+  events, command acks and bridge flags to the database right away and statuses
+  in batches — every status taken from the inbox in one pass (at most
+  ``status_batch``), in one transaction (:func:`devices.services.apply_statuses`),
+  before anything else touches those machines — turns telemetry and state into
+  line protocol, and cuts batches (``batch_size`` lines or ``batch_interval`` seconds);
 * a writer thread writes each batch to InfluxDB — or, while InfluxDB is down,
   to the disk spool (:mod:`devices.influx_spool`) — and only *then*
   acknowledges the batch's messages to the broker (paho's manual ack), in the
@@ -320,6 +322,7 @@ class Hub:
         write_stats: bool = True,
         log_malformed_per_s: float = 20.0,
         readings_interval: float = 1.0,
+        status_batch: int = 500,
     ) -> None:
         self.target = MqttTarget.parse(mqtt_url)
         self.store = store
@@ -337,6 +340,7 @@ class Hub:
         self.write_stats = write_stats
         self.log_malformed_per_s = log_malformed_per_s
         self.readings_interval = readings_interval
+        self.status_batch = status_batch
 
         self.stats = HubStats()
         self.index = services.MachineIndex()
@@ -351,6 +355,9 @@ class Hub:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._readings: dict[int, services.Readings] = {}
+        # Statuses decoded but not applied yet (see _apply_statuses), and their machines.
+        self._statuses: list[tuple[services.MachineInfo, protocol.Status]] = []
+        self._status_machines: set[int] = set()
         self._topics: dict[str, protocol.ParsedTopic] = {}
         self._readings_applied = 0.0
         self._batch = Batch()
@@ -501,6 +508,7 @@ class Hub:
             self._add_ack(msg, generation)
             if len(self._batch.lines) >= self.batch_size:
                 self._cut_batch()
+        self._apply_statuses()
 
     def _add_ack(self, msg: mqtt.MQTTMessage, generation: int) -> None:
         if not self._batch.acks:
@@ -547,6 +555,8 @@ class Hub:
         except protocol.ProtocolError as exc:
             self._refuse(reason_of(exc), topic, str(exc))
             return
+        if kind != protocol.STATUS and kind != protocol.TELEMETRY:
+            self._apply_statuses()  # events, acks and Last Wills come after the statuses before them
         if kind == protocol.ONLINE:
             machines = self.index.for_bridge(parsed.machine)
             if not machines and not Bridge.objects.filter(slug=parsed.machine).exists():
@@ -563,11 +573,10 @@ class Hub:
             self._telemetry(info, decoded)  # type: ignore[arg-type]
         elif kind == protocol.STATUS:
             self._batch.lines.append(state_line(info.tags, decoded.state, decoded.ts))  # type: ignore[union-attr]
-            pending = self._readings.pop(info.id, None)
-            if pending is not None:  # its energy counter so far belongs to the session this may close
-                services.apply_readings({info.id: pending})
-            services.apply_status(info, decoded)  # type: ignore[arg-type]
-            self.stats.add("status")
+            self._statuses.append((info, decoded))  # type: ignore[arg-type]
+            self._status_machines.add(info.id)
+            if len(self._statuses) >= self.status_batch:
+                self._apply_statuses()
         elif kind == protocol.EVENT:
             if not services.apply_event(info, decoded):  # type: ignore[arg-type]
                 self.stats.add("event_duplicates")
@@ -576,7 +585,50 @@ class Hub:
             services.apply_cmd_ack(info, decoded)  # type: ignore[arg-type]
             self.stats.add("cmd_acks")
 
+    def _apply_statuses(self) -> None:
+        """Apply the statuses gathered so far, in one transaction; never raises.
+
+        Called at the end of each pass over the inbox, when ``status_batch`` are
+        waiting, and before anything whose effect depends on them: an event, a
+        command ack or a Last Will (any machine), a reading of a machine with a
+        status waiting, cutting a write batch (its acks include the statuses').
+        The pending readings of these machines are folded in first: their energy
+        counter so far belongs to the session a status may close. If the batch
+        fails, each status is tried alone, so one bad status costs only itself.
+        """
+        if not self._statuses:
+            return
+        items, self._statuses = self._statuses, []
+        machines, self._status_machines = self._status_machines, set()
+        pending = {i: self._readings.pop(i) for i in machines if i in self._readings}
+        if pending:
+            try:
+                services.apply_readings(pending)
+            except Exception:
+                log.exception("failed to update the live readings")
+                close_old_connections()
+        try:
+            services.apply_statuses(items)
+        except Exception:
+            log.exception("failed to apply a batch of %d statuses; trying each alone", len(items))
+            close_old_connections()
+            failed = 0
+            for info, msg in items:
+                try:
+                    services.apply_statuses([(info, msg)])
+                except Exception:
+                    failed += 1
+                    self.stats.refuse(FAILED)
+                    log.exception("failed to apply a status of %s/%s", info.lab, info.slug)
+                    close_old_connections()
+            self.stats.add("status", len(items) - failed)
+        else:
+            self.stats.add("status", len(items))
+        self.stats.add("status_batches")
+
     def _telemetry(self, info: services.MachineInfo, msg: protocol.Telemetry) -> None:
+        if info.id in self._status_machines:
+            self._apply_statuses()  # this reading comes after that status
         values = {k: float(v) for k, v in msg.values.items()}
         line = fields_line(self.index.prefix(info), values, msg.ts)
         if line:
@@ -600,6 +652,7 @@ class Hub:
 
     def _cut_batch(self) -> None:
         """Hand the batch to the writer (blocks while two are waiting: back-pressure)."""
+        self._apply_statuses()  # the batch acknowledges them: apply them first
         # The live readings (the board's numbers, the silence check, session energy) are folded
         # in at most every readings_interval: a backlog drains in 5,000-line batches, and the
         # board does not need each one. InfluxDB gets every point regardless.

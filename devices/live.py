@@ -180,8 +180,11 @@ def open_alerts(machine_id: int) -> list[dict[str, Any]]:
         return [{"kind": kind} for (kind,) in cursor.fetchall()]
 
 
-def push_status(status, *, ts: int | None = None) -> None:
+def push_status(status, *, ts: int | None = None, alerts: list[dict[str, Any]] | None = None) -> None:
     """Send one machine's frame to everyone watching its lab. ``ts`` is the source message's epoch ms.
+
+    ``alerts``: the machine's open alerts as :func:`open_alerts` gives them, when the caller
+    knows them already (the hub's batches); else they are read here.
 
     With a cross-process layer (Redis) the frame is queued and sent by a
     background thread (see :class:`_Pusher`); this returns at once.
@@ -192,7 +195,7 @@ def push_status(status, *, ts: int | None = None) -> None:
     frame = machine_frame(status)
     if ts is not None:
         frame["ts"] = ts
-    frame["alerts"] = open_alerts(status.machine_id)
+    frame["alerts"] = open_alerts(status.machine_id) if alerts is None else alerts
     group = group_name(status.machine.lab.slug)
     if _in_process(layer):
         group_send(group, {"type": "board.frame", "frame": frame})

@@ -11,6 +11,7 @@ the change to the board with :func:`devices.live.push_status`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
@@ -21,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -151,9 +151,9 @@ class MachineIndex:
 # ------------------------------------------------------------------------------ live pushes
 
 
-def _push(status: MachineStatus, ts: int | None) -> None:
+def _push(status: MachineStatus, ts: int | None, alerts: list[dict[str, str]] | None = None) -> None:
     try:
-        live.push_status(status, ts=ts)
+        live.push_status(status, ts=ts, alerts=alerts)
     except Exception:  # the board is best effort; the database is the truth
         log.exception("push to the channel layer failed for machine %s", status.machine_id)
 
@@ -239,79 +239,196 @@ _STATUS_FIELDS = (
 )  # fmt: skip
 
 
-def _locked_status(machine_id: int) -> tuple[MachineStatus, bool]:
-    """The live status row, locked for this transaction (created if missing), with machine and lab."""
-    qs = MachineStatus.objects.select_for_update(of=("self",)).select_related("machine__lab")
-    status = qs.filter(pk=machine_id).first()
-    if status is not None:
-        return status, False
-    MachineStatus.objects.bulk_create([MachineStatus(machine_id=machine_id)], ignore_conflicts=True)
-    return qs.get(pk=machine_id), True
+def _locked_statuses(machine_ids: list[int]) -> tuple[dict[int, MachineStatus], set[int]]:
+    """The live status rows, locked for this transaction in primary-key order (missing ones created).
+
+    Returns the rows by machine id (with machine and lab) and the ids whose row this call created.
+    """
+    qs = MachineStatus.objects.select_for_update(of=("self",)).select_related("machine__lab").order_by("pk")
+    rows = {s.machine_id: s for s in qs.filter(pk__in=machine_ids)}
+    missing = [i for i in machine_ids if i not in rows]
+    created: set[int] = set()
+    if missing:
+        MachineStatus.objects.bulk_create(
+            [MachineStatus(machine_id=i) for i in missing], ignore_conflicts=True
+        )
+        for status in qs.filter(pk__in=missing):
+            rows[status.machine_id] = status
+            # A row another hub created meanwhile may hold a status already: not "created" then.
+            if status.status_ts == 0:
+                created.add(status.machine_id)
+    return rows, created
+
+
+def _open_alerts_of(machine_ids: Iterable[int]) -> dict[int, list[tuple[int, str, datetime]]]:
+    """Open alerts per machine as ``(pk, kind, raised_at)``, oldest first."""
+    out: dict[int, list[tuple[int, str, datetime]]] = {}
+    rows = (
+        Alert.objects.filter(machine_id__in=list(machine_ids), cleared_at__isnull=True)
+        .order_by("raised_at", "pk")
+        .values_list("machine_id", "pk", "kind", "raised_at")
+    )
+    for machine_id, pk, kind, raised_at in rows:
+        out.setdefault(machine_id, []).append((pk, kind, raised_at))
+    return out
+
+
+def _claim_sql() -> str:
+    table = connection.ops.quote_name(MachineStatus._meta.db_table)
+    sets = ", ".join(
+        f"{connection.ops.quote_name(MachineStatus._meta.get_field(f).column)} = %s"
+        for f in ("status_ts", *_STATUS_FIELDS)
+    )
+    pk = connection.ops.quote_name(MachineStatus._meta.pk.column)
+    ts = connection.ops.quote_name(MachineStatus._meta.get_field("status_ts").column)
+    return f"UPDATE {table} SET {sets} WHERE {pk} = %s AND {ts} < %s"  # noqa: S608 - names only
+
+
+def _claim(status: MachineStatus, first_ts: int) -> bool:
+    """Write the live row, conditional on no status at or after ``first_ts`` applied (by any hub) yet."""
+    values = [status.status_ts]
+    for name in _STATUS_FIELDS:
+        values.append(MachineStatus._meta.get_field(name).get_db_prep_save(getattr(status, name), connection))
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), [*values, status.machine_id, first_ts])
+        return cursor.rowcount == 1
+
+
+def _step(status: MachineStatus, msg: protocol.Status, created: bool, now: datetime) -> tuple[str, str, bool]:
+    """Move the in-memory live status to ``msg``; return (previous state, previous job id, state changed)."""
+    at = ms_to_dt(msg.ts)
+    previous, previous_job = status.state, status.job_id
+    job = msg.job
+    status.state = msg.state
+    status.online = msg.state != protocol.OFFLINE
+    status.enabled = msg.enabled
+    status.adapter = msg.adapter[:20]
+    status.job_id = job.id[:128] if job else ""
+    status.job_name = job.name[:255] if job else ""
+    status.job_started_at = ms_to_dt(job.started_ts) if job else None
+    status.progress_pct = float(job.progress_pct) if job and job.progress_pct is not None else None
+    status.error_code = msg.error.code[:64] if msg.error else ""
+    status.error_message = msg.error.message[:500] if msg.error else ""
+    status.last_message_at = now
+    state_changed = previous != msg.state or created
+    if state_changed or status.since is None:
+        status.since = at
+    status.status_ts = msg.ts
+    return previous, previous_job, state_changed
+
+
+def _alerts_for(
+    machine_id: int, msg: protocol.Status, at: datetime, open_alerts: list[tuple[int, str, datetime]]
+) -> list[tuple[int, str, datetime]]:
+    """Clear the open alerts this status resolves and raise the one it calls for; return the open ones after.
+
+    Queries only when something changes: ``open_alerts`` (read in the same transaction) says what is open.
+    """
+    resolved = []
+    for pk, kind, raised_at in open_alerts:
+        if (
+            (kind == Alert.Kind.ERROR and msg.state != protocol.ERROR and raised_at <= at)
+            or (kind == Alert.Kind.OFFLINE and msg.state != protocol.OFFLINE)
+            or (kind == Alert.Kind.JOB_FAILED and msg.state == protocol.RUNNING)
+        ):
+            resolved.append(pk)
+    if resolved:
+        Alert.objects.filter(pk__in=resolved, cleared_at__isnull=True).update(cleared_at=at)
+        open_alerts = [a for a in open_alerts if a[0] not in resolved]
+    kinds = {kind for _pk, kind, _raised in open_alerts}
+    if msg.state == protocol.OFFLINE and Alert.Kind.OFFLINE not in kinds:
+        raise_alert(machine_id, Alert.Kind.OFFLINE, _("The machine is offline."), at)
+        open_alerts = _open_alerts_of([machine_id]).get(machine_id, [])
+    elif msg.state == protocol.ERROR and Alert.Kind.ERROR not in kinds:
+        text = f"{msg.error.code}: {msg.error.message}" if msg.error else _("The machine reports an error.")
+        raise_alert(machine_id, Alert.Kind.ERROR, text, at)
+        open_alerts = _open_alerts_of([machine_id]).get(machine_id, [])
+    return open_alerts
+
+
+def apply_statuses(items: Iterable[tuple[MachineInfo, protocol.Status]]) -> list[MachineStatus]:
+    """Apply a batch of statuses in one transaction; return one live status per status applied, in order.
+
+    The contract, per machine, is that of applying its statuses one by one in
+    ``ts`` order: newest ``ts`` wins (a status not newer than the one applied
+    already is skipped), every state change is recorded as a
+    :class:`StateChange` (several in one batch included), usage sessions open
+    and close and alerts are raised and cleared as each status calls for, and
+    one frame is pushed to the board per status applied — after the commit,
+    showing the machine as that status left it.
+
+    Cost, whatever the batch size: one locked SELECT of the batch's live rows
+    (in primary-key order, so hubs never deadlock), one SELECT of their open
+    alerts, one raw conditional ``UPDATE`` per machine (the claim: it moves
+    ``status_ts`` forward only if no status at or after the batch's first one
+    for that machine was applied, so of several hubs exactly one applies it),
+    one ``bulk_create`` of the state changes; sessions and alerts are queried
+    only for machines whose state or job changes or whose alerts do.
+    """
+    by_machine: dict[int, list[protocol.Status]] = {}
+    for info, msg in items:
+        by_machine.setdefault(info.id, []).append(msg)
+    if not by_machine:
+        return []
+    now = timezone.now()
+    pushes: list[tuple[int, MachineStatus, list[tuple[int, str, datetime]]]] = []
+    with transaction.atomic():
+        rows, created_ids = _locked_statuses(sorted(by_machine))
+        alerts = _open_alerts_of(by_machine)
+        changes: list[StateChange] = []
+        for machine_id, msgs in by_machine.items():
+            status = rows[machine_id]
+            msgs = sorted((m for m in msgs if m.ts > status.status_ts), key=lambda m: m.ts)
+            fresh = []
+            for msg in msgs:
+                if fresh and msg.ts == fresh[-1].ts:
+                    continue  # the same ts twice in one batch: the first one wins, as one by one
+                fresh.append(msg)
+            if not fresh:
+                continue
+            created = machine_id in created_ids
+            steps = []
+            for msg in fresh:
+                steps.append((msg, *_step(status, msg, created, now), copy.copy(status)))
+                created = False
+            if not _claim(status, fresh[0].ts):
+                continue  # another hub applied a status at least as new meanwhile
+            open_alerts = alerts.get(machine_id, [])
+            created = machine_id in created_ids
+            for msg, previous, previous_job, state_changed, snapshot in steps:
+                at = ms_to_dt(msg.ts)
+                if previous != msg.state:
+                    changes.append(
+                        StateChange(
+                            machine_id=machine_id,
+                            state=msg.state,
+                            previous_state="" if created else previous,
+                            at=at,
+                        )
+                    )
+                created = False
+                if msg.state == protocol.RUNNING:
+                    if state_changed or snapshot.job_id != previous_job:
+                        _open_session(snapshot, msg.job, at)
+                elif msg.state in (protocol.IDLE, protocol.ERROR, protocol.OFFLINE) and state_changed:
+                    _close_session(snapshot, at)
+                open_alerts = _alerts_for(machine_id, msg, at, open_alerts)
+                pushes.append((msg.ts, snapshot, open_alerts))
+        if changes:
+            StateChange.objects.bulk_create(changes)
+    pushes.sort(key=lambda p: p[0])
+    for ts, snapshot, open_alerts in pushes:
+        _push(snapshot, ts, [{"kind": kind} for _pk, kind, _raised in open_alerts])
+    return [snapshot for _ts, snapshot, _alerts in pushes]
 
 
 def apply_status(info: MachineInfo, msg: protocol.Status) -> MachineStatus | None:
-    """Apply a status unless a newer one was applied already; return the new live status if applied.
+    """Apply one status unless a newer one was applied already; return the new live status if applied.
 
-    Hot path (every machine reports often; every hub gets every status): a
-    progress update of a running machine costs one locked SELECT, the claiming
-    UPDATE and one alert UPDATE; sessions and history are touched only when the
-    state or the job changes.
+    :func:`apply_statuses` with a batch of one (the hub batches; see there for the contract).
     """
-    at = ms_to_dt(msg.ts)
-    now = timezone.now()
-    with transaction.atomic():
-        status, created = _locked_status(info.id)
-        if msg.ts <= status.status_ts:
-            return None  # an older (or the same) status: a retained replay or a late duplicate
-        previous, previous_job = status.state, status.job_id
-        job = msg.job
-        status.state = msg.state
-        status.online = msg.state != protocol.OFFLINE
-        status.enabled = msg.enabled
-        status.adapter = msg.adapter[:20]
-        status.job_id = job.id[:128] if job else ""
-        status.job_name = job.name[:255] if job else ""
-        status.job_started_at = ms_to_dt(job.started_ts) if job else None
-        status.progress_pct = float(job.progress_pct) if job and job.progress_pct is not None else None
-        status.error_code = msg.error.code[:64] if msg.error else ""
-        status.error_message = msg.error.message[:500] if msg.error else ""
-        status.last_message_at = now
-        state_changed = previous != msg.state or created
-        if state_changed or status.since is None:
-            status.since = at
-        # The claim: exactly one hub moves status_ts forward to this message's ts.
-        if not MachineStatus.objects.filter(pk=info.id, status_ts__lt=msg.ts).update(
-            status_ts=msg.ts, **{f: getattr(status, f) for f in _STATUS_FIELDS}
-        ):
-            return None
-        status.status_ts = msg.ts
-        if previous != msg.state:
-            StateChange.objects.create(
-                machine_id=info.id, state=msg.state, previous_state="" if created else previous, at=at
-            )
-        if msg.state == protocol.RUNNING:
-            if state_changed or status.job_id != previous_job:
-                _open_session(status, job, at)
-        elif msg.state in (protocol.IDLE, protocol.ERROR, protocol.OFFLINE) and state_changed:
-            _close_session(status, at)
-        # Alerts this status resolves, in one UPDATE.
-        resolved = (
-            Q(kind=Alert.Kind.ERROR, raised_at__lte=at) if msg.state != protocol.ERROR else Q(pk__in=[])
-        )
-        if msg.state != protocol.OFFLINE:
-            resolved |= Q(kind=Alert.Kind.OFFLINE)
-        if msg.state == protocol.RUNNING:
-            resolved |= Q(kind=Alert.Kind.JOB_FAILED)
-        Alert.objects.filter(resolved, machine_id=info.id, cleared_at__isnull=True).update(cleared_at=at)
-        if msg.state == protocol.OFFLINE:
-            raise_alert(info.id, Alert.Kind.OFFLINE, _("The machine is offline."), at)
-        elif msg.state == protocol.ERROR:
-            text = (
-                f"{msg.error.code}: {msg.error.message}" if msg.error else _("The machine reports an error.")
-            )
-            raise_alert(info.id, Alert.Kind.ERROR, text, at)
-    _push(status, msg.ts)
-    return status
+    applied = apply_statuses([(info, msg)])
+    return applied[-1] if applied else None
 
 
 def mark_machine_offline(info: MachineInfo, at: datetime, reason: str) -> bool:

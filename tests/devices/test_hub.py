@@ -168,7 +168,9 @@ def test_every_change_is_pushed_to_the_channel_layer(broker, influx, publisher, 
     make_machine(lab, slug="prusa-1")
     pushed = []
     monkeypatch.setattr(
-        services.live, "push_status", lambda st, ts=None: pushed.append((st.machine.slug, st.state, ts))
+        services.live,
+        "push_status",
+        lambda st, ts=None, alerts=None: pushed.append((st.machine.slug, st.state, ts)),
     )
     with hub_thread(broker, influx, tmp_path):
         publisher.message(status("idle", T0), "bxl-centre", "prusa-1")
