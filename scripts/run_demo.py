@@ -192,6 +192,12 @@ def main() -> int:
         env=env,
     )
 
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    # Explicitly: a shell that starts this in the background ignores SIGINT for it.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         if own_mqtt:
             proc = sup.start("mosquitto", ["mosquitto", "-c", str(mosquitto_config(os.geteuid() == 0))])
@@ -304,10 +310,6 @@ def main() -> int:
             flush=True,
         )
 
-        def stop(signum, frame):
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, stop)
         sup.watch()
     except KeyboardInterrupt:
         pass
