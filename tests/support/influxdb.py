@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import time
@@ -22,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.mosquitto import free_port
+from tests.support.mosquitto import free_port, stop_process
 
 INFLUXD = "/usr/bin/influxd"
 
@@ -97,17 +96,7 @@ bind-address = "{self.host}:{self.backup_port}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         """Send ``sig`` and wait for the server to exit (SIGKILL if it does not in time)."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
+        stop_process(self.proc, sig, timeout)
         self.proc = None
         with contextlib.suppress(Exception):
             self._log.close()

@@ -29,6 +29,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    """Send ``sig`` to a test server and wait for it to exit (SIGKILL if it does not in time)."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 class Mosquitto:
     """One private broker. ``start()`` may be called again after ``stop()`` (same port, same data)."""
 
@@ -117,17 +130,7 @@ class Mosquitto:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
         """Send ``sig`` and wait for the broker to exit (SIGKILL if it does not in time)."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
+        stop_process(self.proc, sig, timeout)
         self.proc = None
         with contextlib.suppress(Exception):
             self._log.close()
