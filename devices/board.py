@@ -23,6 +23,7 @@ from fablab.booking.models import Booking
 from fablab.booking.services import user_manages_lab
 from fablab.labs.models import Lab, Machine
 
+from . import machine_errors
 from .live import machine_frame
 from .models import Alert, MachineStatus
 
@@ -143,9 +144,19 @@ def machines_held_by(user_id: int | None, lab: Lab, *, now: dt.datetime | None =
 
 
 def for_viewer(frame: dict[str, Any], viewer: Viewer, *, mine: bool) -> dict[str, Any]:
-    """``frame`` as ``viewer`` may see it. ``mine``: the viewer holds this machine's current booking."""
-    if viewer.manager or mine or not frame.get("job"):
+    """``frame`` as ``viewer`` may see it. ``mine``: the viewer holds this machine's current booking.
+
+    Not a manager: no job name but on their own machine, and a machine error only as its translatable
+    kind (:func:`devices.machine_errors.for_makers`), since the bridge's message may name internal addresses.
+    """
+    if viewer.manager:
+        return frame
+    hide_job = not mine and bool(frame.get("job"))
+    if not hide_job and not frame.get("error"):
         return frame
     frame = dict(frame)
-    frame["job"] = {**frame["job"], "name": None}
+    if hide_job:
+        frame["job"] = {**frame["job"], "name": None}
+    if frame.get("error"):
+        frame["error"] = machine_errors.for_makers(frame["error"])
     return frame
