@@ -20,8 +20,8 @@ from typing import Any
 from django.utils import timezone
 
 from fablab.booking.models import Booking
-from fablab.booking.services import user_manages_lab
 from fablab.labs.models import Lab, Machine
+from fablab.members import roles
 
 from . import machine_errors
 from .live import machine_frame
@@ -40,7 +40,13 @@ class Viewer:
 
 
 def viewer_for(user, lab: Lab) -> Viewer:
-    return Viewer(user_id=user.pk if user.is_authenticated else None, manager=user_manages_lab(user, lab.pk))
+    """What ``user`` may see of ``lab``'s board.
+
+    Everything if they manage the lab (:func:`fablab.members.roles.manages_lab`),
+    otherwise no one's name but their own. A programme officer who oversees the
+    lab is no manager here.
+    """
+    return Viewer(user_id=user.pk if user.is_authenticated else None, manager=roles.manages_lab(user, lab))
 
 
 def _person(user) -> str:

@@ -21,8 +21,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from fablab.booking.services import user_manages_lab
 from fablab.labs.models import Lab, Machine
+from fablab.members import roles
 
 from . import board, charts, services
 from .live import command_frame, push_command
@@ -229,7 +229,7 @@ def _wants_json(request) -> bool:
 def machine_command(request, lab, machine):
     """A lab manager sends ``action`` to the machine; the outcome arrives later on the board."""
     machine = get_object_or_404(Machine.objects.select_related("lab"), lab__slug=lab, slug=machine)
-    if not user_manages_lab(request.user, machine.lab_id):
+    if not roles.manages_lab(request.user, machine.lab_id):
         raise PermissionDenied(_("Only the lab's managers may send commands to its machines."))
     action = request.POST.get("action", "")
     back = request.POST.get("next") or reverse("devices:machine", args=[machine.lab.slug, machine.slug])

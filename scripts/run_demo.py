@@ -297,12 +297,12 @@ def main() -> int:
   FabLab platform demo: http://{HOST}:{PORT}/
   Floor board:          http://{HOST}:{PORT}/labs/bxl-centre/board/  (log in as manager)
   API docs:             http://{HOST}:{PORT}/api/docs/
-  Admin:                http://{HOST}:{PORT}/admin/
+  Admin:                http://{HOST}:{PORT}/admin/  (superusers only: manage.py createsuperuser)
 
   Demo logins (password demo1234 for all):
     maker    certified on every training
     newbie   no certification yet
-    manager  lab manager of both labs (also admin)
+    manager  lab manager of both labs (manager pages at /manage/)
     officer  programme officer
 
   Logs: {LOG}/   Stop with Ctrl-C.

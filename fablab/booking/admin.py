@@ -5,13 +5,14 @@ existing bookings cannot be moved here, only cancelled, approved or declined
 with the actions, which call the services too. Nor can they be deleted: a
 deletion would skip the member's email and the calendar feeds' cancellation,
 and erase the history the reports count.
+
+Only network administrators (superusers) open the admin at all; lab managers
+approve, decline and cancel on the manager pages.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
-
-from fablab.labs.models import Machine
 
 from . import services
 from .errors import BookingError
@@ -80,17 +81,9 @@ class BookingAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_queryset(self, request):
-        # As in the API and the manager pages: staff who are not superusers see, and act
-        # on, the bookings of the labs they manage only.
-        bookings = super().get_queryset(request).select_related("machine", "member")
-        if request.user.is_superuser:
-            return bookings
-        return bookings.filter(machine__lab__in=request.user.managed_labs.all())
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "machine" and not request.user.is_superuser:
-            kwargs["queryset"] = Machine.objects.filter(lab__in=request.user.managed_labs.all())
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        # Only network administrators reach the admin (fablab.members.admin), and they
+        # manage every lab; lab managers use the manager pages instead.
+        return super().get_queryset(request).select_related("machine", "member")
 
     def has_delete_permission(self, request, obj=None):
         return False

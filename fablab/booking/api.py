@@ -13,7 +13,7 @@ import re
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.cache import cache
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -26,6 +26,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from fablab.labs.models import Lab, Machine
+from fablab.members import roles
 from fablab.members.models import MemberProfile
 
 from . import selectors, services
@@ -227,10 +228,7 @@ class AvailabilityView(MemberAPIView):
 
 def visible_bookings(user) -> QuerySet[Booking]:
     """Bookings ``user`` may see: their own, and every booking of the labs they manage."""
-    bookings = Booking.objects.select_related("machine", "machine__lab", "member")
-    if user.is_superuser:
-        return bookings
-    return bookings.filter(Q(member=user) | Q(machine__lab__in=user.managed_labs.all()))
+    return roles.bookings_in_full(user, Booking.objects.select_related("machine", "machine__lab", "member"))
 
 
 def _booking(request: Request, pk: int) -> Booking:
@@ -263,7 +261,7 @@ class BookingListView(MemberAPIView):
         if "lab" in filters:
             bookings = bookings.filter(machine__lab__slug=filters["lab"])
             lab = Lab.objects.filter(slug=filters["lab"]).first()
-            if lab is None or not services.user_manages_lab(request.user, lab.pk):
+            if lab is None or not roles.manages_lab(request.user, lab):
                 bookings = bookings.filter(member=request.user)
         else:
             bookings = bookings.filter(member=request.user)
@@ -440,7 +438,7 @@ class _DecisionView(MemberAPIView):
 
     def post(self, request: Request, pk: int) -> Response:
         # Someone who manages no lab can approve nothing: refuse before looking the id up.
-        if not (request.user.is_superuser or request.user.managed_labs.exists()):
+        if not roles.manages_any_lab(request.user):
             raise BookingError("forbidden")
         booking = _booking(request, pk)
         decide = services.booking_approve if self.approve else services.booking_decline

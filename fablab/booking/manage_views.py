@@ -1,6 +1,7 @@
 """Lab manager pages: approvals, certifications, maintenance windows, the day's bookings.
 
 Managers see names here; nobody else gets past ``_require_manager`` (403).
+Who manages what is decided by :mod:`fablab.members.roles` only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import datetime as dt
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -18,33 +18,35 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from fablab.labs.models import Lab, Machine, MaintenanceWindow
-from fablab.members.models import Certification
+from fablab.members import roles
+from fablab.members.forms import GrantCertificationForm, MemberLookupForm, RevokeCertificationForm
+from fablab.members.models import Certification, CertificationAudit
+from fablab.members.services import CertificationError, certification_grant, certification_revoke
 
 from . import selectors, services
 from .errors import BookingError
-from .forms import GrantCertificationForm, MaintenanceWindowForm
+from .forms import MaintenanceWindowForm
 from .models import Booking
 
-
-def managed_labs(user):
-    labs = Lab.objects.all() if user.is_superuser else user.managed_labs.all()
-    return labs.order_by("name")
+#: Rows of the certification list and of its audit shown at once.
+CERTIFICATION_ROWS = 200
+AUDIT_ROWS = 50
 
 
 def _require_manager(user) -> None:
-    if not (user.is_superuser or user.managed_labs.exists()):
+    if not roles.manages_any_lab(user):
         raise PermissionDenied
 
 
 def _require_lab(user, lab: Lab) -> None:
-    if not services.user_manages_lab(user, lab.pk):
+    if not roles.manages_lab(user, lab):
         raise PermissionDenied
 
 
 @login_required
 def overview(request):
     _require_manager(request.user)
-    labs = managed_labs(request.user).prefetch_related("machines")
+    labs = roles.managed_labs(request.user).prefetch_related("machines")
     context = {
         "labs": labs,
         "pending_count": selectors.pending_for_manager(request.user).count(),
@@ -80,34 +82,52 @@ def decide(request, pk: int, decision: str):
 
 @login_required
 def certifications(request):
+    """Grant a training this manager's labs need; list, revoke and audit those trainings' certifications.
+
+    Members are named exactly (username or email address, see
+    :class:`GrantCertificationForm`); there is no search by part of a name or address.
+    """
     _require_manager(request.user)
-    form = GrantCertificationForm(request.POST or None)
+    trainings = roles.grantable_trainings(request.user)
+    form = GrantCertificationForm(request.POST or None, trainings=trainings)
     if request.method == "POST" and form.is_valid():
-        now = timezone.now()
-        cert = Certification.objects.create(
-            member=form.cleaned_data["member"],
-            training=form.cleaned_data["training"],
-            granted_by=request.user,
-            granted_at=now,
-            expires_at=form.expires_at(now),
-        )
-        messages.success(
-            request,
-            _("%(member)s is now certified for %(training)s.")
-            % {"member": _display_name(cert.member), "training": cert.training.name},
-        )
-        return redirect("booking:certifications")
-    query = request.GET.get("q", "").strip()[:100]
-    certs = Certification.objects.filter(revoked_at=None).select_related("member", "training", "granted_by")
-    if query:
-        certs = certs.filter(
-            Q(member__username__icontains=query)
-            | Q(member__email__icontains=query)
-            | Q(member__first_name__icontains=query)
-            | Q(member__last_name__icontains=query)
-            | Q(training__name__icontains=query)
-        )
-    context = {"form": form, "certs": certs.order_by("member__username", "training__name")[:200], "q": query}
+        try:
+            cert = certification_grant(
+                member=form.cleaned_data["member"],
+                training=form.cleaned_data["training"],
+                by=request.user,
+                expires_at=form.expires_at(timezone.now()),
+                reason=form.cleaned_data["reason"],
+            )
+        except CertificationError as exc:
+            form.add_error(None, exc.detail)
+        else:
+            messages.success(
+                request,
+                _("%(member)s is now certified for %(training)s.")
+                % {"member": _display_name(cert.member), "training": cert.training.name},
+            )
+            return redirect("booking:certifications")
+    lookup = MemberLookupForm(request.GET or None, auto_id="lookup_%s")
+    certs = Certification.objects.filter(revoked_at=None, training__in=trainings).select_related(
+        "member", "training", "granted_by"
+    )
+    audit = CertificationAudit.objects.filter(training__in=trainings).select_related(
+        "actor", "member", "training"
+    )
+    member = lookup.cleaned_data["member"] if lookup.is_bound and lookup.is_valid() else None
+    if member is not None:
+        certs = certs.filter(member=member)
+        audit = audit.filter(member=member)
+    context = {
+        "form": form,
+        "lookup": lookup,
+        "member": member,
+        "certs": certs.order_by("member__username", "training__name")[:CERTIFICATION_ROWS],
+        "audit": audit[:AUDIT_ROWS],
+        "has_trainings": trainings.exists(),
+        "reason_max": RevokeCertificationForm.base_fields["reason"].max_length,
+    }
     return render(request, "booking/manage/certifications.html", context)
 
 
@@ -116,18 +136,23 @@ def certifications(request):
 def revoke_certification(request, pk: int):
     _require_manager(request.user)
     cert = get_object_or_404(Certification.objects.select_related("member", "training"), pk=pk)
-    # Conditional update: revoking twice keeps the first revocation.
-    revoked = Certification.objects.filter(pk=cert.pk, revoked_at=None).update(
-        revoked_at=timezone.now(), revoked_by=request.user
-    )
-    if revoked:
+    if not roles.may_grant_training(request.user, cert.training):
+        raise PermissionDenied
+    form = RevokeCertificationForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    try:
+        certification_revoke(certification=cert, by=request.user, reason=reason)
+    except CertificationError as exc:
+        if exc.code == "already_revoked":
+            messages.info(request, exc.detail)
+        else:
+            messages.error(request, exc.detail)
+    else:
         messages.success(
             request,
             _("Certification of %(member)s for %(training)s revoked.")
             % {"member": _display_name(cert.member), "training": cert.training.name},
         )
-    else:
-        messages.info(request, _("This certification was already revoked."))
     return redirect("booking:certifications")
 
 

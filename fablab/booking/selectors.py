@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from fablab.labs.models import Machine
+from fablab.members import roles
 
 from .models import Booking
 
@@ -172,9 +173,8 @@ def upcoming_and_past(member, now: dt.datetime | None = None) -> tuple[list[Book
 
 
 def pending_for_manager(user) -> QuerySet[Booking]:
+    """Bookings awaiting approval in the labs ``user`` manages (none for anyone else)."""
     qs = Booking.objects.filter(status=Booking.Status.PENDING).select_related(
         "machine", "machine__lab", "member"
     )
-    if not user.is_superuser:
-        qs = qs.filter(machine__lab__managers=user)
-    return qs.order_by("start")
+    return roles.managed_bookings(user, qs).order_by("start")

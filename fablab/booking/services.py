@@ -23,6 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from fablab.labs.models import Machine, MaintenanceWindow
+from fablab.members import roles
 from fablab.members.models import Certification
 
 from .errors import BookingError
@@ -214,18 +215,12 @@ def _local_week(moment: dt.datetime, tz) -> tuple[dt.datetime, dt.datetime]:
     return start, end
 
 
-def user_manages_lab(user, lab_id: int) -> bool:
-    if not user.is_authenticated:
-        return False
-    return user.is_superuser or user.managed_labs.filter(pk=lab_id).exists()
-
-
 def booking_cancel(*, booking: Booking, by, now: dt.datetime | None = None) -> Booking:
     """Cancel a pending or confirmed booking, as its member (before it starts) or a lab manager."""
     now = now or timezone.now()
     with transaction.atomic():
         booking = Booking.objects.select_for_update().select_related("machine").get(pk=booking.pk)
-        is_manager = user_manages_lab(by, booking.machine.lab_id)
+        is_manager = roles.manages_lab(by, booking.machine.lab_id)
         if booking.member_id != by.pk and not is_manager:
             raise BookingError("forbidden")
         if not booking.is_cancellable or (not is_manager and booking.start <= now):
@@ -254,7 +249,7 @@ def booking_decline(*, booking: Booking, by, now: dt.datetime | None = None) -> 
 def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking:
     with transaction.atomic():
         booking = Booking.objects.select_for_update().select_related("machine").get(pk=booking.pk)
-        if not user_manages_lab(by, booking.machine.lab_id):
+        if not roles.manages_lab(by, booking.machine.lab_id):
             raise BookingError("forbidden")
         if booking.status != Booking.Status.PENDING:
             raise BookingError("not_pending")

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from fablab.labs.models import Machine
+from fablab.members import roles
 from fablab.members.models import Certification, profile_for
 
 from . import selectors, services
@@ -105,7 +106,7 @@ def member_calendar_path(token: str) -> str:
 def cancel(request, pk: int):
     booking = get_object_or_404(Booking.objects.select_related("machine", "machine__lab"), pk=pk)
     is_member = booking.member_id == request.user.pk
-    if not is_member and not services.user_manages_lab(request.user, booking.machine.lab_id):
+    if not is_member and not roles.manages_lab(request.user, booking.machine.lab_id):
         # Someone else's booking: do not even confirm it exists.
         raise Http404
     next_url = request.POST.get("next") or request.GET.get("next") or ""

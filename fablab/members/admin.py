@@ -1,13 +1,50 @@
+"""The Django admin is for network administrators (active superusers) only.
+
+Lab managers do everything they need on the manager pages (``/manage/``),
+so the whole admin site refuses anyone else, whatever their ``is_staff`` flag
+or model permissions say. Certifications are granted and revoked on the
+manager pages only, through :mod:`fablab.members.services`, which writes the
+audit; here they and their audit are read-only.
+"""
+
 from django.contrib import admin
 
-from .models import Certification, MemberProfile, Training
+from . import roles
+from .models import Certification, CertificationAudit, MemberProfile, Programme, Training
+
+
+def network_admins_only(request) -> bool:
+    """``AdminSite.has_permission``: only network administrators get past the admin's login."""
+    return roles.is_network_admin(request.user)
+
+
+# Every admin view (index, app lists, each ModelAdmin's pages) asks the site first.
+admin.site.has_permission = network_admins_only
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(MemberProfile)
 class MemberProfileAdmin(admin.ModelAdmin):
-    list_display = ["user", "language", "is_programme_officer"]
-    list_filter = ["language", "is_programme_officer"]
+    list_display = ["user", "language"]
+    list_filter = ["language"]
     search_fields = ["user__username", "user__email"]
+
+
+@admin.register(Programme)
+class ProgrammeAdmin(admin.ModelAdmin):
+    list_display = ["name"]
+    search_fields = ["name"]
+    filter_horizontal = ["labs", "officers"]
 
 
 @admin.register(Training)
@@ -17,16 +54,14 @@ class TrainingAdmin(admin.ModelAdmin):
 
 
 @admin.register(Certification)
-class CertificationAdmin(admin.ModelAdmin):
+class CertificationAdmin(ReadOnlyAdmin):
     list_display = ["member", "training", "granted_at", "expires_at", "revoked_at"]
     list_filter = ["training"]
     search_fields = ["member__username", "member__email"]
-    raw_id_fields = ["member"]
-    readonly_fields = ["granted_by", "revoked_by"]
 
-    def save_model(self, request, obj, form, change):
-        if not change:
-            obj.granted_by = request.user
-        if "revoked_at" in form.changed_data and obj.revoked_at:
-            obj.revoked_by = request.user
-        super().save_model(request, obj, form, change)
+
+@admin.register(CertificationAudit)
+class CertificationAuditAdmin(ReadOnlyAdmin):
+    list_display = ["at", "action", "training", "member", "actor", "expires_at", "reason"]
+    list_filter = ["action", "training"]
+    date_hierarchy = "at"

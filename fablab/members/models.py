@@ -42,7 +42,6 @@ class MemberProfile(models.Model):
     language = models.CharField(
         _("preferred language"), max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
     )
-    is_programme_officer = models.BooleanField(_("programme officer"), default=False)
     statistics_consent = models.BooleanField(
         _("I agree that my answers below are used, anonymously and in aggregate, in programme statistics"),
         default=False,
@@ -139,3 +138,77 @@ class Certification(models.Model):
     def is_valid(self, at: dt.datetime | None = None) -> bool:
         at = at or timezone.now()
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > at)
+
+
+class Programme(models.Model):
+    """A funding programme: the labs it funds and the officers who oversee them.
+
+    An officer oversees exactly the labs of their programmes
+    (:func:`fablab.members.roles.oversees_lab`); overseeing grants no
+    manager right and shows no member's name.
+    """
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    labs = models.ManyToManyField(
+        "labs.Lab", blank=True, related_name="programmes", verbose_name=_("labs it funds")
+    )
+    officers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="programmes", verbose_name=_("programme officers")
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("programme")
+        verbose_name_plural = _("programmes")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CertificationAudit(models.Model):
+    """One grant or revocation of a certification: who did it, to whom, when and why.
+
+    Written by :mod:`fablab.members.services` in the same transaction as the
+    change itself, so there is no change without its row. Never edited.
+    """
+
+    class Action(models.TextChoices):
+        GRANT = "grant", _("granted")
+        REVOKE = "revoke", _("revoked")
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("by"),
+    )
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("member"),
+    )
+    training = models.ForeignKey(
+        Training, on_delete=models.PROTECT, related_name="audit", verbose_name=_("training")
+    )
+    certification = models.ForeignKey(
+        Certification,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="audit",
+        verbose_name=_("certification"),
+    )
+    action = models.CharField(_("action"), max_length=8, choices=Action.choices)
+    at = models.DateTimeField(_("when"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = _("certification audit entry")
+        verbose_name_plural = _("certification audit")
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.training} {self.member} by {self.actor}"

@@ -41,8 +41,14 @@ def lab():
 
 
 @pytest.fixture
-def machine(lab):
-    return MachineFactory(lab=lab, name="Big laser")
+def training():
+    return TrainingFactory(name="Laser safety", validity_days=365)
+
+
+@pytest.fixture
+def machine(lab, training):
+    # The lab's machine needs the training, so its managers may grant it.
+    return MachineFactory(lab=lab, name="Big laser", required_training=training)
 
 
 @pytest.fixture
@@ -147,8 +153,7 @@ def test_approving_and_declining_go_through_the_services(client, machine, manage
     assert client.get(reverse("booking:approve", args=[first.pk])).status_code == 405
 
 
-def test_granting_by_username_or_email_with_an_optional_expiry(client, manager):
-    training = TrainingFactory(name="Laser safety", validity_days=365)
+def test_granting_by_username_or_email_with_an_optional_expiry(client, manager, machine, training):
     ines = UserFactory(username="ines", email="ines@example.org")
     joe = UserFactory(username="joe", email="Joe@Example.org")
     client.force_login(manager)
@@ -183,8 +188,7 @@ def test_granting_by_username_or_email_with_an_optional_expiry(client, manager):
         {"member": "ines", "expires_on": "9999-12-31"},
     ],
 )
-def test_granting_with_bad_input_shows_errors_and_saves_nothing(client, manager, data):
-    training = TrainingFactory()
+def test_granting_with_bad_input_shows_errors_and_saves_nothing(client, manager, machine, training, data):
     UserFactory(username="ines")
     client.force_login(manager)
     response = client.post(reverse("booking:certifications"), {"training": training.pk, **data})
@@ -193,8 +197,8 @@ def test_granting_with_bad_input_shows_errors_and_saves_nothing(client, manager,
     assert not Certification.objects.exists()
 
 
-def test_revoking_records_when_and_by_whom(client, manager):
-    cert = CertificationFactory()
+def test_revoking_records_when_and_by_whom(client, manager, machine, training):
+    cert = CertificationFactory(training=training)
     client.force_login(manager)
     client.post(reverse("booking:revoke_certification", args=[cert.pk]))
     cert.refresh_from_db()

@@ -5,22 +5,21 @@ from __future__ import annotations
 from django import template
 from django.utils.translation import gettext as _
 
-from fablab.booking.services import user_manages_lab
+from fablab.members import roles
 
 register = template.Library()
 
 
 @register.simple_tag
 def manages_any_lab(user) -> bool:
-    """Whether ``user`` sees the lab manager pages (manager of a lab, or superuser)."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    return user.is_superuser or user.managed_labs.exists()
+    """Whether ``user`` sees the lab manager pages (:func:`fablab.members.roles.manages_any_lab`)."""
+    return roles.manages_any_lab(user)
 
 
 @register.simple_tag
 def manages_lab(user, lab) -> bool:
-    return user_manages_lab(user, lab.pk)
+    """Whether ``user`` manages ``lab`` (:func:`fablab.members.roles.manages_lab`)."""
+    return roles.manages_lab(user, lab)
 
 
 @register.filter

@@ -20,7 +20,7 @@ from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.booking.services import booking_create
 from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
-from fablab.members.models import Certification, MemberProfile, Training
+from fablab.members.models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
 PASSWORD = "demo1234"  # noqa: S105 - the documented demo password
 
@@ -137,6 +137,9 @@ MACHINES = [
     ),
 ]
 
+#: The programme funding both demo labs; the demo officer oversees them.
+PROGRAMME = "Brussels makerspaces programme"
+
 QUOTAS = [("3d-printer", Decimal("20"), 5), ("laser-cutter", Decimal("6"), 3), ("cnc", Decimal("8"), 2)]
 
 USERS = [
@@ -232,14 +235,18 @@ class Command(BaseCommand):
             )
             if created:
                 user.set_password(PASSWORD)
-            user.is_staff = user.is_superuser = manager
+            # Nobody in the demo is a network administrator: the manager does
+            # everything on the manager pages, and the Django admin is not for them.
+            user.is_staff = user.is_superuser = False
             user.save()
-            MemberProfile.objects.update_or_create(
-                user=user, defaults={"language": language, "is_programme_officer": officer}
-            )
+            MemberProfile.objects.update_or_create(user=user, defaults={"language": language})
             if manager:
                 for lab in labs.values():
                     lab.managers.add(user)
+            if officer:
+                programme, _created = Programme.objects.get_or_create(name=PROGRAMME)
+                programme.labs.add(*labs.values())
+                programme.officers.add(user)
             if certified:
                 for training in trainings.values():
                     if not Certification.objects.active().filter(member=user, training=training).exists():
@@ -248,8 +255,19 @@ class Command(BaseCommand):
                             if training.validity_days
                             else None
                         )
-                        Certification.objects.create(
+                        cert = Certification.objects.create(
                             member=user, training=training, granted_by=None, expires_at=expires
+                        )
+                        # Granted by nobody, yet audited like every grant.
+                        CertificationAudit.objects.create(
+                            actor=None,
+                            member=user,
+                            training=training,
+                            certification=cert,
+                            action=CertificationAudit.Action.GRANT,
+                            at=cert.granted_at,
+                            expires_at=expires,
+                            reason="Demo data",
                         )
             users[username] = user
         return users

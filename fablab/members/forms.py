@@ -1,0 +1,92 @@
+"""Forms of the certification page. They only parse input; the rules live in :mod:`.services`.
+
+A member is always named exactly — their username or their whole email
+address, case aside — never found by part of a name or address, so the page
+cannot be used to list who is a member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from fablab.booking.forms import within_reach
+
+from .models import Training
+from .services import REASON_MAX
+
+
+class ExactMemberField(forms.CharField):
+    """An active member, named by exact username or exact email address (case-insensitive)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 254)
+        kwargs.setdefault("help_text", _("Exact username or email address."))
+        super().__init__(**kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value in self.empty_values:
+            return None
+        value = value.strip()
+        users = get_user_model().objects.filter(is_active=True)
+        by_name = users.filter(username__iexact=value)
+        if by_name.count() == 1:
+            return by_name.get()
+        by_email = users.filter(email__iexact=value)
+        count = by_email.count()
+        if count == 1:
+            return by_email.get()
+        if count > 1:
+            raise forms.ValidationError(_("Several members share this email address; use the username."))
+        raise forms.ValidationError(_("No member has this username or email address."))
+
+
+class GrantCertificationForm(forms.Form):
+    member = ExactMemberField(label=_("Member"))
+    training = forms.ModelChoiceField(label=_("Training"), queryset=Training.objects.none())
+    expires_on = forms.DateField(
+        label=_("Valid until (optional)"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        help_text=_("Leave empty to use the training's own validity period, if it has one."),
+    )
+    reason = forms.CharField(label=_("Reason (optional)"), max_length=REASON_MAX, required=False)
+
+    def __init__(self, *args, trainings: QuerySet[Training], **kwargs):
+        super().__init__(*args, **kwargs)
+        # Only the trainings this manager may grant are offered (and accepted).
+        self.fields["training"].queryset = trainings
+
+    def clean_expires_on(self):
+        value = within_reach(self.fields["expires_on"], self.cleaned_data.get("expires_on"))
+        if value is not None and value < timezone.localdate():
+            raise forms.ValidationError(_("This date has already passed."))
+        return value
+
+    def expires_at(self, now: dt.datetime) -> dt.datetime | None:
+        """Midnight after the chosen day (local time), or the training's validity, or never."""
+        day = self.cleaned_data.get("expires_on")
+        if day is not None:
+            return dt.datetime.combine(
+                day + dt.timedelta(days=1), dt.time(0), tzinfo=timezone.get_current_timezone()
+            )
+        training = self.cleaned_data["training"]
+        if training.validity_days:
+            return now + dt.timedelta(days=training.validity_days)
+        return None
+
+
+class MemberLookupForm(forms.Form):
+    """Show one member's certifications and audit, named exactly."""
+
+    member = ExactMemberField(label=_("Member"), required=True)
+
+
+class RevokeCertificationForm(forms.Form):
+    reason = forms.CharField(label=_("Reason (optional)"), max_length=REASON_MAX, required=False)
