@@ -21,6 +21,16 @@ on the bridge when the reading was made. Unknown fields are ignored by the
 decoders (a newer sender may add some); a wrong known field raises
 :class:`ProtocolError` whose message names the field.
 
+Bounds (``hardware_docs/mqtt-contract.md`` states them too): a reading is a finite number
+with an absolute value of at most :data:`MAX_READING` (2**53, the largest integer a float
+holds exactly); a telemetry message holds at most :data:`MAX_READINGS` readings and a
+machine at most :data:`MAX_READING_NAMES` distinct names (the hub enforces that one);
+``seq`` and the counters are below 2**63; a ``ts`` lies between the epoch and the year
+9999, and a receiver that passes ``now_ms`` to a decoder also refuses a ``ts`` more than
+:data:`MAX_FUTURE_SKEW_MS` ahead of its clock or more than :data:`MAX_AGE_MS` behind it;
+free JSON (``detail``, ``params``) nests at most :data:`MAX_DEPTH` levels. Every breach is a
+:class:`ProtocolError`; no other exception leaves a decoder.
+
 ``sid``/``seq``: telemetry and events carry the bridge spool's id (``sid``, a
 UUID made when the spool file is created) and a per-machine counter (``seq``)
 that never repeats for the life of that spool. The server de-duplicates on
@@ -52,6 +62,32 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 #: Command ids: a UUID is what the server sends; any short printable token is accepted.
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 SHARE_GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+#: Largest absolute value of a reading: 2**53, the largest integer a float (and so an InfluxDB
+#: float field) holds exactly. No real reading comes near it (a lifetime energy counter of a
+#: 10 kW machine is below 10**9 Wh); above it lies garbage, or an integer float() cannot convert.
+MAX_READING = 2**53
+#: Readings in one telemetry message (the vocabulary has 16 names; a plug or a CNC adds a few).
+MAX_READINGS = 64
+#: Distinct reading names one machine may have; the hub drops (and counts) names beyond it, since
+#: every new name widens the InfluxDB measurement's schema and the machine's live readings for good.
+MAX_READING_NAMES = 64
+#: Integers stored in the database (``seq``, the spool counters) and in free JSON: signed 64-bit.
+MAX_INT = 2**63 - 1
+#: The last millisecond of the year 9999: the largest ``ts`` a date can hold.
+MAX_TS_MS = 253_402_300_799_999
+#: How far a ``ts`` may lie ahead of the receiver's clock (clocks of bridges and server differ a
+#: little even with NTP). Further ahead is a wrong clock: such a status would look newer than
+#: every real one that follows.
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+#: How far back a ``ts`` is accepted. The bridge's spool is bounded by count, not age
+#: (``spool_max_messages``, 200,000 by default): that is 23 days of one machine reporting every
+#: 10 s, and longer with a slower poll or a larger spool. A year covers any outage a spool can
+#: bridge with room to spare; a ``ts`` older than that comes from a clock that was never set
+#: (a Raspberry Pi without network time starts in 1970), not from a spool.
+MAX_AGE_MS = 366 * 24 * 3600 * 1000
+#: Nesting levels allowed in the free JSON of ``detail`` and ``params``.
+MAX_DEPTH = 32
 
 # Machine states.
 OFFLINE = "offline"
@@ -129,7 +165,7 @@ def is_slug(value: object) -> bool:
 
 def _slug(value: object, field: str) -> str:
     if not is_slug(value):
-        raise ProtocolError(f"{field}: must be a slug matching [a-z0-9][a-z0-9-]{{0,62}}, got {value!r}")
+        raise ProtocolError(f"{field}: must be a slug matching [a-z0-9][a-z0-9-]{{0,62}}, got {_show(value)}")
     return value  # type: ignore[return-value]
 
 
@@ -190,16 +226,16 @@ def parse_topic(topic: str) -> ParsedTopic:
         raise ProtocolError(f"topic: must be a string, got {type(topic).__name__}")
     parts = topic.split("/")
     if len(parts) < 5 or "/".join(parts[:2]) != PREFIX:
-        raise ProtocolError(f"topic: not a contract v1 topic: {topic!r}")
+        raise ProtocolError(f"topic: not a contract v1 topic: {_show(topic)}")
     if parts[2] == BRIDGES:
         if len(parts) == 5 and parts[4] == ONLINE:
             return ParsedTopic(ONLINE, None, _slug(parts[3], "topic bridge"))
-        raise ProtocolError(f"topic: unknown bridge topic: {topic!r}")
+        raise ProtocolError(f"topic: unknown bridge topic: {_show(topic)}")
     lab = _slug(parts[2], "topic lab")
     machine = _slug(parts[3], "topic machine")
     kind = "/".join(parts[4:])
     if kind not in MACHINE_KINDS:
-        raise ProtocolError(f"topic: unknown kind {kind!r} in {topic!r}")
+        raise ProtocolError(f"topic: unknown kind {_show(kind)} in {_show(topic)}")
     return ParsedTopic(kind, lab, machine)
 
 
@@ -259,7 +295,7 @@ def shared(group: str, topic_filter: str) -> str:
     for the streams (telemetry, events, acks), not for status or online.
     """
     if not isinstance(group, str) or SHARE_GROUP_RE.fullmatch(group) is None:
-        raise ProtocolError(f"group: must match [A-Za-z0-9_-]{{1,64}}, got {group!r}")
+        raise ProtocolError(f"group: must match [A-Za-z0-9_-]{{1,64}}, got {_show(group)}")
     return f"$share/{group}/{topic_filter}"
 
 
@@ -293,29 +329,72 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _int(value: object, field: str, *, minimum: int = 0) -> int:
+def _show(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message never echoes 16 KiB back."""
+    if _is_int(value) and value.bit_length() > 200:  # type: ignore[union-attr]
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"  # type: ignore[union-attr]
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _int(value: object, field: str, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
     if not _is_int(value):
-        raise ProtocolError(f"{field}: must be an integer, got {value!r}")
+        raise ProtocolError(f"{field}: must be an integer, got {_show(value)}")
     if value < minimum:  # type: ignore[operator]
-        raise ProtocolError(f"{field}: must be >= {minimum}, got {value!r}")
+        raise ProtocolError(f"{field}: must be >= {minimum}, got {_show(value)}")
+    if value > maximum:  # type: ignore[operator]
+        raise ProtocolError(f"{field}: must be <= {maximum}, got {_show(value)}")
     return value  # type: ignore[return-value]
 
 
 def _ts(value: object, field: str = "ts") -> int:
-    return _int(value, field, minimum=0)
+    return _int(value, field, minimum=0, maximum=MAX_TS_MS)
 
 
-def _number(value: object, field: str) -> float | int:
+def check_ts(ts: int, now_ms: int, field: str = "ts") -> int:
+    """Refuse a ``ts`` more than :data:`MAX_FUTURE_SKEW_MS` ahead of ``now_ms`` or :data:`MAX_AGE_MS` behind.
+
+    The receiver's check (the hub passes its clock to the decoders); returns ``ts``.
+    """
+    if ts > now_ms + MAX_FUTURE_SKEW_MS:
+        raise ProtocolError(
+            f"{field}: {ts} is {(ts - now_ms) / 1000:.0f} s ahead of the receiver's clock "
+            f"(at most {MAX_FUTURE_SKEW_MS // 1000} s allowed): is the sender's clock right?"
+        )
+    if ts < now_ms - MAX_AGE_MS:
+        raise ProtocolError(
+            f"{field}: {ts} is more than {MAX_AGE_MS // 86_400_000} days old: is the sender's clock right?"
+        )
+    return ts
+
+
+def _number(value: object, field: str, *, bound: int = MAX_READING) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError(f"{field}: must be a number, got {value!r}")
+        raise ProtocolError(f"{field}: must be a number, got {_show(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise ProtocolError(f"{field}: must be finite, got {value!r}")
+    if not -bound <= value <= bound:
+        raise ProtocolError(f"{field}: must be between -{bound} and {bound}, got {_show(value)}")
     return value
+
+
+def reading_problem(name: object, value: object) -> str | None:
+    """Why ``name``/``value`` is not a valid reading (a message naming the field), or None when it is.
+
+    The one rule for a reading, used by the bridge before it publishes and by the decoder.
+    """
+    if not isinstance(name, str) or NAME_RE.fullmatch(name) is None:
+        return f"values: reading name {_show(name)} must match [a-z][a-z0-9_]{{0,63}}"
+    try:
+        _number(value, f"values.{name}")
+    except ProtocolError as exc:
+        return str(exc)
+    return None
 
 
 def _str(value: object, field: str, *, max_len: int = 1024, allow_empty: bool = True) -> str:
     if not isinstance(value, str):
-        raise ProtocolError(f"{field}: must be a string, got {value!r}")
+        raise ProtocolError(f"{field}: must be a string, got {_show(value)}")
     if len(value) > max_len:
         raise ProtocolError(f"{field}: longer than {max_len} characters")
     if not allow_empty and not value:
@@ -325,13 +404,13 @@ def _str(value: object, field: str, *, max_len: int = 1024, allow_empty: bool = 
 
 def _bool(value: object, field: str) -> bool:
     if not isinstance(value, bool):
-        raise ProtocolError(f"{field}: must be true or false, got {value!r}")
+        raise ProtocolError(f"{field}: must be true or false, got {_show(value)}")
     return value
 
 
 def _name(value: object, field: str) -> str:
     if not isinstance(value, str) or NAME_RE.fullmatch(value) is None:
-        raise ProtocolError(f"{field}: must match [a-z][a-z0-9_]{{0,63}}, got {value!r}")
+        raise ProtocolError(f"{field}: must match [a-z][a-z0-9_]{{0,63}}, got {_show(value)}")
     return value
 
 
@@ -347,36 +426,41 @@ def _canonical_uuid(value: str) -> str | None:
 def _sid(value: object, field: str = "sid") -> str:
     canonical = _canonical_uuid(value) if isinstance(value, str) else None
     if canonical is None:
-        raise ProtocolError(f"{field}: must be a UUID string, got {value!r}")
+        raise ProtocolError(f"{field}: must be a UUID string, got {_show(value)}")
     return canonical
 
 
 def _id(value: object, field: str = "id") -> str:
     if not isinstance(value, str) or ID_RE.fullmatch(value) is None:
-        raise ProtocolError(f"{field}: must be an id (a UUID), got {value!r}")
+        raise ProtocolError(f"{field}: must be an id (a UUID), got {_show(value)}")
     return value
 
 
 def _obj(value: object, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ProtocolError(f"{field}: must be an object, got {value!r}")
+        raise ProtocolError(f"{field}: must be an object, got {_show(value)}")
     return value
 
 
-def _check_json_numbers(value: object, field: str) -> None:
-    """Reject non-finite floats anywhere in a free-form structure (``detail``, ``params``)."""
+def _check_json_numbers(value: object, field: str, depth: int = 0) -> None:
+    """Check a free-form structure (``detail``, ``params``): finite floats, 64-bit integers, string
+    keys, at most :data:`MAX_DEPTH` levels."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ProtocolError(f"{field}: must be finite, got {value!r}")
+    if _is_int(value) and not -MAX_INT - 1 <= value <= MAX_INT:  # type: ignore[operator]
+        raise ProtocolError(f"{field[:200]}: integers must fit in 64 bits, got {_show(value)}")
+    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+        raise ProtocolError(f"{field[:200]}: nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise ProtocolError(f"{field}: keys must be strings")
-            _check_json_numbers(v, f"{field}.{k}")
+                raise ProtocolError(f"{field[:200]}: keys must be strings")
+            _check_json_numbers(v, f"{field}.{k[:40]}", depth + 1)
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            _check_json_numbers(v, f"{field}[{i}]")
+            _check_json_numbers(v, f"{field}[{i}]", depth + 1)
     elif value is not None and not isinstance(value, str | int | float | bool):
-        raise ProtocolError(f"{field}: not JSON: {type(value).__name__}")
+        raise ProtocolError(f"{field[:200]}: not JSON: {type(value).__name__}")
 
 
 def _reject_constant(name: str) -> Any:
@@ -401,18 +485,24 @@ def load_payload(payload: bytes | bytearray | str) -> dict[str, Any]:
         raise ProtocolError(f"payload: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
         data = _JSON_DECODER.decode(text)
+    except ProtocolError:
+        raise  # NaN or Infinity (parse_constant)
     except json.JSONDecodeError as exc:
         raise ProtocolError(
             f"payload: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
     except RecursionError:
         raise ProtocolError("payload: nested too deeply") from None
+    except ValueError as exc:
+        # An integer of more than 4,300 digits (sys.get_int_max_str_digits()): json raises a bare
+        # ValueError, not a JSONDecodeError.
+        raise ProtocolError(f"payload: not JSON we accept ({str(exc)[:80]})") from None
     if not isinstance(data, dict):
         raise ProtocolError("payload: must be a JSON object")
     if "v" not in data:
         raise ProtocolError("v: missing")
     if not _is_int(data["v"]) or data["v"] != VERSION:
-        raise ProtocolError(f"v: must be {VERSION}, got {data['v']!r}")
+        raise ProtocolError(f"v: must be {VERSION}, got {_show(data['v'])}")
     return data
 
 
@@ -491,8 +581,21 @@ def _required_in(obj: Mapping[str, Any], key: str, parent: str) -> Any:
     return obj[key]
 
 
-def _job_or_none(value: object, field: str = "job") -> Job | None:
-    return None if value is None else Job.from_dict(value, field)
+def _job_or_none(value: object, field: str = "job", now_ms: int | None = None) -> Job | None:
+    if value is None:
+        return None
+    job = Job.from_dict(value, field)
+    if now_ms is not None:
+        check_ts(job.started_ts, now_ms, f"{field}.started_ts")
+    return job
+
+
+def _received(msg: Any, now_ms: int | None) -> Any:
+    """Validate ``msg`` and, when the receiver gave its clock, the window of its ``ts``."""
+    msg.validate()
+    if now_ms is not None and msg.ts is not None:
+        check_ts(msg.ts, now_ms)
+    return msg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -515,7 +618,7 @@ class Status:
 
     def validate(self) -> None:
         if self.state not in STATES:
-            raise ProtocolError(f"state: must be one of {', '.join(STATES)}, got {self.state!r}")
+            raise ProtocolError(f"state: must be one of {', '.join(STATES)}, got {_show(self.state)}")
         _bool(self.enabled, "enabled")
         _slug(self.bridge, "bridge")
         _str(self.adapter, "adapter", max_len=64, allow_empty=False)
@@ -538,12 +641,18 @@ class Status:
 
 @dataclasses.dataclass(frozen=True)
 class Telemetry:
-    """``…/telemetry``: readings taken at ``ts``; ``values`` is a flat map of finite numbers."""
+    """``…/telemetry``: readings taken at ``ts``; ``values`` is a flat map of finite numbers.
+
+    ``refused`` (decoded messages only, never sent): one message per reading the decoder left
+    out because it broke the contract (a bad name, not a number, out of bounds). A message
+    keeps its valid readings; it is refused whole only when none is valid.
+    """
 
     ts: int
     sid: str
     seq: int
     values: Mapping[str, float]
+    refused: tuple[str, ...] = dataclasses.field(default=(), compare=False)
 
     def validate(self) -> None:
         _ts(self.ts)
@@ -552,9 +661,12 @@ class Telemetry:
         values = _obj(dict(self.values) if isinstance(self.values, Mapping) else self.values, "values")
         if not values:
             raise ProtocolError("values: must hold at least one reading")
+        if len(values) > MAX_READINGS:
+            raise ProtocolError(f"values: {len(values)} readings, more than {MAX_READINGS}")
         for key, value in values.items():
-            _name(key, f"values.{key}" if isinstance(key, str) else "values key")
-            _number(value, f"values.{key}")
+            problem = reading_problem(key, value)
+            if problem is not None:
+                raise ProtocolError(problem)
 
     def to_dict(self) -> dict[str, Any]:
         return {"v": VERSION, "ts": self.ts, "sid": self.sid, "seq": self.seq, "values": dict(self.values)}
@@ -613,12 +725,12 @@ class Command:
     def validate(self) -> None:
         _id(self.id)
         if self.action not in ACTIONS:
-            raise ProtocolError(f"action: must be one of {', '.join(ACTIONS)}, got {self.action!r}")
+            raise ProtocolError(f"action: must be one of {', '.join(ACTIONS)}, got {_show(self.action)}")
         _ts(self.ts)
         if self.expires is not None:
             _ts(self.expires, "expires")
         if self.booking is not None and not (_is_int(self.booking) or isinstance(self.booking, str)):
-            raise ProtocolError(f"booking: must be a string, an integer or null, got {self.booking!r}")
+            raise ProtocolError(f"booking: must be a string, an integer or null, got {_show(self.booking)}")
         if self.params is not None:
             _obj(dict(self.params) if isinstance(self.params, Mapping) else self.params, "params")
             _check_json_numbers(dict(self.params), "params")
@@ -676,7 +788,7 @@ class CommandAck:
                 raise ProtocolError("error: missing while ok is false")
             if self.error.code not in ACK_CODES:
                 raise ProtocolError(
-                    f"error.code: must be one of {', '.join(ACK_CODES)}, got {self.error.code!r}"
+                    f"error.code: must be one of {', '.join(ACK_CODES)}, got {_show(self.error.code)}"
                 )
             _str(self.error.message, "error.message", max_len=2048)
 
@@ -740,8 +852,8 @@ def encode(message: Message) -> bytes:
 # -------------------------------------------------------------------------- decoders
 
 
-def decode_status(payload: bytes | str) -> Status:
-    """Decode and validate a ``status`` payload."""
+def decode_status(payload: bytes | str, *, now_ms: int | None = None) -> Status:
+    """Decode and validate a ``status`` payload (``now_ms``: the receiver's clock, see :func:`check_ts`)."""
     data = load_payload(payload)
     spool_dropped = data.get("spool_dropped", 0)
     error = data.get("error")
@@ -751,29 +863,46 @@ def decode_status(payload: bytes | str) -> Status:
         bridge=_required(data, "bridge"),
         adapter=_required(data, "adapter"),
         ts=_required(data, "ts"),
-        job=_job_or_none(data.get("job")),
+        job=_job_or_none(data.get("job"), now_ms=now_ms),
         error=None if error is None else MachineError.from_dict(error),
         spool_dropped=0 if spool_dropped is None else spool_dropped,
     )
-    msg.validate()
-    return msg
+    return _received(msg, now_ms)
 
 
-def decode_telemetry(payload: bytes | str) -> Telemetry:
-    """Decode and validate a ``telemetry`` payload."""
+def decode_telemetry(payload: bytes | str, *, now_ms: int | None = None) -> Telemetry:
+    """Decode and validate a ``telemetry`` payload.
+
+    A reading that breaks the contract is left out and described in ``refused``; the
+    message is refused (:class:`ProtocolError`) when no valid reading is left, or when it
+    holds more than :data:`MAX_READINGS`.
+    """
     data = load_payload(payload)
+    raw = _obj(_required(data, "values"), "values")
+    if len(raw) > MAX_READINGS:
+        raise ProtocolError(f"values: {len(raw)} readings, more than {MAX_READINGS}")
+    values: dict[str, float] = {}
+    refused: list[str] = []
+    for key, value in raw.items():
+        problem = reading_problem(key, value)
+        if problem is None:
+            values[key] = value
+        else:
+            refused.append(problem)
+    if refused and not values:
+        raise ProtocolError(refused[0])
     msg = Telemetry(
         ts=_required(data, "ts"),
         sid=_sid(_required(data, "sid")),
         seq=_required(data, "seq"),
-        values=_obj(_required(data, "values"), "values"),
+        values=values,
+        refused=tuple(refused),
     )
-    msg.validate()
-    return msg
+    return _received(msg, now_ms)
 
 
-def decode_event(payload: bytes | str) -> Event:
-    """Decode and validate an ``event`` payload."""
+def decode_event(payload: bytes | str, *, now_ms: int | None = None) -> Event:
+    """Decode and validate an ``event`` payload (``now_ms``: see :func:`check_ts`)."""
     data = load_payload(payload)
     detail = data.get("detail")
     msg = Event(
@@ -781,11 +910,10 @@ def decode_event(payload: bytes | str) -> Event:
         sid=_sid(_required(data, "sid")),
         seq=_required(data, "seq"),
         type=_required(data, "type"),
-        job=_job_or_none(data.get("job")),
+        job=_job_or_none(data.get("job"), now_ms=now_ms),
         detail=None if detail is None else _obj(detail, "detail"),
     )
-    msg.validate()
-    return msg
+    return _received(msg, now_ms)
 
 
 def decode_command(payload: bytes | str) -> Command:
@@ -805,18 +933,24 @@ def decode_command(payload: bytes | str) -> Command:
 
 
 def command_id_of(payload: bytes | str) -> str | None:
-    """Best effort: the ``id`` of a command that failed to decode, to acknowledge it; else ``None``."""
+    """Best effort: the ``id`` of a command that failed to decode, to acknowledge it; else ``None``.
+
+    Never raises: whatever the payload (not JSON, too large, too deep, not bytes), the bridge
+    must still be able to answer ``invalid``.
+    """
     try:
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            return None
         data = json.loads(payload if isinstance(payload, str) else bytes(payload).decode("utf-8", "replace"))
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError, TypeError):
         return None
     if isinstance(data, dict) and isinstance(data.get("id"), str) and ID_RE.fullmatch(data["id"]):
         return data["id"]
     return None
 
 
-def decode_cmd_ack(payload: bytes | str) -> CommandAck:
-    """Decode and validate a ``cmd/ack`` payload."""
+def decode_cmd_ack(payload: bytes | str, *, now_ms: int | None = None) -> CommandAck:
+    """Decode and validate a ``cmd/ack`` payload (``now_ms``: see :func:`check_ts`)."""
     data = load_payload(payload)
     error = data.get("error")
     ack_error = None
@@ -829,12 +963,11 @@ def decode_cmd_ack(payload: bytes | str) -> CommandAck:
     msg = CommandAck(
         id=_required(data, "id"), ok=_required(data, "ok"), ts=_required(data, "ts"), error=ack_error
     )
-    msg.validate()
-    return msg
+    return _received(msg, now_ms)
 
 
-def decode_online(payload: bytes | str) -> BridgeOnline:
-    """Decode and validate a bridge ``online`` payload (including the Last Will)."""
+def decode_online(payload: bytes | str, *, now_ms: int | None = None) -> BridgeOnline:
+    """Decode and validate a bridge ``online`` payload (including the Last Will, which has no ``ts``)."""
     data = load_payload(payload)
     msg = BridgeOnline(
         online=_required(data, "online"),
@@ -842,8 +975,7 @@ def decode_online(payload: bytes | str) -> BridgeOnline:
         spool_dropped=data.get("spool_dropped"),
         spool_pending=data.get("spool_pending"),
     )
-    msg.validate()
-    return msg
+    return _received(msg, now_ms)
 
 
 _DECODERS = {
@@ -856,10 +988,16 @@ _DECODERS = {
 }
 
 
-def decode(topic: str, payload: bytes | str) -> tuple[ParsedTopic, Message]:
-    """Parse ``topic`` and decode ``payload`` with the matching decoder."""
+def decode(topic: str, payload: bytes | str, *, now_ms: int | None = None) -> tuple[ParsedTopic, Message]:
+    """Parse ``topic`` and decode ``payload`` with the matching decoder.
+
+    ``now_ms`` (the receiver's clock) also checks the window of ``ts`` (:func:`check_ts`) of every
+    kind but commands, whose lifetime is their ``expires``.
+    """
     parsed = parse_topic(topic)
-    return parsed, _DECODERS[parsed.kind](payload)
+    if parsed.kind == CMD:
+        return parsed, decode_command(payload)
+    return parsed, _DECODERS[parsed.kind](payload, now_ms=now_ms)
 
 
 def now_ms() -> int:

@@ -278,12 +278,12 @@ def test_decoders_never_raise_anything_but_protocol_error(raw: bytes) -> None:
 @given(
     st.dictionaries(
         st.from_regex(r"[a-z][a-z0-9_]{0,20}", fullmatch=True),
-        st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**53), 2**53),
+        st.floats(min_value=-p.MAX_READING, max_value=p.MAX_READING) | st.integers(-(2**53), 2**53),
         min_size=1,
         max_size=20,
     ),
-    st.integers(0, 2**53),
-    st.integers(0, 2**53),
+    st.integers(0, p.MAX_TS_MS),
+    st.integers(0, p.MAX_INT),
 )
 def test_telemetry_property_round_trip(values: dict, ts: int, seq: int) -> None:
     msg = p.Telemetry(ts=ts, sid=SID, seq=seq, values=values)
@@ -303,3 +303,203 @@ def test_contract_document_examples_decode() -> None:
         parsed, _ = p.decode(topic.strip(), raw.strip().encode())
         kinds.add(parsed.kind)
     assert kinds == {p.STATUS, p.TELEMETRY, p.EVENT, p.CMD, p.CMD_ACK, p.ONLINE}
+
+
+# ------------------------------------------------------------------------ bounds
+
+NOW = 1_790_000_000_000  # a fixed receiver clock: these tests never read the wall clock
+MINUTE = 60_000
+DAY = 24 * 60 * MINUTE
+
+
+def telemetry_raw(values: str, *, ts: int = NOW, seq: int | str = 1) -> bytes:
+    """A telemetry payload with ``values`` spelled as raw JSON (json.dumps cannot write some of them)."""
+    return f'{{"v":1,"ts":{ts},"sid":"{SID}","seq":{seq},"values":{values}}}'.encode()
+
+
+def test_a_reading_above_the_bound_is_a_protocol_error() -> None:
+    with pytest.raises(p.ProtocolError, match=r"^values\.power_w: must be between"):
+        p.decode_telemetry(telemetry_raw(f'{{"power_w": {p.MAX_READING + 1}}}'))
+    with pytest.raises(p.ProtocolError, match=r"^values\.power_w: must be between"):
+        p.decode_telemetry(telemetry_raw('{"power_w": -1e300}'))
+    with pytest.raises(p.ProtocolError, match=r"^values\.power_w"):  # the sender checks it too
+        p.encode(p.Telemetry(ts=NOW, sid=SID, seq=1, values={"power_w": 1e16}))
+    assert p.decode_telemetry(telemetry_raw(f'{{"power_w": {p.MAX_READING}}}')).values["power_w"] == 2**53
+
+
+def test_a_5000_digit_integer_is_a_protocol_error_not_a_crash() -> None:
+    huge = "9" * 5000  # beyond Python's 4,300-digit int conversion limit: json raises a bare ValueError
+    for raw in (
+        telemetry_raw(f'{{"power_w": {huge}}}'),
+        telemetry_raw('{"power_w": 1}', seq=huge),
+        f'{{"v":1,"id":"c1","action":"pause","ts":{huge}}}'.encode(),
+    ):
+        for decoder in (p.decode_telemetry, p.decode_command, p.decode_status):
+            with pytest.raises(p.ProtocolError, match=r"^payload: not JSON") as caught:
+                decoder(raw)
+            assert type(caught.value) is p.ProtocolError and len(str(caught.value)) < 200
+    assert p.command_id_of(f'{{"id":"c1","x":{huge}}}'.encode()) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ("1e400", "must be finite"),  # json reads it as inf
+        (str(10**400), "must be between"),  # float() of it raises OverflowError
+        (str(-(10**4000)), "must be between"),
+        ("NaN", "NaN is not allowed"),
+        ("-Infinity", "-Infinity is not allowed"),
+    ],
+)
+def test_numbers_that_do_not_fit_a_float_are_protocol_errors(values: str, needle: str) -> None:
+    with pytest.raises(p.ProtocolError, match=needle) as caught:
+        p.decode_telemetry(telemetry_raw(f'{{"power_w": {values}}}'))
+    assert len(str(caught.value)) < 200  # the message says what was wrong, without echoing 4,000 digits
+
+
+def test_minus_zero_and_the_largest_exact_integer_are_valid_readings() -> None:
+    msg = p.decode_telemetry(telemetry_raw(f'{{"a": -0.0, "b": {-(2**53)}, "c": 1e-300}}'))
+    assert msg.values == {"a": 0.0, "b": -(2**53), "c": 1e-300} and msg.refused == ()
+
+
+def test_one_bad_reading_is_left_out_and_the_valid_ones_are_kept() -> None:
+    msg = p.decode_telemetry(
+        telemetry_raw('{"power_w": 12.5, "energy_wh": 1e999, "Bad": 1, "temp_c": "hot"}')
+    )
+    assert msg.values == {"power_w": 12.5}
+    assert len(msg.refused) == 3
+    assert any(r.startswith("values.energy_wh: must be finite") for r in msg.refused)
+    assert any("'Bad'" in r for r in msg.refused)
+    assert any(r.startswith("values.temp_c: must be a number") for r in msg.refused)
+
+
+def test_more_readings_than_the_limit_is_a_protocol_error() -> None:
+    at_limit = {f"r{i}": i for i in range(p.MAX_READINGS)}
+    assert len(p.decode_telemetry(payload(ts=NOW, sid=SID, seq=1, values=at_limit)).values) == 64
+    over = {f"r{i}": i for i in range(p.MAX_READINGS + 1)}
+    with pytest.raises(p.ProtocolError, match=r"^values: 65 readings, more than 64"):
+        p.decode_telemetry(payload(ts=NOW, sid=SID, seq=1, values=over))
+    with pytest.raises(p.ProtocolError, match=r"^values: 65 readings"):
+        p.encode(p.Telemetry(ts=NOW, sid=SID, seq=1, values=over))
+
+
+@pytest.mark.parametrize("seq", [-1, 2**63, 10**30])
+def test_seq_outside_a_signed_64_bit_integer_is_a_protocol_error(seq: int) -> None:
+    with pytest.raises(p.ProtocolError, match=r"^seq: must be"):
+        p.decode_telemetry(telemetry_raw('{"a": 1}', seq=seq))
+    assert p.decode_telemetry(telemetry_raw('{"a": 1}', seq=2**63 - 1)).seq == 2**63 - 1
+
+
+def test_a_ts_beyond_the_year_9999_is_a_protocol_error_even_without_a_clock() -> None:
+    with pytest.raises(p.ProtocolError, match=r"^ts: must be <="):
+        p.decode_telemetry(telemetry_raw('{"a": 1}', ts=p.MAX_TS_MS + 1))
+    with pytest.raises(p.ProtocolError, match=r"^spool_dropped: must be <="):
+        p.decode_status(
+            payload(state="idle", enabled=True, bridge="b", adapter="g", ts=NOW, spool_dropped=2**63)
+        )
+
+
+def test_a_timestamp_ten_minutes_ahead_is_refused() -> None:
+    raw = telemetry_raw('{"a": 1}', ts=NOW + 10 * MINUTE)
+    assert p.decode_telemetry(raw).ts == NOW + 10 * MINUTE  # no clock given: structure only
+    with pytest.raises(p.ProtocolError, match=r"^ts: .* 600 s ahead of the receiver's clock"):
+        p.decode_telemetry(raw, now_ms=NOW)
+    with pytest.raises(p.ProtocolError, match=r"^ts: .*ahead"):
+        p.decode(p.topic_telemetry("l", "m"), raw, now_ms=NOW)
+    status = payload(state="idle", enabled=True, bridge="b", adapter="g", ts=NOW + 10 * MINUTE)
+    with pytest.raises(p.ProtocolError, match=r"^ts: "):
+        p.decode_status(status, now_ms=NOW)
+    job = {"id": "j", "name": "n", "started_ts": NOW + 10 * MINUTE, "progress_pct": None}
+    with pytest.raises(p.ProtocolError, match=r"^job\.started_ts: "):
+        p.decode_event(payload(ts=NOW, sid=SID, seq=1, type="job_started", job=job), now_ms=NOW)
+
+
+def test_a_timestamp_within_the_clock_skew_is_accepted() -> None:
+    ts = NOW + p.MAX_FUTURE_SKEW_MS
+    assert p.decode_telemetry(telemetry_raw('{"a": 1}', ts=ts), now_ms=NOW).ts == ts
+    with pytest.raises(p.ProtocolError):
+        p.decode_telemetry(telemetry_raw('{"a": 1}', ts=ts + 1), now_ms=NOW)
+
+
+def test_a_week_old_spooled_message_is_accepted() -> None:
+    week_old = NOW - 7 * DAY
+    assert p.decode_telemetry(telemetry_raw('{"a": 1}', ts=week_old), now_ms=NOW).ts == week_old
+    event = payload(ts=week_old, sid=SID, seq=2, type="job_finished")
+    assert p.decode_event(event, now_ms=NOW).ts == week_old
+
+
+def test_a_timestamp_older_than_the_horizon_is_refused() -> None:
+    oldest = NOW - p.MAX_AGE_MS
+    assert p.decode_telemetry(telemetry_raw('{"a": 1}', ts=oldest), now_ms=NOW).ts == oldest
+    with pytest.raises(p.ProtocolError, match=r"^ts: .*more than 366 days old"):
+        p.decode_telemetry(telemetry_raw('{"a": 1}', ts=oldest - 1), now_ms=NOW)
+    with pytest.raises(p.ProtocolError, match=r"^ts: .*days old"):  # a Pi that booted without network time
+        p.decode_online(payload(online=True, ts=1000), now_ms=NOW)
+    assert p.decode_online(p.WILL_PAYLOAD, now_ms=NOW).online is False  # the will has no ts
+
+
+def test_the_past_horizon_covers_a_full_bridge_spool() -> None:
+    """A full default spool of one machine reporting every 10 s spans 23 days; the horizon is a year."""
+    from firmware_bridge.config import DEFAULT_SPOOL_MAX_MESSAGES
+
+    assert p.MAX_AGE_MS >= DEFAULT_SPOOL_MAX_MESSAGES * 10_000 * 10
+    assert p.MAX_AGE_MS >= 365 * DAY
+
+
+def test_commands_keep_their_own_lifetime_not_the_window() -> None:
+    """A command's ts is the server's; ``expires`` decides, so decode() leaves the window to it."""
+    raw = payload(id="c1", action="pause", ts=NOW + DAY, expires=None)
+    assert p.decode(p.topic_cmd("l", "m"), raw, now_ms=NOW)[1].ts == NOW + DAY
+
+
+def test_deeply_nested_json_is_a_protocol_error() -> None:
+    deep = "[" * 5000 + "]" * 5000  # json's recursion limit: a RecursionError inside the decoder
+    for raw in (deep.encode(), f'{{"v":1,"detail":{deep}}}'.encode()):
+        with pytest.raises(p.ProtocolError, match=r"^payload: nested too deeply"):
+            p.decode_event(raw)
+    nested: object = 1
+    for _ in range(p.MAX_DEPTH + 1):
+        nested = {"x": nested}
+    with pytest.raises(p.ProtocolError, match=f"nested deeper than {p.MAX_DEPTH} levels"):
+        p.decode_event(payload(ts=NOW, sid=SID, seq=1, type="alarm", detail=nested))
+    with pytest.raises(p.ProtocolError, match="nested deeper"):
+        p.decode_command(payload(id="c1", action="pause", ts=NOW, params=nested))
+    assert p.decode_event(payload(ts=NOW, sid=SID, seq=1, type="alarm", detail=nested["x"])).detail
+
+
+def test_integers_in_free_json_must_fit_in_64_bits() -> None:
+    with pytest.raises(p.ProtocolError, match=r"^detail\.code: integers must fit in 64 bits"):
+        p.decode_event(payload(ts=NOW, sid=SID, seq=1, type="alarm", detail={"code": 2**64}))
+
+
+def test_error_messages_never_echo_a_huge_value() -> None:
+    big = "x" * 10_000
+    for raw, decoder in (
+        (payload(id=big, action="pause", ts=NOW), p.decode_command),
+        (payload(id="c1", action=big, ts=NOW), p.decode_command),
+        (payload(ts=NOW, sid=big, seq=1, values={"a": 1}), p.decode_telemetry),
+        (payload(state=big, enabled=True, bridge="b", adapter="g", ts=NOW), p.decode_status),
+    ):
+        with pytest.raises(p.ProtocolError) as caught:
+            decoder(raw)
+        assert len(str(caught.value)) < 300
+
+
+numbers_json = st.one_of(
+    st.integers().map(str),
+    st.integers(1, 6000).map(lambda n: "9" * n),
+    st.sampled_from(["1e400", "-1e400", "NaN", "Infinity", "-0", "-0.0", "1e-400", "0.1e999999"]),
+    st.floats().map(lambda f: json.dumps(f)),
+)
+
+
+@given(st.lists(st.tuples(st.from_regex(r"[a-zA-Z_ ]{0,6}", fullmatch=True), numbers_json), max_size=5))
+def test_decoders_turn_every_number_into_a_value_or_a_protocol_error(pairs: list) -> None:
+    values = "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in pairs) + "}"
+    for raw in (telemetry_raw(values), telemetry_raw('{"a":1}', seq=pairs[0][1] if pairs else 1)):
+        try:
+            msg = p.decode_telemetry(raw, now_ms=NOW)
+        except p.ProtocolError:
+            continue
+        assert msg.values and all(abs(v) <= p.MAX_READING for v in msg.values.values())
+        assert p.decode_telemetry(p.encode(msg)) == msg
