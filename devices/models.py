@@ -11,10 +11,13 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from fablab.labs.models import Lab, Machine, slug_validator
+
+from .mqtt_names import hub_username, validate_mqtt_name, validate_mqtt_topic
 
 STATE_CHOICES = [
     ("offline", _("Offline")),
@@ -43,6 +46,33 @@ class Bridge(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        """The bridge id is its broker user name: it may not be the hub's or a plug's.
+
+        A bridge only serves machines of its own lab, so its lab may not change
+        while it serves machines of another.
+        """
+        errors: dict[str, list[ValidationError]] = {}
+        if self.slug:
+            problem = username_taken(self.slug, bridge=self)
+            if problem:
+                errors["slug"] = [problem]
+        if self.pk and self.lab_id:
+            foreign = [
+                str(link.machine)
+                for link in self.links.exclude(machine__lab_id=self.lab_id).select_related("machine__lab")
+            ]
+            if foreign:
+                errors.setdefault("lab", []).append(
+                    ValidationError(
+                        _("This bridge serves machines of another lab (%(machines)s): unlink them first."),
+                        code="bridge_lab",
+                        params={"machines": ", ".join(foreign)},
+                    )
+                )
+        if errors:
+            raise ValidationError(errors)
 
 
 class MachineLink(models.Model):
@@ -75,6 +105,27 @@ class MachineLink(models.Model):
     def __str__(self) -> str:
         return f"{self.machine} via {self.bridge} ({self.adapter})"
 
+    def clean(self) -> None:
+        """A bridge only serves machines of its own lab: the broker's ACL follows the links."""
+        if self.bridge_id and self.machine_id and self.bridge.lab_id != self.machine.lab_id:
+            raise ValidationError(
+                {
+                    "bridge": ValidationError(
+                        _(
+                            "%(machine)s is in lab %(machine_lab)s, but bridge %(bridge)s serves lab "
+                            "%(bridge_lab)s: a bridge only serves machines of its own lab."
+                        ),
+                        code="cross_lab_link",
+                        params={
+                            "machine": self.machine.name,
+                            "machine_lab": self.machine.lab.slug,
+                            "bridge": self.bridge.slug,
+                            "bridge_lab": self.bridge.lab.slug,
+                        },
+                    )
+                }
+            )
+
 
 class PowerPlug(models.Model):
     """A Tasmota or Shelly plug that connects to the broker with its own credentials."""
@@ -87,9 +138,11 @@ class PowerPlug(models.Model):
         Machine, on_delete=models.CASCADE, related_name="power_plug", verbose_name=_("machine")
     )
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
-    #: Tasmota's %topic% or Shelly's topic prefix.
-    topic = models.CharField(_("plug topic"), max_length=100)
-    mqtt_username = models.CharField(_("MQTT user name"), max_length=100, unique=True)
+    #: Tasmota's %topic% (one level) or Shelly's topic prefix (one or more levels).
+    topic = models.CharField(_("plug topic"), max_length=100, validators=[validate_mqtt_topic])
+    mqtt_username = models.CharField(
+        _("MQTT user name"), max_length=100, unique=True, validators=[validate_mqtt_name]
+    )
     mqtt_password_hash = models.CharField(max_length=255, blank=True, editable=False)
 
     class Meta:
@@ -98,6 +151,80 @@ class PowerPlug(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.topic}"
+
+    def clean(self) -> None:
+        """The user name is not the hub's or a bridge's; the topics are the plug's alone.
+
+        A Tasmota topic is one level. The topics the broker's ACL grants for this
+        plug (its adapter's ``broker_acl``) may not overlap another plug's, nor the
+        MQTT contract's ``fablab/v1/#``: a Shelly prefix ``tele`` would otherwise
+        hand this plug every Tasmota plug's telemetry.
+        """
+        from .mqtt_auth import plug_topic_conflict  # mqtt_auth imports this module
+
+        errors: dict[str, list[ValidationError]] = {}
+        if self.mqtt_username and validate_quietly(validate_mqtt_name, self.mqtt_username):
+            problem = username_taken(self.mqtt_username, plug=self)
+            if problem:
+                errors["mqtt_username"] = [problem]
+        if self.kind and self.topic and validate_quietly(validate_mqtt_topic, self.topic):
+            if self.kind == self.Kind.TASMOTA and "/" in self.topic:
+                errors["topic"] = [
+                    ValidationError(
+                        _("A Tasmota topic is a single level, without “/”."), code="tasmota_topic"
+                    )
+                ]
+            else:
+                conflict = plug_topic_conflict(self.kind, self.topic, exclude_pk=self.pk)
+                if conflict is not None:
+                    errors["topic"] = [conflict]
+        if errors:
+            raise ValidationError(errors)
+
+
+def validate_quietly(validator, value: str) -> bool:
+    """Whether ``value`` passes ``validator`` (its own error is reported by the field)."""
+    try:
+        validator(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def username_taken(
+    name: str, *, bridge: Bridge | None = None, plug: PowerPlug | None = None
+) -> ValidationError | None:
+    """Why ``name`` cannot be a broker user name for ``bridge`` or ``plug``, or None.
+
+    Bridges (by slug), power plugs (by ``mqtt_username``) and the hub (the user of
+    ``MQTT_URL``) share Mosquitto's one user name space: one name, one account.
+    """
+    if name == hub_username():
+        return ValidationError(
+            _("The hub logs in to the broker as “%(name)s” (MQTT_URL): choose another name."),
+            code="username_hub",
+            params={"name": name},
+        )
+    bridges = Bridge.objects.filter(slug=name)
+    if bridge is not None and bridge.pk:
+        bridges = bridges.exclude(pk=bridge.pk)
+    if plug is not None and bridges.exists():
+        return ValidationError(
+            _("Bridge “%(name)s” already logs in to the broker with this name: choose another."),
+            code="username_bridge",
+            params={"name": name},
+        )
+    plugs = PowerPlug.objects.filter(mqtt_username=name).select_related("machine")
+    if plug is not None and plug.pk:
+        plugs = plugs.exclude(pk=plug.pk)
+    other = plugs.first() if bridge is not None else None
+    if other is not None:
+        return ValidationError(
+            _("The power plug of %(machine)s already logs in to the broker as “%(name)s”: choose another."),
+            code="username_plug",
+            params={"name": name, "machine": other.machine.name},
+        )
+    return None
 
 
 class MachineStatus(models.Model):

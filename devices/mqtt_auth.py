@@ -10,6 +10,11 @@ Passwords are generated here, shown once, and stored only as Mosquitto
 ``$7$`` hashes (PBKDF2-HMAC-SHA512, the format ``mosquitto_passwd`` writes
 since Mosquitto 2.0), so ``mqtt_sync`` can write the password file without
 ever knowing a password.
+
+:func:`acl_text` and :func:`password_text` check every row they would write
+first (:func:`data_problems`) and raise :class:`MqttDataError` instead of
+writing anything unsafe: rows may predate the model validators or come from
+fixtures or raw SQL. What is refused, and why, is in :mod:`devices.mqtt_names`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Iterable
@@ -24,16 +30,34 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
 from firmware_bridge import protocol
 from firmware_bridge.adapters.base import ADAPTERS
 
+from . import mqtt_names
 from .models import Bridge, MachineLink, PowerPlug
+from .mqtt_names import filter_problem, filters_overlap, name_problem, topic_problem
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
 SALT_BYTES = 12
+#: The broker's ``max_packet_size``, exported here for the configs the project writes.
+MOSQUITTO_MAX_PACKET_SIZE = mqtt_names.MOSQUITTO_MAX_PACKET_SIZE
 
 Rule = tuple[str, str]  # (access, topic filter): access is read, write or readwrite
+
+_B64 = r"[A-Za-z0-9+/]+={0,2}"
+#: What ``mosquitto_passwd`` writes: ``$7$iterations$salt$hash`` (2.0) or ``$6$salt$hash`` (1.x).
+PASSWORD_HASH_RE = re.compile(rf"\$7\$[1-9][0-9]{{0,9}}\${_B64}\${_B64}|\$6\${_B64}\${_B64}")
+
+
+class MqttDataError(ValueError):
+    """Rows that cannot be written into Mosquitto's files; ``problems`` names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 def new_password() -> str:
@@ -77,9 +101,149 @@ def _plug_rules(kind: str, topic: str) -> tuple[list[Rule], list[Rule]]:
     return rules(topic)
 
 
+def plug_filters(kind: str, topic: str) -> list[str]:
+    """Every topic filter the ACL grants for a plug, to the plug or to its bridge."""
+    plug, bridge = _plug_rules(kind, topic)
+    return sorted({topic_filter for _access, topic_filter in plug + bridge})
+
+
+def _plug_overlap(kind: str, topic: str, others: Iterable[PowerPlug]) -> PowerPlug | str | None:
+    """The contract's filter (a str) or the first of ``others`` whose topics overlap this plug's."""
+    mine = plug_filters(kind, topic)
+    everything = protocol.filter_everything()
+    if any(filters_overlap(f, everything) for f in mine):
+        return everything
+    for other in others:
+        if other.kind not in ADAPTERS or topic_problem(other.topic):
+            continue  # reported on its own row
+        theirs = plug_filters(other.kind, other.topic)
+        if any(filters_overlap(a, b) for a in mine for b in theirs):
+            return other
+    return None
+
+
+def plug_topic_conflict(kind: str, topic: str, *, exclude_pk: int | None = None) -> ValidationError | None:
+    """Why a plug of ``kind`` may not use ``topic`` (for :meth:`PowerPlug.clean`), or None."""
+    if kind not in ADAPTERS:
+        return None  # the field's choices report it
+    others = PowerPlug.objects.exclude(pk=exclude_pk).select_related("machine").order_by("pk")
+    conflict = _plug_overlap(kind, topic, others)
+    if isinstance(conflict, str):
+        return ValidationError(
+            _("These topics overlap the platform's own topics (%(filter)s)."),
+            code="plug_topic_contract",
+            params={"filter": conflict},
+        )
+    if conflict is not None:
+        return ValidationError(
+            _(
+                "These topics overlap those of the power plug of %(machine)s: each plug needs topics of its own."
+            ),
+            code="plug_topic_overlap",
+            params={"machine": conflict.machine.name},
+        )
+    return None
+
+
+def data_problems() -> list[str]:
+    """Every row (and setting) that must not be written into Mosquitto's files, one line each.
+
+    Each line names the model, its pk, the field and the value's ``repr``. Checked:
+    every name against :mod:`devices.mqtt_names` (slugs against the MQTT contract's
+    pattern), password hashes against ``mosquitto_passwd``'s formats, one broker
+    user per name across the hub, bridges and plugs, links within one lab, plug
+    topics of their own, and every topic filter about to be written.
+    """
+    problems: list[str] = []
+
+    def bad(where: str, field: str, value: object, why: str) -> None:
+        problems.append(f"{where} {field}={value!r} {why}")
+
+    def slug(where: str, field: str, value: str) -> None:
+        if not protocol.SLUG_RE.fullmatch(value):
+            bad(where, field, value, name_problem(value) or "is not a slug ([a-z0-9][a-z0-9-]{0,62})")
+
+    def password_hash(where: str, value: str) -> None:
+        if value and not PASSWORD_HASH_RE.fullmatch(value):
+            bad(where, "mqtt_password_hash", value, "is not a mosquitto_passwd hash ($7$… or $6$…)")
+
+    owners: dict[str, list[str]] = {}
+    hub_user, _hub_password = hub_credentials()
+    if hub_user:
+        where = "settings.MQTT_URL"
+        problem = name_problem(hub_user)
+        if problem:
+            bad(where, "user name", hub_user, problem)
+        owners.setdefault(hub_user, []).append(f"the hub ({where})")
+
+    bridges = list(Bridge.objects.select_related("lab").order_by("pk"))
+    for bridge in bridges:
+        where = f"Bridge pk={bridge.pk}"
+        slug(where, "slug", bridge.slug)
+        password_hash(where, bridge.mqtt_password_hash)
+        owners.setdefault(bridge.slug, []).append(f"{where} slug={bridge.slug!r}")
+
+    for link in MachineLink.objects.select_related("bridge__lab", "machine__lab").order_by("pk"):
+        where = f"MachineLink pk={link.pk}"
+        machine, bridge = link.machine, link.bridge
+        slug(f"Lab pk={machine.lab.pk}", "slug", machine.lab.slug)
+        slug(f"Machine pk={machine.pk}", "slug", machine.slug)
+        if machine.lab_id != bridge.lab_id:
+            bad(
+                where,
+                "machine",
+                f"{machine.lab.slug}/{machine.slug}",
+                f"is in lab {machine.lab.slug!r}, but its bridge {bridge.slug!r} serves lab "
+                f"{bridge.lab.slug!r}: a bridge only serves machines of its own lab",
+            )
+
+    plugs = list(PowerPlug.objects.select_related("machine").order_by("pk"))
+    for i, plug in enumerate(plugs):
+        where = f"PowerPlug pk={plug.pk}"
+        problem = name_problem(plug.mqtt_username)
+        if problem:
+            bad(where, "mqtt_username", plug.mqtt_username, problem)
+        password_hash(where, plug.mqtt_password_hash)
+        owners.setdefault(plug.mqtt_username, []).append(f"{where} mqtt_username={plug.mqtt_username!r}")
+        problem = topic_problem(plug.topic)
+        if plug.kind not in ADAPTERS:
+            bad(where, "kind", plug.kind, "is not a plug adapter")
+        elif problem:
+            bad(where, "topic", plug.topic, problem)
+        elif plug.kind == PowerPlug.Kind.TASMOTA and "/" in plug.topic:
+            bad(where, "topic", plug.topic, "has more than one level (a Tasmota topic is one level)")
+        else:
+            # Each pair once: against the plugs after this one.
+            conflict = _plug_overlap(plug.kind, plug.topic, plugs[i + 1 :])
+            if isinstance(conflict, str):
+                bad(where, "topic", plug.topic, f"overlaps the MQTT contract's topics ({conflict})")
+            elif conflict is not None:
+                bad(
+                    where,
+                    "topic",
+                    plug.topic,
+                    f"overlaps the topics of PowerPlug pk={conflict.pk} topic={conflict.topic!r}",
+                )
+
+    for name, who in owners.items():
+        if len(who) > 1:
+            problems.append(f"broker user name {name!r} is used by more than one account: {'; '.join(who)}")
+    return problems
+
+
+def check_data() -> None:
+    """Raise :class:`MqttDataError` listing :func:`data_problems`, if there are any."""
+    problems = data_problems()
+    if problems:
+        raise MqttDataError(problems)
+
+
 def bridge_rules(bridge: Bridge) -> list[Rule]:
     rules: list[Rule] = [("write", protocol.topic_bridge_online(bridge.slug))]
-    links = MachineLink.objects.filter(bridge=bridge).select_related("machine__lab", "machine__power_plug")
+    # Only machines of the bridge's own lab, even if a link to another lab slipped in.
+    links = MachineLink.objects.filter(bridge=bridge, machine__lab_id=bridge.lab_id).select_related(
+        "machine__lab", "machine__power_plug"
+    )
     for link in links.order_by("machine__lab__slug", "machine__slug"):
         lab, machine = link.machine.lab.slug, link.machine.slug
         rules += [
@@ -100,26 +264,42 @@ def hub_rules() -> list[Rule]:
 
 
 def acl_text() -> str:
-    """The whole ACL file. Anonymous clients (the lines before any ``user``) get nothing."""
-    lines = ["# Written by `manage.py mqtt_sync`; edits are overwritten.", ""]
+    """The whole ACL file. Anonymous clients (the lines before any ``user``) get nothing.
 
-    def block(user: str, rules: Iterable[Rule]) -> None:
+    Raises :class:`MqttDataError` (and returns nothing) if any row is unsafe to write.
+    """
+    check_data()
+    lines = ["# Written by `manage.py mqtt_sync`; edits are overwritten.", ""]
+    unsafe: list[str] = []
+
+    def block(user: str, rules: Iterable[Rule], *, hub: bool = False) -> None:
         lines.append(f"user {user}")
-        lines.extend(f"topic {access} {topic}" for access, topic in rules)
+        for access, topic in rules:
+            # The last guard, whatever produced the filter (e.g. a plug adapter's broker_acl).
+            problem = filter_problem(topic, plus=hub)
+            if problem or access not in ("read", "write", "readwrite"):
+                unsafe.append(f"ACL rule for user {user!r}: {access} {topic!r} {problem or 'bad access'}")
+            lines.append(f"topic {access} {topic}")
         lines.append("")
 
     hub_user, _password = hub_credentials()
     if hub_user:
-        block(hub_user, hub_rules())
+        block(hub_user, hub_rules(), hub=True)
     for bridge in Bridge.objects.order_by("slug"):
         block(bridge.slug, bridge_rules(bridge))
     for plug in PowerPlug.objects.order_by("mqtt_username"):
         block(plug.mqtt_username, _plug_rules(plug.kind, plug.topic)[0])
+    if unsafe:
+        raise MqttDataError(unsafe)
     return "\n".join(lines)
 
 
 def password_text() -> str:
-    """The whole password file: ``user:hash`` lines for every account that has a password."""
+    """The whole password file: ``user:hash`` lines for every account that has a password.
+
+    Raises :class:`MqttDataError` (and returns nothing) if any row is unsafe to write.
+    """
+    check_data()
     lines = []
     hub_user, hub_password = hub_credentials()
     if hub_user and hub_password:

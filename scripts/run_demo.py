@@ -101,6 +101,8 @@ def mosquitto_config(root_user: bool) -> Path:
     conf_dir = VAR / "mosquitto"
     (conf_dir / "data").mkdir(parents=True, exist_ok=True)
     conf = conf_dir / "mosquitto.conf"
+    from devices.mqtt_names import MOSQUITTO_MAX_PACKET_SIZE  # after sys.path has the repository
+
     lines = [
         "# Written by `make run`.",
         f"listener {MQTT_PORT} 127.0.0.1",
@@ -113,6 +115,8 @@ def mosquitto_config(root_user: bool) -> Path:
         # subscriber; the hub's persistent session must keep its backlog.
         "max_queued_messages 1000000",
         "max_inflight_messages 1000",
+        # The hub's payload limit plus the largest MQTT header: bigger packets are refused.
+        f"max_packet_size {MOSQUITTO_MAX_PACKET_SIZE}",
         f"pid_file {conf_dir / 'mosquitto.pid'}",
         "log_dest stderr",
     ]

@@ -13,8 +13,10 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 # Slugs are shared with the MQTT contract (firmware_bridge.protocol), hence its pattern.
+# "\Z", not "$": "$" also matches before a trailing newline, and a slug ends up on a line
+# of Mosquitto's ACL file (devices/mqtt_names.py).
 slug_validator = RegexValidator(
-    r"^[a-z0-9][a-z0-9-]{0,62}$",
+    r"\A[a-z0-9][a-z0-9-]{0,62}\Z",
     _("Use 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit."),
 )
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from devices.hub import UNKNOWN_BRIDGE, UNKNOWN_MACHINE, reason_of
 from devices.models import MachineStatus
+from devices.mqtt_names import MOSQUITTO_MAX_PACKET_SIZE
 from firmware_bridge import protocol
 from tests.devices.conftest import hub_thread, make_machine, new_sid, wait_until
 from tests.factories import LabFactory
@@ -77,8 +78,9 @@ def hostile(draw):
         payload = draw(st.binary(max_size=100) | st.text(max_size=50).map(str.encode))
     elif choice == 1:  # JSON, but the wrong shape or types
         payload = draw(payload_wrong_types(kind) | junk.map(lambda j: json.dumps(j).encode()))
-    elif choice == 2:  # huge
-        payload = b'{"v":1,"pad":"' + b"x" * draw(st.integers(protocol.MAX_PAYLOAD_BYTES, 200_000)) + b'"}'
+    elif choice == 2:  # huge, yet small enough for the broker's max_packet_size to let through
+        size = draw(st.integers(protocol.MAX_PAYLOAD_BYTES, MOSQUITTO_MAX_PACKET_SIZE - 1024))
+        payload = b'{"v":1,"pad":"' + b"x" * size + b'"}'
     elif choice == 3:  # a machine that does not exist (valid everything else)
         topic = TOPIC_BUILDERS["telemetry"](LAB, f"ghost-{draw(st.integers(0, 10**6))}")
         payload = protocol.encode(protocol.Telemetry(ts=1, sid=new_sid(), seq=1, values={"power_w": 1}))

@@ -4,7 +4,9 @@ Every test that needs MQTT starts one of these on a free loopback port, so
 tests never share a broker and never touch a system-wide one. Persistence is
 on (the reliability tests restart the broker and expect queued QoS 1 messages
 to survive) and ``max_queued_messages`` is 0 (no bound), because Mosquitto's
-default of 1000 silently drops messages for a slow subscriber.
+default of 1000 silently drops messages for a slow subscriber. ``max_packet_size``
+is the project's (:data:`devices.mqtt_names.MOSQUITTO_MAX_PACKET_SIZE`), as on a
+production broker.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import subprocess
 import time
 import urllib.parse
 from pathlib import Path
+
+from devices.mqtt_names import MOSQUITTO_MAX_PACKET_SIZE
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -74,6 +78,7 @@ class Mosquitto:
             f"persistence_location {self.workdir}/",
             "persistence_file mosquitto.db",
             "max_queued_messages 0",
+            f"max_packet_size {MOSQUITTO_MAX_PACKET_SIZE}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",

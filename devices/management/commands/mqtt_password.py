@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from devices.models import Bridge, PowerPlug
 from devices.mqtt_auth import set_bridge_password, set_plug_password
+from devices.mqtt_names import name_problem
 
 
 class Command(BaseCommand):
@@ -18,6 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("name")
 
     def handle(self, *args, kind: str, name: str, **options):
+        problem = name_problem(name)
+        if problem:
+            # mqtt_sync would refuse to write this account: a password for it would never work.
+            raise CommandError(
+                f"{name!r} {problem}: it cannot be a broker user name; rename the {kind} first"
+            )
         try:
             if kind == "bridge":
                 password = set_bridge_password(Bridge.objects.get(slug=name))

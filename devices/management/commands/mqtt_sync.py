@@ -1,4 +1,9 @@
-"""Write Mosquitto's password and ACL files from the database, then reload the broker."""
+"""Write Mosquitto's password and ACL files from the database, then reload the broker.
+
+Every row is checked before anything is written (``devices.mqtt_auth.data_problems``):
+if one is unsafe, the command fails naming each offending row and both files
+stay exactly as they were.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from devices.mqtt_auth import acl_text, password_text, write_atomically
+from devices.mqtt_auth import MqttDataError, acl_text, password_text, write_atomically
 
 
 class Command(BaseCommand):
@@ -28,8 +33,17 @@ class Command(BaseCommand):
         parser.add_argument("--reload-pid", type=Path, help="Mosquitto's pid file: send it SIGHUP to reload")
 
     def handle(self, *args, password_file: Path, acl_file: Path, group, reload_pid, **options):
-        write_atomically(password_file, password_text())
-        write_atomically(acl_file, acl_text())
+        try:
+            # Both texts first: a refusal must leave both old files in place.
+            passwords, acl = password_text(), acl_text()
+        except MqttDataError as exc:
+            lines = "\n".join(f"  {problem}" for problem in exc.problems)
+            raise CommandError(
+                f"nothing written: {len(exc.problems)} problem(s); "
+                f"fix them (e.g. in the admin) and run mqtt_sync again:\n{lines}"
+            ) from exc
+        write_atomically(password_file, passwords)
+        write_atomically(acl_file, acl)
         if group:
             for path in (password_file, acl_file):
                 shutil.chown(path, group=group)
