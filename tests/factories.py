@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.labs.models import Lab, Machine, MachineType, MaintenanceWindow, OpeningHours
-from fablab.members.models import Certification, MemberProfile, Training
+from fablab.members.models import Certification, MemberProfile, Programme, Training
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -119,3 +119,23 @@ class BookingFactory(factory.django.DjangoModelFactory):
     member = factory.SubFactory(UserFactory)
     blocked_until = factory.LazyAttribute(lambda b: b.end + dt.timedelta(minutes=b.machine.buffer_minutes))
     status = Booking.Status.CONFIRMED
+
+
+class ProgrammeFactory(factory.django.DjangoModelFactory):
+    """A funding programme; ``labs=[...]`` and ``officers=[...]`` fill its two lists."""
+
+    class Meta:
+        model = Programme
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Programme {n}")
+
+    @factory.post_generation
+    def labs(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.labs.add(*extracted)
+
+    @factory.post_generation
+    def officers(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.officers.add(*extracted)

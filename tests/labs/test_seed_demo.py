@@ -12,11 +12,24 @@ from django.utils import timezone
 
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.labs.models import Closure, Lab, Machine, OpeningHours
-from fablab.members.models import Certification, MemberProfile, Training
+from fablab.members import roles
+from fablab.members.models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [Lab, OpeningHours, Closure, Machine, Training, Certification, QuotaPolicy, Booking, MemberProfile]
+MODELS = [
+    Lab,
+    OpeningHours,
+    Closure,
+    Machine,
+    Training,
+    Certification,
+    CertificationAudit,
+    QuotaPolicy,
+    Booking,
+    MemberProfile,
+    Programme,
+]
 
 
 def seed() -> None:
@@ -48,8 +61,15 @@ def test_the_demo_is_what_the_readme_promises():
     assert {c.training for c in Certification.objects.filter(member=maker).active()} == trainings
     assert not Certification.objects.filter(member=newbie).exists()
     manager = User.objects.get(username="manager")
-    assert set(manager.managed_labs.all()) == set(labs)
-    assert MemberProfile.objects.get(user__username="officer").is_programme_officer
+    assert set(roles.managed_labs(manager)) == set(labs)
+    # The manager needs no Django admin: nobody in the demo is staff or a network administrator.
+    assert not User.objects.filter(is_staff=True).exists()
+    assert not User.objects.filter(is_superuser=True).exists()
+    officer = User.objects.get(username="officer")
+    assert set(roles.overseen_labs(officer)) == set(labs)
+    assert not roles.manages_any_lab(officer)
+    # The demo's certifications are audited like any grant.
+    assert CertificationAudit.objects.filter(action="grant").count() == Certification.objects.count()
     # Other makers' bookings, made through the rules, fill the coming days.
     upcoming = Booking.objects.filter(end__gt=timezone.now(), status__in=Booking.ACTIVE)
     assert upcoming.exclude(member__username__in=["anouk", "karim"]).count() == 0
