@@ -9,11 +9,19 @@
   (org and bucket from ``INFLUX_ORG``/``INFLUX_BUCKET``). Queries still use
   InfluxQL on ``/query`` (Flux is not in InfluxDB 3).
 
+Credentials: v1 servers with ``auth-enabled`` take a user and password, given
+as the userinfo of the URL (``INFLUX_URL=http://user:pass@host:8086``, percent-encoded)
+or as ``username``/``password``; they are sent as HTTP basic auth on every request
+(never in the query string, which servers log) and never appear in error messages.
+
 Writes are synchronous and raise on failure: :class:`InfluxUnavailable` when
 the server cannot take the batch now (connection refused, timeout, 5xx, 404
-database not found — retry or spool it) and :class:`InfluxRejected` when it
-refuses the data itself (400). The caller (the hub) batches about 5,000 lines
-or one second, and acknowledges the MQTT messages only after a write returned.
+database not found, 401/403 wrong or missing credentials — retry or spool it) and
+:class:`InfluxRejected` when it refuses the data itself (400). The caller (the hub)
+batches about 5,000 lines or one second, and acknowledges the MQTT messages only
+after a write returned. :meth:`InfluxStore.write_isolating` writes a batch the server
+refuses half by half, so one bad line costs only itself, never the other machines'
+points in the same batch.
 
 Line protocol: measurement ``telemetry`` (fields = the reading's values) and
 ``machine_state`` (``state`` as a string field, ``code`` numeric), tags
@@ -26,9 +34,11 @@ that it is byte-identical to influxdb-client's ``Point.to_line_protocol()``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -60,6 +70,30 @@ class InfluxUnavailable(InfluxError):
 
 class InfluxRejected(InfluxError):
     """The server refused the data itself (400): retrying the same lines cannot help."""
+
+
+#: Requests one :meth:`InfluxStore.write_isolating` may spend on bisecting: enough to find a
+#: handful of bad lines in a 5,000-line batch (about 26 requests each). Past it, the chunks
+#: still refused are given up whole (and kept by the caller), instead of thousands of requests.
+MAX_ISOLATING_REQUESTS = 400
+#: Below this size a refused chunk is tried line by line rather than halved again.
+ISOLATE_ONE_BY_ONE = 4
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without userinfo, user, password)``: ``http://u:p@h:8086`` → ``("http://h:8086", "u", "p")``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None, None
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # an IPv6 address
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user = urllib.parse.unquote(parts.username or "")
+    password = urllib.parse.unquote(parts.password or "")
+    return clean, user, password
 
 
 # ----------------------------------------------------------------------------- line protocol
@@ -153,9 +187,15 @@ class InfluxStore:
         token: str = "",
         org: str = "",
         bucket: str = "",
+        username: str | None = None,
+        password: str | None = None,
         timeout_s: float = 10.0,
     ) -> None:
-        self.url = url.rstrip("/")
+        url, url_user, url_password = split_credentials(url)
+        if username is None and url_user is not None:
+            username, password = url_user, url_password
+        self.url = url.rstrip("/")  # without credentials: it appears in logs and errors
+        self.username = username or None
         self.token = token or ""
         self.v2 = bool(self.token)
         self.org = org
@@ -175,7 +215,12 @@ class InfluxStore:
         )
         self._api = self._client.api_client
         # Explicit header: the generated auth_settings() also builds basic auth and fails without a user.
-        self._auth_headers = {"Authorization": f"Token {self.token}"} if self.v2 else {}
+        self._auth_headers: dict[str, str] = {}
+        if self.v2:
+            self._auth_headers = {"Authorization": f"Token {self.token}"}
+        elif self.username:
+            pair = f"{self.username}:{password or ''}".encode()
+            self._auth_headers = {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS) if self.v2 else None
 
     @classmethod
@@ -214,7 +259,7 @@ class InfluxStore:
                     "/write",
                     "POST",
                     query_params=[("db", self.database), ("precision", "ms")],
-                    header_params={"Content-Type": "text/plain; charset=utf-8"},
+                    header_params={"Content-Type": "text/plain; charset=utf-8", **self._auth_headers},
                     body=body.encode("utf-8"),
                     response_type=None,
                     auth_settings=[],
@@ -225,12 +270,44 @@ class InfluxStore:
         except Exception as exc:  # urllib3 connection errors, timeouts, resets
             raise InfluxUnavailable(f"InfluxDB write to {self.url} failed: {exc}") from None
 
+    def write_isolating(self, lines: Sequence[str]) -> list[tuple[list[str], str]]:
+        """Write ``lines``; when the server refuses them (400), isolate the refused ones.
+
+        A refused chunk is halved and each half written again (one line alone below
+        :data:`ISOLATE_ONE_BY_ONE`), so every line the server accepts is written and
+        only the refused ones are returned, as ``[(lines, server's answer)]`` —
+        single lines unless :data:`MAX_ISOLATING_REQUESTS` ran out. Points carry
+        their timestamps, so a line written twice (a partial write, then its half
+        again) is stored once. Raises :class:`InfluxUnavailable` as
+        :meth:`write_lines` does (some chunks may be written by then: writing the
+        whole batch again later is harmless).
+        """
+        refused: list[tuple[list[str], str]] = []
+        pending = [list(lines)] if lines else []
+        requests = 0
+        while pending:
+            chunk = pending.pop()
+            try:
+                requests += 1
+                self.write_lines(chunk)
+            except InfluxRejected as exc:
+                if len(chunk) == 1 or requests >= MAX_ISOLATING_REQUESTS:
+                    refused.append((chunk, str(exc)))
+                elif len(chunk) <= ISOLATE_ONE_BY_ONE:
+                    pending.extend([line] for line in reversed(chunk))
+                else:
+                    mid = len(chunk) // 2
+                    pending.extend((chunk[mid:], chunk[:mid]))
+        return refused
+
     @staticmethod
     def _api_error(exc: ApiException, what: str) -> InfluxError:
         body = (exc.body or b"")[:500] if isinstance(exc.body, bytes | str) else ""
         if isinstance(body, bytes):
             body = body.decode("utf-8", "replace")
         message = f"InfluxDB {what}: HTTP {exc.status} {body}".strip()
+        if exc.status in (401, 403):
+            message += " (wrong or missing credentials: user:password in INFLUX_URL, or INFLUX_TOKEN)"
         # 404 = database/bucket not found (yet): a configuration the operator can fix, keep the data.
         if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 408, 429):
             return InfluxRejected(message)

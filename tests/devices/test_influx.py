@@ -21,6 +21,7 @@ from devices.influx import (
 )
 from devices.influx_spool import Spool
 from tests.support.influx_v2_shim import InfluxV2Shim
+from tests.support.influxdb import InfluxDB
 
 TAGS = telemetry_tags(lab="bxl-centre", machine="prusa-1", machine_type="3d-printer", adapter="octoprint")
 T0 = 1_780_000_000_000
@@ -167,3 +168,103 @@ def test_the_spool_keeps_refused_batches_apart(influx, tmp_path: Path):
     spool.append([telemetry_line(TAGS, {"power_w": 1.0}, T0)])
     assert spool.drain(store.write_lines) == 1
     assert spool.pending() == 0 and spool.rejected() == 1
+
+
+# ------------------------------------------------------------------ a bad line in a batch
+
+
+def test_one_bad_line_never_loses_other_machines_points(influx):
+    """A field type conflict and an unparsable line, in a batch of three machines' points."""
+    store = InfluxStore(influx.url, database=influx.database)
+    # "mood" becomes a string field of the shard that holds T0 (types are per shard).
+    store.write_lines([f'telemetry,lab=x,machine=evil mood="grumpy" {T0 - 1000}'])
+    machines = [telemetry_tags(lab="bxl", machine=f"m{i}", machine_type="t", adapter="a") for i in range(3)]
+    good = [telemetry_line(machines[i % 3], {"power_w": float(i)}, T0 + i) for i in range(300)]
+    conflict = telemetry_line(
+        telemetry_tags(lab="x", machine="evil", machine_type="t", adapter="a"), {"mood": 1.0}, T0
+    )
+    garbage = "this is not line protocol"
+    batch = [*good[:100], conflict, *good[100:250], garbage, *good[250:]]
+    with pytest.raises(InfluxRejected):
+        store.write_lines(batch)  # the whole batch, as one request, is refused
+
+    refused = store.write_isolating(batch)
+
+    assert sorted(lines[0] for lines, _error in refused) == sorted([conflict, garbage])
+    assert all(len(lines) == 1 and "HTTP 400" in error for lines, error in refused)
+    assert any("conflict" in error for _lines, error in refused)
+    for i in range(3):
+        assert influx.count(f'SELECT count("power_w") FROM "telemetry" WHERE machine = \'m{i}\'') == 100  # noqa: S608
+
+
+def test_isolating_a_clean_batch_is_one_write(influx):
+    store = InfluxStore(influx.url, database=influx.database)
+    assert (
+        store.write_isolating([telemetry_line(TAGS, {"power_w": float(i)}, T0 + i) for i in range(10)]) == []
+    )
+    assert store.write_isolating([]) == []
+    assert influx.count('SELECT count("power_w") FROM "telemetry"') == 10
+
+
+def test_isolating_stops_bisecting_when_its_request_budget_runs_out(influx, monkeypatch):
+    """Every line bad: the budget bounds the requests; nothing is lost (the rest comes back whole)."""
+    import devices.influx
+
+    monkeypatch.setattr(devices.influx, "MAX_ISOLATING_REQUESTS", 10)
+    store = InfluxStore(influx.url, database=influx.database)
+    bad = [f"telemetry,lab=x power_w=oops{i} {i}" for i in range(1000)]
+    refused = store.write_isolating(bad)
+    assert sorted(line for lines, _e in refused for line in lines) == sorted(bad)
+    assert len(refused) < 30
+
+
+def test_an_unavailable_server_during_isolation_is_unavailable_not_refused(influx):
+    store = InfluxStore(influx.url, database=influx.database)
+    influx.stop()
+    with pytest.raises(InfluxUnavailable):
+        store.write_isolating([telemetry_line(TAGS, {"power_w": 1.0}, T0)])
+
+
+# ----------------------------------------------------------------------- v1 credentials
+
+
+@pytest.fixture
+def influx_auth(tmp_path: Path):
+    server = InfluxDB(tmp_path / "influxdb-auth", auth=("fablab-admin", "p@ss:w/rd 'x'"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_influx_v1_credentials_are_used(influx_auth):
+    url = influx_auth.url_with_credentials
+    assert "p%40ss%3Aw%2Frd" in url  # percent-encoded in the URL, as INFLUX_URL carries them
+    store = InfluxStore(url, database="fresh")
+    assert store.url == influx_auth.url  # the password never reaches logs or error messages
+    store.ensure_database()
+    store.write_lines([telemetry_line(TAGS, {"power_w": float(i)}, T0 + i) for i in range(5)])
+    assert influx_auth.count('SELECT count("power_w") FROM "fresh".."telemetry"') == 5
+    assert len(store.telemetry_series("bxl-centre", "prusa-1", T0, ["power_w"])["power_w"]) == 5
+
+    explicit = InfluxStore(
+        influx_auth.url, database="fresh", username="fablab-admin", password="p@ss:w/rd 'x'"
+    )
+    explicit.write_lines([telemetry_line(TAGS, {"power_w": 9.0}, T0 + 9)])
+    assert influx_auth.count('SELECT count("power_w") FROM "fresh".."telemetry"') == 6
+
+
+def test_influx_v1_without_or_with_wrong_credentials_is_a_clear_error(influx_auth):
+    line = telemetry_line(TAGS, {"power_w": 1.0}, T0)
+    anonymous = InfluxStore(influx_auth.url, database=influx_auth.database)
+    with pytest.raises(InfluxUnavailable, match=r"HTTP 401 .*credentials: user:password in INFLUX_URL"):
+        anonymous.write_lines([line])
+    with pytest.raises(InfluxUnavailable, match="401"):
+        anonymous.query('SELECT * FROM "telemetry"')
+    wrong = InfluxStore(f"http://fablab-admin:nope@127.0.0.1:{influx_auth.port}", database="fablab")
+    with pytest.raises(InfluxUnavailable, match="401") as caught:
+        wrong.write_lines([line])
+    assert "nope" not in str(caught.value)
+    # Unavailable, not refused: the hub spools the batch until the operator fixes the credentials.
+    assert influx_auth.count('SELECT count("power_w") FROM "telemetry"') == 0

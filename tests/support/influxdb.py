@@ -6,10 +6,15 @@ starts it on free loopback ports (the HTTP API and the backup listener that 1.6
 always opens), with its data under the test's directory, so tests never share a
 server and never touch a system-wide one. ``start()`` may be called again after
 ``stop()``: same ports, same data (the reliability tests stop it mid-stream).
+
+``InfluxDB(dir, auth=("admin", "secret"))`` starts it with ``auth-enabled = true`` and
+creates that admin user on first start (InfluxDB accepts exactly that statement
+without credentials while no user exists); the helper's own queries then use it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import signal
@@ -29,12 +34,15 @@ INFLUXD = "/usr/bin/influxd"
 class InfluxDB:
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, *, database: str = "fablab") -> None:
+    def __init__(
+        self, workdir: Path, *, database: str = "fablab", auth: tuple[str, str] | None = None
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port(self.host)
         self.backup_port = free_port(self.host)
         self.database = database
+        self.auth = auth
         self.proc: subprocess.Popen[bytes] | None = None
         self.conf_path = self.workdir / "influxdb.conf"
         self.log_path = self.workdir / "influxd.log"
@@ -42,6 +50,14 @@ class InfluxDB:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def url_with_credentials(self) -> str:
+        """``http://user:pass@host:port`` (percent-encoded), as ``INFLUX_URL`` would carry them."""
+        if self.auth is None:
+            return self.url
+        user, password = (urllib.parse.quote(x, safe="") for x in self.auth)
+        return f"http://{user}:{password}@{self.host}:{self.port}"
 
     def _write_config(self) -> None:
         d = self.workdir
@@ -58,6 +74,7 @@ bind-address = "{self.host}:{self.backup_port}"
 [http]
   bind-address = "{self.host}:{self.port}"
   log-enabled = false
+  auth-enabled = {"true" if self.auth else "false"}
 [monitor]
   store-enabled = false
 [continuous_queries]
@@ -91,6 +108,11 @@ bind-address = "{self.host}:{self.backup_port}"
                 self.stop(signal.SIGKILL)
                 raise RuntimeError(f"influxd did not answer on {self.url} within {timeout}s")
             time.sleep(0.05)
+        if self.auth and not (self.workdir / "meta" / "admin-created").exists():
+            user, password = self.auth
+            escaped = password.replace("\\", "\\\\").replace("'", "\\'")
+            self.query(f"CREATE USER \"{user}\" WITH PASSWORD '{escaped}' WITH ALL PRIVILEGES", database=None)
+            (self.workdir / "meta" / "admin-created").touch()
         self.query(f'CREATE DATABASE "{self.database}"', database=None)
         return self
 
@@ -111,8 +133,11 @@ bind-address = "{self.host}:{self.backup_port}"
         db = self.database if database == "" else database
         if db:
             params["db"] = db
-        data = urllib.parse.urlencode(params).encode()
-        with urllib.request.urlopen(self.url + "/query", data=data, timeout=30) as resp:
+        request = urllib.request.Request(self.url + "/query", data=urllib.parse.urlencode(params).encode())
+        if self.auth is not None:
+            token = base64.b64encode(":".join(self.auth).encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=30) as resp:
             body = json.loads(resp.read())
         result = body["results"][0]
         if "error" in result:
