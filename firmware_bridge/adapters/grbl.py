@@ -17,9 +17,16 @@ What it does, in its own I/O thread (:meth:`GrblAdapter.setup` starts it):
 - streams G-code files with the character-counting protocol (:meth:`GrblAdapter.start_job`), pauses
   (``!``), resumes (``~``) and cancels (feed hold, then soft reset once the hold is complete, so no
   ``ALARM:3``; if one comes anyway the adapter unlocks with ``$X`` and says so in the event);
+- acknowledges a command only once GRBL's own status reports confirm it, within ``confirm_timeout_s``
+  (:data:`CONFIRM_TIMEOUT_S`): ``pause`` when the hold is complete (``Hold:0``), ``resume`` when the
+  machine left ``Hold`` (a resume during a hold that still decelerates, ``Hold:1``, first waits for
+  ``Hold:0``: GRBL ignores a cycle start before that), ``cancel`` when the job has ended and the machine
+  stands still, ``disable`` when a running machine is held. Otherwise :class:`CommandError`
+  ``not_confirmed`` (the command was sent, the machine did not show it) — never a hopeful ``ok``;
 - exposes the pass-through pty for a sender (see :mod:`firmware_bridge.passthrough` for the rules);
-- enforces the interlock: while disabled it refuses jobs, resumes and the sender's cycle start, and
-  feed-holds any ``Run`` (cancels any ``Jog``) it sees.
+- enforces the interlock: while disabled it refuses jobs and resumes, feed-holds any ``Run`` (cancels
+  any ``Jog``) it sees, and answers every line of the sender ``error:9`` itself and drops every realtime
+  byte but ``?``, so nothing else of the sender's reaches the controller.
 
 :func:`send_file` streams a file from the command line (``python -m firmware_bridge send``), either
 through a running bridge's pass-through pty or straight to the port.
@@ -71,12 +78,29 @@ log = logging.getLogger(__name__)
 MAX_STATUS_HZ = 5.0
 #: Seconds to wait for the welcome after opening (an Arduino's bootloader takes 1-2 s).
 WELCOME_WAIT_S = 2.5
-#: Seconds a cancel waits for the feed hold to complete before resetting anyway.
+#: Seconds ``send`` waits for the feed hold to complete before resetting anyway.
 HOLD_WAIT_S = 5.0
+#: Default of ``confirm_timeout_s``: how long a command waits for GRBL's reports to confirm it (and a
+#: cancel for the hold to complete before it resets anyway). A hold takes v/a: 8 s from 5000 mm/min at
+#: GRBL's default acceleration of 10 mm/s², far less on a tuned machine.
+CONFIRM_TIMEOUT_S = 10.0
+#: Ack code of a command that was sent but not confirmed by the machine in time.
+NOT_CONFIRMED = "not_confirmed"
+#: What the pass-through answers each line of a sender while the interlock has the machine disabled.
+#: error:9 ("G-code locked out during alarm or jog state") is what senders already show and stop on.
+DISABLED_LINE_REPLY = ("[MSG:FabLab interlock: machine disabled]", "error:9")
 #: A sender job ends after the machine has been Idle this long with no sender line in flight.
 SENDER_JOB_IDLE_S = 2.0
 
-_OPTION_KEYS = {"port", "baudrate", "passthrough", "status_hz", "reset_on_connect", "reconnect_s"}
+_OPTION_KEYS = {
+    "port",
+    "baudrate",
+    "passthrough",
+    "status_hz",
+    "reset_on_connect",
+    "reconnect_s",
+    "confirm_timeout_s",
+}
 _SETTING_WRITE_RE = re.compile(r"^\$(\d+)=(-?[0-9.]+)$")
 
 
@@ -195,7 +219,10 @@ class GrblAdapter(Adapter):
         self.status_hz = float(options.get("status_hz", 4.0))
         self.reset_on_connect = bool(options.get("reset_on_connect", True))
         self.reconnect_s = float(options.get("reconnect_s", 1.0))
+        self.confirm_timeout_s = float(options.get("confirm_timeout_s", CONFIRM_TIMEOUT_S))
         self.settings: dict[int, float] = {}
+        #: Notified (under ``_lock``) on every report, reset, alarm, job end and disconnect.
+        self._changed = threading.Condition(self._lock)
         self._ser: serial.Serial | None = None
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -261,6 +288,11 @@ class GrblAdapter(Adapter):
         rec = options.get("reconnect_s", 1.0)
         if isinstance(rec, bool) or not isinstance(rec, int | float) or not 0 < rec <= 60:
             problems.append(f"options.reconnect_s: must be a number of seconds in (0, 60], got {rec!r}")
+        confirm = options.get("confirm_timeout_s", CONFIRM_TIMEOUT_S)
+        if isinstance(confirm, bool) or not isinstance(confirm, int | float) or not 0 < confirm <= 120:
+            problems.append(
+                f"options.confirm_timeout_s: must be a number of seconds in (0, 120], got {confirm!r}"
+            )
         return problems
 
     # --- life cycle -----------------------------------------------------------------------------------
@@ -315,50 +347,187 @@ class GrblAdapter(Adapter):
     # --- commands (any thread) --------------------------------------------------------------------------
 
     def command(self, action: str, params: Mapping[str, Any] | None = None) -> None:
+        """Carry out ``action`` and return once GRBL's reports confirm it (see the module docstring).
+
+        Raises :class:`CommandError`: ``invalid_state`` when the machine cannot do it now (nothing
+        sent), ``not_confirmed`` when it was sent but the reports did not show it within
+        ``confirm_timeout_s``, ``device_error`` when the port failed. Must not run on the I/O thread.
+        """
         if action in ("enable", "disable"):
             super().command(action, params)
+            if action == "disable":
+                self._confirm_disabled()
             return
+        if action == "pause":
+            self._pause()
+            return
+        if action == "resume":
+            self._resume()
+            return
+        if action == "cancel":
+            self._cancel_job()
+            return
+        raise CommandError("unsupported", f"grbl adapter cannot {action}")
+
+    # Predicates on the last report (called under the lock).
+
+    def _grbl(self) -> tuple[str | None, int | None]:
+        report = self._report
+        return (report.state, report.substate) if report is not None else (None, None)
+
+    def _still_moving(self) -> bool:
+        """Run, Jog, Home, a hold that still decelerates (Hold:1, Door:2) or a door restore (Door:3)."""
+        state, sub = self._grbl()
+        return state in ("Run", "Jog", "Home") or (state, sub) in (("Hold", 1), ("Door", 2), ("Door", 3))
+
+    def _await(self, predicate: Callable[[], bool], deadline: float) -> bool:
+        """Under the lock: wait for ``predicate`` (re-checked on every change) until ``deadline``."""
+        while not predicate():
+            if not self._connected:
+                raise CommandError("device_error", f"{self.machine} went offline ({self._offline_reason})")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.wait(min(remaining, 0.2))
+        return True
+
+    def _ask_now(self) -> None:
+        """Under the lock: let the I/O thread send its next ``?`` at once (if the sender is not polling)."""
+        self._last_poll = 0.0
+
+    def _pause(self) -> None:
         with self._lock:
             if not self._connected:
                 raise CommandError("invalid_state", f"{self.machine} is offline ({self._offline_reason})")
             state = self._contract_state()
-            grbl = self._report.state if self._report else None
-            if action == "pause":
-                if state != RUNNING:
-                    raise CommandError("invalid_state", f"cannot pause: machine is {state}")
-                if grbl == "Jog":
-                    self._write(gp.JOG_CANCEL)
-                else:
-                    self._write(gp.FEED_HOLD)
-                return
-            if action == "resume":
-                if self.interlock and not self._enabled:
+            if state != RUNNING:
+                raise CommandError("invalid_state", f"cannot pause: machine is {state}")
+            jog = self._grbl()[0] == "Jog"
+            self._write(gp.JOG_CANCEL if jog else gp.FEED_HOLD)
+            self._ask_now()
+            deadline = time.monotonic() + self.confirm_timeout_s
+
+            def stopped() -> bool:
+                grbl, sub = self._grbl()
+                if jog:
+                    return grbl in ("Idle", "Hold", "Door") and not self._still_moving()
+                return (grbl, sub) in (("Hold", 0), ("Door", 0), ("Door", 1)) or grbl in ("Alarm", "Idle")
+
+            if not self._await(stopped, deadline):
+                raise CommandError(
+                    NOT_CONFIRMED,
+                    f"{'jog cancel' if jog else 'feed hold'} sent, but GRBL still reports "
+                    f"{self.grbl_state} after {self.confirm_timeout_s:g} s",
+                )
+            grbl = self._grbl()[0]
+            if grbl == "Alarm":
+                raise CommandError("device_error", f"{self.machine} went into alarm while pausing")
+            if grbl == "Idle" and not jog:
+                # The motion ended before the hold took hold: nothing is paused, and GRBL says so.
+                raise CommandError("invalid_state", "cannot pause: the machine finished its motion first")
+
+    def _resume(self) -> None:
+        with self._lock:
+            deadline = time.monotonic() + self.confirm_timeout_s
+            self._check_resumable()
+            if self._still_moving():
+                # A hold still decelerating (Hold:1, Door:2): GRBL would drop a '~' now (protocol.c:
+                # cycle start only when the hold is complete). Wait for Hold:0 first, then resume.
+                self._ask_now()
+                if not self._await(lambda: not self._still_moving() or not self._resumable(), deadline):
                     raise CommandError(
-                        "invalid_state", "cannot resume: the machine is disabled by the interlock"
+                        NOT_CONFIRMED,
+                        f"cannot resume yet: the hold is still decelerating ({self.grbl_state}) after "
+                        f"{self.confirm_timeout_s:g} s; resume not sent",
                     )
-                if state != PAUSED:
-                    raise CommandError("invalid_state", f"cannot resume: machine is {state}")
-                if self._door_open:
-                    raise CommandError("invalid_state", "cannot resume: the safety door is open")
-                self._write(gp.CYCLE_START)
+                self._check_resumable()
+            self._write(gp.CYCLE_START)
+            self._ask_now()
+            if not self._await(lambda: self._grbl()[0] not in ("Hold", "Door"), deadline):
+                raise CommandError(
+                    NOT_CONFIRMED,
+                    f"cycle start sent, but GRBL still reports {self.grbl_state} after "
+                    f"{self.confirm_timeout_s:g} s",
+                )
+            if self._grbl()[0] == "Alarm":
+                raise CommandError("device_error", f"{self.machine} went into alarm while resuming")
+
+    def _resumable(self) -> bool:
+        try:
+            self._check_resumable()
+        except CommandError:
+            return False
+        return True
+
+    def _check_resumable(self) -> None:
+        """Under the lock: raise ``invalid_state`` unless a resume may be sent now or once the hold completes."""
+        if self.interlock and not self._enabled:
+            raise CommandError("invalid_state", "cannot resume: the machine is disabled by the interlock")
+        if not self._connected:
+            raise CommandError("invalid_state", f"{self.machine} is offline ({self._offline_reason})")
+        state = self._contract_state()
+        if state != PAUSED:
+            raise CommandError("invalid_state", f"cannot resume: machine is {state}")
+        if self._door_open:
+            raise CommandError("invalid_state", "cannot resume: the safety door is open")
+
+    def _cancel_job(self) -> None:
+        with self._lock:
+            if not self._connected:
+                raise CommandError("invalid_state", f"{self.machine} is offline ({self._offline_reason})")
+            state = self._contract_state()
+            if state not in (RUNNING, PAUSED) and self._job is None and self._pending_job is None:
+                raise CommandError("invalid_state", f"nothing to cancel: machine is {state}")
+            if self._pending_job is not None and self._job is None:
+                job, self._pending_job = self._pending_job, None
+                self._finish_job(job, "cancelled", {"reason": "cancelled before it started"})
                 return
-            if action == "cancel":
-                if state not in (RUNNING, PAUSED) and self._job is None and self._pending_job is None:
-                    raise CommandError("invalid_state", f"nothing to cancel: machine is {state}")
-                if self._pending_job is not None and self._job is None:
-                    job, self._pending_job = self._pending_job, None
-                    self._finish_job(job, "cancelled", {"reason": "cancelled before it started"})
-                    return
-                if self._cancel is None:
-                    self._cancel = _Cancel("cancelled", {"reason": "cancel command"}, time.monotonic())
-                return
-        raise CommandError("unsupported", f"grbl adapter cannot {action}")
+            if self._cancel is None:
+                self._cancel = _Cancel("cancelled", {"reason": "cancel command"}, time.monotonic())
+            job = self._job
+            # The hold may take confirm_timeout_s, then the reset's welcome up to 5 s.
+            deadline = time.monotonic() + self.confirm_timeout_s + 6.0
+
+            def done() -> bool:
+                ended = job is None or job.outcome is not None
+                return (
+                    ended and self._cancel is None and self._grbl()[0] in ("Idle", "Alarm", "Check", "Sleep")
+                )
+
+            if not self._await(done, deadline):
+                raise CommandError(
+                    NOT_CONFIRMED,
+                    f"cancel under way, but GRBL still reports {self.grbl_state} after "
+                    f"{self.confirm_timeout_s + 6.0:g} s",
+                )
+
+    def _confirm_disabled(self) -> None:
+        """After ``disable``: a machine that was running must be seen standing still (held)."""
+        with self._lock:
+            if not self._connected or not self.interlock:
+                return  # offline: nothing can run; it is held at reconnect if it does
+            self._ask_now()
+            deadline = time.monotonic() + self.confirm_timeout_s
+            if not self._await(lambda: not self._still_moving() or self._grbl()[0] == "Home", deadline):
+                raise CommandError(
+                    NOT_CONFIRMED,
+                    f"disabled, and a feed hold sent, but GRBL still reports {self.grbl_state} after "
+                    f"{self.confirm_timeout_s:g} s",
+                )
 
     def set_enabled(self, enabled: bool, *, initial: bool = False) -> None:
-        """Record the interlock; disabling feed-holds a running job (never on ``initial`` restore)."""
+        """Record the interlock; disabling feed-holds a running job (never on ``initial`` restore).
+
+        Disabling also answers the sender's lines that wait in the bridge with ``error:9``: from now on
+        nothing of the sender's but ``?`` reaches the controller.
+        """
         with self._lock:
             self._enabled = enabled if self.interlock else True
-            if initial or self._enabled or not self._connected:
+            if self._enabled:
+                return
+            while self._held:
+                self._refuse_sender_line(self._held.popleft())
+            if initial or not self._connected:
                 return
             grbl = self._report.state if self._report else None
             try:
@@ -612,6 +781,7 @@ class GrblAdapter(Adapter):
             log.warning("%s: %s", self.machine, reason)
         if report:
             self._publish_offline(reason)
+        self._changed.notify_all()
 
     # --- from GRBL ------------------------------------------------------------------------------------
 
@@ -753,6 +923,7 @@ class GrblAdapter(Adapter):
             self._start_sender_job()
         if previous is None or previous.state != report.state or previous.substate != report.substate:
             self._publish_status()
+        self._changed.notify_all()
 
     def _on_alarm(self, alarm: gp.Alarm) -> None:
         self._alarm_code = alarm.code
@@ -770,6 +941,7 @@ class GrblAdapter(Adapter):
         if self._report is not None:
             self._report = dataclasses.replace(self._report, state="Alarm", substate=None)
         self._publish_status()
+        self._changed.notify_all()
 
     def _on_message(self, message: gp.Message) -> None:
         log.info("%s: [MSG:%s]", self.machine, message.text)
@@ -813,6 +985,7 @@ class GrblAdapter(Adapter):
             self._report = dataclasses.replace(self._report, state=state, substate=None)
         self._last_poll = 0.0  # ask at once
         self._publish_status()
+        self._changed.notify_all()
 
     # --- from the sender ---------------------------------------------------------------------------------
 
@@ -840,8 +1013,15 @@ class GrblAdapter(Adapter):
         now = time.monotonic()
         if byte == gp.STATUS_QUERY:
             self._polls.sender_polled(now)
-        elif byte == gp.CYCLE_START and self.interlock and not self._enabled:
-            log.warning("%s: cycle start from the sender dropped: disabled by the interlock", self.machine)
+        elif self.interlock and not self._enabled:
+            # Disabled: only status queries pass. A cycle start would resume a held job, overrides and
+            # a reset change what the machine does; the bridge holds it already (a cancel command stops
+            # a job for good).
+            log.warning(
+                "%s: realtime byte 0x%02x from the sender dropped: disabled by the interlock",
+                self.machine,
+                byte[0],
+            )
             return
         elif byte == gp.SOFT_RESET:
             self._held.clear()
@@ -863,10 +1043,21 @@ class GrblAdapter(Adapter):
             self._inflight.append(entry)
             self._answer_local()
             return
+        if self.interlock and not self._enabled:
+            self._refuse_sender_line(line)
+            return
         if self._held or self._bridge_owns_buffer():
             self._held.append(line)
             return
         self._send_sender_line(line)
+
+    def _refuse_sender_line(self, line: bytes) -> None:
+        """Answer a sender's line ``error:9`` here (in its turn after the lines in flight): it never
+        reaches the controller. Spindle and laser words (M3, M4, S…) included."""
+        text = line.decode("ascii", "replace").strip()
+        log.info("%s: sender line %r refused: disabled by the interlock", self.machine, text[:80])
+        self._inflight.append(_InFlight("local", 0, text, reply=list(DISABLED_LINE_REPLY)))
+        self._answer_local()
 
     def _send_sender_line(self, line: bytes) -> None:
         self._write(line)
@@ -952,11 +1143,14 @@ class GrblAdapter(Adapter):
             cancel.phase = "wait_hold"
             return
         if cancel.phase == "wait_hold":
+            # Hold:1 still decelerates, and a reset then throws ALARM:3 (position lost): wait for
+            # Hold:0 (Door:1/Door:0 for a door hold), as long as a command may wait for confirmation.
             stopped = report is not None and (
                 report.state in ("Idle", "Alarm", "Sleep", "Check")
-                or (report.state in ("Hold", "Door") and report.substate in (0, 1))
+                or (report.state == "Hold" and report.substate == 0)
+                or (report.state == "Door" and report.substate in (0, 1))
             )
-            if stopped or now - cancel.started > HOLD_WAIT_S:
+            if stopped or now - cancel.started > self.confirm_timeout_s:
                 self._write(gp.SOFT_RESET)
                 cancel.phase = "wait_welcome"
                 cancel.reset_at = now
@@ -967,6 +1161,7 @@ class GrblAdapter(Adapter):
                     self._job, cancel.outcome, {**cancel.detail, "note": "no welcome after reset"}
                 )
             self._cancel = None
+            self._changed.notify_all()
 
     def _tick_job(self, now: float) -> None:
         job = self._job
@@ -1005,6 +1200,7 @@ class GrblAdapter(Adapter):
         assert job.finished is not None
         job.finished.set()
         self._publish_status()
+        self._changed.notify_all()
 
     # --- reporting -----------------------------------------------------------------------------------------
 

@@ -11,6 +11,12 @@ bridge's adapter and its pass-through cannot tell it from an Arduino on a USB po
   that a client's character counting is right), an 80-character line buffer (``error:11``);
 - a 15-block planner: ``ok`` for a motion line comes when its block enters the planner; moves execute in
   simulated time (distance / feed, arcs by their length, dwells, homing) scaled by ``speed``;
+- a feed hold (``!``, or the door during motion) decelerates at the block's acceleration (``$120``-``$122``
+  along the move's direction) from the speed it had: ``Hold:1`` (``Door:2``) while the machine still
+  moves, for ``v / a`` simulated seconds and ``v² / 2a`` mm along the path, then ``Hold:0`` (``Door:1``/
+  ``Door:0``). A cycle start ``~`` during ``Hold:1`` is ignored, as GRBL does (see :meth:`_cycle_start`);
+  the planned job stays in the planner through the hold. (Acceleration at the start of a move is not
+  modelled: a move starts at its full feed.)
 - realtime bytes ``?`` ``!`` ``~`` Ctrl-X, safety door 0x84, jog cancel 0x85, feed/rapid/spindle
   overrides 0x90-0x9D, spindle stop 0x9E, coolant toggles 0xA0/0xA1;
 - status reports with ``MPos``/``WPos`` (``$10``), ``Bf`` (``$10`` bit 1), ``Ln``, ``FS``, ``Pn``, and
@@ -50,8 +56,6 @@ BUILD = "20190830"
 WELCOME = f"Grbl {VERSION} ['$' for help]"
 PLANNER_BLOCKS = 15  # BLOCK_BUFFER_SIZE 16, one kept free
 LINE_BUFFER_SIZE = 80
-#: Simulated seconds a feed hold takes to decelerate (Hold:1 / Door:2 before Hold:0 / Door:1).
-HOLD_DECEL_S = 0.3
 HOMING_S = 2.0
 
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
@@ -163,6 +167,8 @@ class GrblSimulator:
         self.rx_overflows = 0
         self.resets = 0
         self.received: collections.deque[str] = collections.deque(maxlen=5000)
+        #: Every realtime byte received (``?`` ``!`` ``~`` 0x18 0x80-0xFF), in order.
+        self.realtime_received: collections.deque[int] = collections.deque(maxlen=5000)
         self.sent: collections.deque[str] = collections.deque(maxlen=5000)
         # Physical inputs.
         self.door_open = False
@@ -320,7 +326,7 @@ class GrblSimulator:
         self._cur: _Block | None = None
         self._cur_done = 0.0
         self._pending: _Pending | None = None
-        self._hold_left = 0.0
+        self._hold_v = 0.0  # mm/s while a hold decelerates
         self._home_left = 0.0
         self._restore_left = 0.0
         self._critical = False
@@ -404,8 +410,9 @@ class GrblSimulator:
             self._cur = None
             self._parser_pos = self.mpos
         if self._moving():
+            if not (self.state == "Hold" and self.substate == 1):
+                self._hold_v = self._speed_now()
             self.state, self.substate = "Door", 2
-            self._hold_left = HOLD_DECEL_S
         elif self.state == "Door":
             self.substate = 1
         else:
@@ -494,6 +501,8 @@ class GrblSimulator:
         self._emit_raw(line + "\r\n")
 
     def _on_byte(self, byte: int) -> None:
+        if byte in (0x18, 0x3F, 0x21, 0x7E) or byte >= 0x80:
+            self.realtime_received.append(byte)
         if byte == 0x18:
             self._reset()
             return
@@ -532,12 +541,20 @@ class GrblSimulator:
             self.state = "Idle"
             return
         if self.state == "Run":
+            # st_update_plan_block_parameters(): the stepper re-plans a deceleration to zero from the
+            # speed it has now; the hold is complete (Hold:0) once the machine has stopped.
             self.state, self.substate = "Hold", 1
-            self._hold_left = HOLD_DECEL_S
+            self._hold_v = self._speed_now()
         elif self.state == "Idle":
             self.state, self.substate = "Hold", 0
 
     def _cycle_start(self) -> None:
+        # gnea/grbl protocol.c, protocol_exec_rt_system(), EXEC_CYCLE_START (lines 331-368 of v1.1h):
+        # "Cycle start only when IDLE or when a hold is complete and ready to resume":
+        #     if ((sys.state == STATE_IDLE) || ((sys.state & STATE_HOLD) && (sys.suspend & SUSPEND_HOLD_COMPLETE)))
+        # SUSPEND_HOLD_COMPLETE is set only by EXEC_CYCLE_STOP once the stepper has decelerated to a
+        # stop (report.c prints "Hold:0" then, "Hold:1" before). So a '~' during Hold:1 is dropped, not
+        # remembered: the flag is cleared at the end of that block either way.
         if self.state == "Hold" and self.substate == 0:
             self._spindle_stop = False
             self.state, self.substate = ("Run" if self._has_motion() else "Idle"), None
@@ -549,6 +566,37 @@ class GrblSimulator:
 
     def _has_motion(self) -> bool:
         return self._cur is not None or bool(self._planner)
+
+    def _block_rate(self, block: _Block) -> float:
+        """The block's feed after overrides, mm/min."""
+        if block.rapid:
+            return block.rate * self.rapid_ov / 100.0
+        return block.rate * (1.0 if block.jog else self.feed_ov / 100.0)
+
+    def _speed_now(self) -> float:
+        """The machine's speed along its path, mm/s (0 when nothing executes)."""
+        block = self._cur if self._cur is not None else (self._planner[0] if self._planner else None)
+        return 0.0 if block is None else self._block_rate(block) / 60.0
+
+    def _acceleration(self, block: _Block | None) -> float:
+        """The block's acceleration limit, mm/s²: each moving axis's ``$12x`` over its share of the move.
+
+        As GRBL's planner (``limit_value_by_axis_maximum``): the smallest ``$12x / |unit_x|``. An arc
+        moves X and Y in turn, so it gets the smaller of the two.
+        """
+        accels = [max(float(self.settings.get(120 + i, 10.0)), 1e-6) for i in range(3)]
+        if block is None:
+            return min(accels)
+        if block.arc is not None:
+            limits = [accels[0], accels[1]]
+            if block.target[2] != block.start[2]:
+                limits.append(accels[2])
+            return min(limits)
+        delta = [t - s for t, s in zip(block.target, block.start, strict=True)]
+        length = math.sqrt(sum(d * d for d in delta))
+        if length <= 0:
+            return min(accels)
+        return min(accels[i] / (abs(d) / length) for i, d in enumerate(delta) if d != 0)
 
     def _override(self, byte: int) -> None:
         if byte == 0x90:
@@ -591,13 +639,10 @@ class GrblSimulator:
         decelerating = (self.state == "Hold" and self.substate == 1) or (
             self.state == "Door" and self.substate == 2
         )
-        if self.state in ("Run", "Jog") or decelerating:
+        if self.state in ("Run", "Jog"):
             self._move(dt)
         if decelerating:
-            # Decelerating takes HOLD_DECEL_S simulated seconds, and at least a few ticks of real time.
-            self._hold_left -= min(dt, dt_real * 6)
-            if self._hold_left <= 0:
-                self.substate = 0 if self.state == "Hold" else (1 if self.door_open else 0)
+            self._decelerate(dt)
         if self.state == "Door" and self.substate == 3:
             self._restore_left -= dt
             if self._restore_left <= 0:
@@ -609,6 +654,43 @@ class GrblSimulator:
             if self._pending.seconds <= 0:
                 self._pending = None
                 self._emit("ok")
+
+    def _decelerate(self, dt: float) -> None:
+        """``dt`` simulated seconds of a hold's deceleration: v falls by a·t, the path goes on meanwhile."""
+        block = self._cur if self._cur is not None else (self._planner[0] if self._planner else None)
+        accel = self._acceleration(block)
+        v0 = self._hold_v
+        t = min(dt, v0 / accel) if v0 > 0 else 0.0
+        v1 = max(0.0, v0 - accel * t)
+        self._travel((v0 + v1) / 2.0 * t)
+        self._hold_v = v1
+        if v1 <= 1e-9 or not self._has_motion():
+            self._hold_v = 0.0
+            # protocol.c, EXEC_CYCLE_STOP: the hold is complete (SUSPEND_HOLD_COMPLETE): Hold:0, Door:1/0.
+            self.substate = 0 if self.state == "Hold" else (1 if self.door_open else 0)
+
+    def _travel(self, distance: float) -> None:
+        """Move ``distance`` mm along the planned path (a deceleration's share of it)."""
+        remaining = distance
+        while remaining > 1e-12:
+            if self._cur is None:
+                if not self._planner:
+                    return
+                self._cur = self._planner.popleft()
+                self._cur_done = 0.0
+                if not self._cur.jog:
+                    self._spindle, self._spindle_s = self._cur.spindle, self._cur.s
+                    self._flood, self._mist = self._cur.flood, self._cur.mist
+            block = self._cur
+            left = block.length - self._cur_done
+            if left <= remaining:
+                remaining -= left
+                self.mpos = block.target
+                self._cur = None
+            else:
+                self._cur_done += remaining
+                self.mpos = block.point(self._cur_done / block.length if block.length else 1.0)
+                remaining = 0.0
 
     def _move(self, dt: float) -> None:
         remaining = dt
@@ -622,11 +704,7 @@ class GrblSimulator:
                     self._spindle, self._spindle_s = self._cur.spindle, self._cur.s
                     self._flood, self._mist = self._cur.flood, self._cur.mist
             block = self._cur
-            if block.rapid:
-                rate = block.rate * self.rapid_ov / 100.0
-            else:
-                rate = block.rate * (1.0 if block.jog else self.feed_ov / 100.0)
-            mm_s = max(rate / 60.0, 1e-6)
+            mm_s = max(self._block_rate(block) / 60.0, 1e-6)
             left = block.length - self._cur_done
             need = left / mm_s
             if need <= remaining:
@@ -1163,12 +1241,10 @@ class GrblSimulator:
         if self._cur is not None and self._cur.line is not None and not self._cur.jog:
             fields.append(f"Ln:{self._cur.line}")
         feed = 0.0
-        if (self._cur is not None and self.state in ("Run", "Jog")) or (
-            self._cur is not None and self.state in ("Hold", "Door") and self.substate in (1, 2)
-        ):
-            block = self._cur
-            assert block is not None
-            feed = block.rate * (self.rapid_ov if block.rapid else (100 if block.jog else self.feed_ov)) / 100
+        if self._cur is not None and self.state in ("Run", "Jog"):
+            feed = self._block_rate(self._cur)
+        elif (self.state, self.substate) in (("Hold", 1), ("Door", 2)):
+            feed = self._hold_v * 60.0  # the speed it has slowed down to
         fields.append(f"FS:{_num(feed)},{_num(self._spindle_now())}")
         pins = self.limit_pins + ("D" if self.door_open else "")
         if pins:

@@ -247,20 +247,42 @@ def test_interlock_through_the_passthrough(sim: GrblSimulator, tmp_path: Path, p
         assert "interlock" in out.getvalue() and "error:9" in out.getvalue()
         assert sink.events_of("job_started") == []
         sink.wait(lambda: not adapter.sender_attached, "send_file to close the pass-through")
-        # A sender that just streams is held as soon as GRBL runs; its cycle start is dropped.
+        # A sender that just streams gets error:9 for each line; nothing reaches GRBL.
         sender = open_sender(pt_path, sink)
         try:
-            assert sender.command("G21 G91 G1 X200 F600") == ["ok"]
-            sink.wait_event("interlock_hold")
-            sink.wait_state("paused")
-            sink.wait(lambda: sim.state_name == "Hold:0", "hold complete")
-            sender.write(b"~")
-            seen = adapter.reports_seen
-            sink.wait(lambda: adapter.reports_seen > seen + 3, "more reports")
-            assert sim.state_name == "Hold:0"
+            refused = ["[MSG:FabLab interlock: machine disabled]", "error:9"]
+            assert sender.command("G21 G91 G1 X200 F600") == refused
+            assert sender.status().state == "Idle"  # status queries still pass
+            assert not any("X200" in line for line in sim.received)
             adapter.command("enable")
-            sender.write(b"~")
+            assert sender.command("G21 G91 G1 X200 F100") == ["ok"]
             sink.wait_state("running")
+        finally:
+            sender.close()
+
+
+def test_a_disabled_grbl_passthrough_never_forwards_spindle_commands(
+    sim: GrblSimulator, pt_path: str
+) -> None:
+    sink = RecordingSink()
+    adapter = make_adapter(sim, sink, passthrough=pt_path, interlock=True, enabled=False)
+    with BridgeLoop(adapter):
+        sink.wait_state("idle")
+        sender = open_sender(pt_path, sink)
+        try:
+            received_before = len(sim.received)
+            refused = ["[MSG:FabLab interlock: machine disabled]", "error:9"]
+            for line in ("M3 S1000", "M4 S300", "S500", "G1 X5 F100 S1000 M3", "$X", "$$", "$I", ""):
+                assert sender.command(line) == refused, line
+            realtime_before = list(sim.realtime_received)
+            # Cycle start, feed hold, reset, spindle override and stop, door: all dropped; '?' answered.
+            sender.write(b"~!\x18\x9a\x9e\x84")
+            report = sender.status()
+            assert report.state == "Idle" and report.spindle in (None, 0)
+            sink.wait(lambda: 0x3F in list(sim.realtime_received)[len(realtime_before) :], "the ? at GRBL")
+            assert [b for b in list(sim.realtime_received)[len(realtime_before) :] if b != 0x3F] == []
+            assert list(sim.received)[received_before:] == []  # not one line reached the controller
+            assert sim.spindle_output() == 0.0
         finally:
             sender.close()
 
