@@ -1,12 +1,16 @@
 """Settings for the FabLab platform, read from the environment.
 
-Every variable has a default that works for ``make run`` on one machine.
+``DEBUG`` is off unless set: production is the default, and ``make run`` and
+``make test`` set ``DEBUG=true`` themselves. With ``DEBUG`` on, every variable
+has a default that works on one machine; with it off, ``SECRET_KEY`` is
+required and cookies, HSTS and HTTPS follow docs/deploy.md.
 A wrong value stops the process at start with one line that names it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -42,6 +46,23 @@ def env_bool(name: str, default: bool) -> bool:
     return default
 
 
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        _fail(name, f"must be a whole number of at least {minimum}, not {raw!r}")
+    return value
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
 def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     value = env(name, default)
     parts = urlsplit(value)
@@ -50,11 +71,17 @@ def env_url(name: str, default: str, schemes: tuple[str, ...]) -> str:
     return value
 
 
-DEBUG = env_bool("DEBUG", True)
+# Off unless set: a forgotten variable must not publish tracebacks and settings.
+DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env("SECRET_KEY")
+if not DEBUG and len(SECRET_KEY) < 50:
+    # Django's own deploy check wants 50 characters; a short key is a guessable one.
+    _fail(
+        "SECRET_KEY",
+        "must be set to at least 50 random characters when DEBUG is off"
+        + ("" if not SECRET_KEY else f" (it has {len(SECRET_KEY)})"),
+    )
 if not SECRET_KEY:
-    if not DEBUG:
-        _fail("SECRET_KEY", "must be set when DEBUG is off")
     # A per-checkout key for development, kept out of the repository.
     key_file = VAR_DIR / "secret_key"
     if not key_file.exists():
@@ -77,9 +104,53 @@ def local_secret(name: str) -> str:
     return path.read_text().strip()
 
 
-ALLOWED_HOSTS = [h.strip() for h in env("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
-CSRF_TRUSTED_ORIGINS = [o.strip() for o in env("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if urlsplit(_origin).scheme not in ("http", "https"):
+        _fail(
+            "CSRF_TRUSTED_ORIGINS", f"must list origins such as https://fablab.example.org, not {_origin!r}"
+        )
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
+
+# HTTPS. With DEBUG off the cookies are Secure unless a lab serving plain HTTP on its
+# own network says otherwise (SESSION_COOKIE_SECURE=false, CSRF_COOKIE_SECURE=false,
+# SECURE_SSL_REDIRECT=false). HSTS is never on by default: once a browser has seen
+# it, the site cannot go back to HTTP for SECURE_HSTS_SECONDS.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: board.js, htmx forms and Swagger UI take the
+# token from the page (csrfmiddlewaretoken / {% csrf_token %}).
+CSRF_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+
+def _proxy_ssl_header(raw: str) -> tuple[str, str] | None:
+    # Only behind a proxy that always sets (overwrites) this header; otherwise a
+    # client could send it and pass for HTTPS.
+    if not raw:
+        return None
+    if not re.fullmatch(r"HTTP_[A-Z0-9_]+", raw):
+        _fail(
+            "SECURE_PROXY_SSL_HEADER",
+            f"must name a request header as Django sees it, e.g. HTTP_X_FORWARDED_PROTO, not {raw!r}",
+        )
+    return (raw, "https")
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header(env("SECURE_PROXY_SSL_HEADER").strip())
+
+# Error reports (the debug page, error mails) hide every *_URL and every password in a URL.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "fablab.error_reporting.CredentialMaskingFilter"
+DEFAULT_EXCEPTION_REPORTER = "fablab.error_reporting.CredentialMaskingReporter"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -204,8 +275,13 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-MQTT_URL = env("MQTT_URL") or f"mqtt://fablab-hub:{local_secret('mqtt-hub')}@127.0.0.1:18830"
-env_url("MQTT_URL", MQTT_URL, ("mqtt", "mqtts"))
+# With DEBUG on, the hub's account on the private broker `make run` starts. With it
+# off there is no default: the hub and mqtt_sync need MQTT_URL, the web starts without.
+MQTT_URL = env("MQTT_URL")
+if MQTT_URL:
+    env_url("MQTT_URL", MQTT_URL, ("mqtt", "mqtts"))
+elif DEBUG:
+    MQTT_URL = f"mqtt://fablab-hub:{local_secret('mqtt-hub')}@127.0.0.1:18830"
 MQTT_PASSWORD_FILE = Path(env("MQTT_PASSWORD_FILE", str(VAR_DIR / "mosquitto" / "passwords")))
 MQTT_ACL_FILE = Path(env("MQTT_ACL_FILE", str(VAR_DIR / "mosquitto" / "acl")))
 INFLUX_URL = env_url("INFLUX_URL", "http://127.0.0.1:18086", ("http", "https"))
