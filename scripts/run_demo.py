@@ -155,6 +155,9 @@ def manage(*args: str, env: dict) -> None:
 
 def main() -> int:
     sup = Supervisor()
+    # The demo runs the development settings, in this process and every child
+    # (DEBUG is off unless set); scripts/run.sh sets it too.
+    os.environ["DEBUG"] = "true"
     env = dict(os.environ)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fablab.settings")
     sys.path.insert(0, str(ROOT))

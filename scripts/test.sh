@@ -10,12 +10,28 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh dev
 PY=.venv/bin/python
 export PYTHONDONTWRITEBYTECODE=1
+# The suite tests the development settings (pyproject.toml's pytest options set
+# this too); the production ones are checked below and in tests/test_settings_production.py.
+export DEBUG=true
 export CHROMIUM_PATH="${CHROMIUM_PATH:-$(command -v chromium || true)}"
 
 echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -40; echo "ruff format: run 'make lint'"; exit 1; }
 $PY manage.py makemigrations --check --dry-run >/dev/null || { echo "models and migrations differ: run makemigrations"; exit 1; }
+
+echo "== production settings (docs/deploy.env.example, DEBUG unset)"
+deploy_var="$(mktemp -d)"
+(
+    set -a
+    . docs/deploy.env.example
+    set +a
+    unset DEBUG
+    SECRET_KEY="$($PY -c 'import secrets; print(secrets.token_urlsafe(50))')"
+    FABLAB_VAR_DIR="$deploy_var"  # not /var/lib/fablab on a developer's machine
+    $PY manage.py check --deploy --fail-level WARNING
+) || { rm -rf "$deploy_var"; echo "the documented production settings fail manage.py check --deploy"; exit 1; }
+rm -rf "$deploy_var"
 
 PG_URL="${DATABASE_URL:-}"
 unset DATABASE_URL
