@@ -17,7 +17,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from fablab.labs.models import Lab, Machine, MaintenanceWindow
+from fablab.labs.models import Closure, Lab, Machine, MaintenanceWindow, OpeningHours
 from fablab.members import roles
 from fablab.members.forms import GrantCertificationForm, MemberLookupForm, RevokeCertificationForm
 from fablab.members.models import Certification, CertificationAudit
@@ -26,6 +26,7 @@ from fablab.members.services import CertificationError, certification_grant, cer
 from . import selectors, services
 from .errors import BookingError
 from .forms import MaintenanceWindowForm
+from .manage_forms import ClosureForm, MachinePolicyForm, OpeningHoursForm
 from .models import Booking
 
 #: Rows of the certification list and of its audit shown at once.
@@ -247,3 +248,64 @@ def day(request, lab: str):
 
 def _display_name(user) -> str:
     return user.get_full_name() or user.username
+
+
+@login_required
+def lab_settings(request, lab: str):
+    """A managed lab's opening hours and closures (add, delete), and links to its machines' policies."""
+    lab = get_object_or_404(Lab, slug=lab)
+    _require_lab(request.user, lab)
+    which = request.POST.get("form") if request.method == "POST" else None
+    hours_form = OpeningHoursForm(
+        request.POST if which == "hours" else None, instance=OpeningHours(lab=lab), prefix="hours"
+    )
+    closure_form = ClosureForm(
+        request.POST if which == "closure" else None, instance=Closure(lab=lab), prefix="closure"
+    )
+    bound = {"hours": hours_form, "closure": closure_form}.get(which)
+    if bound is not None and bound.is_valid():
+        bound.save()
+        messages.success(request, _("Opening hours added.") if which == "hours" else _("Closure added."))
+        return redirect("booking:lab_settings", lab=lab.slug)
+    context = {
+        "lab": lab,
+        "hours_form": hours_form,
+        "closure_form": closure_form,
+        "hours": lab.opening_hours.order_by("weekday", "opens"),
+        "closures": lab.closures.filter(ends_on__gte=timezone.localtime(timezone.now(), lab.tz).date()),
+        "machines": lab.machines.order_by("name"),
+    }
+    return render(request, "booking/manage/lab_settings.html", context)
+
+
+@login_required
+@require_POST
+def delete_opening_hours(request, lab: str, pk: int):
+    hours = get_object_or_404(OpeningHours.objects.select_related("lab"), pk=pk, lab__slug=lab)
+    _require_lab(request.user, hours.lab)
+    hours.delete()
+    messages.success(request, _("Opening hours deleted."))
+    return redirect("booking:lab_settings", lab=lab)
+
+
+@login_required
+@require_POST
+def delete_closure(request, lab: str, pk: int):
+    closure = get_object_or_404(Closure.objects.select_related("lab"), pk=pk, lab__slug=lab)
+    _require_lab(request.user, closure.lab)
+    closure.delete()
+    messages.success(request, _("Closure deleted."))
+    return redirect("booking:lab_settings", lab=lab)
+
+
+@login_required
+def machine_settings(request, machine_id: int):
+    """A managed machine's booking policy; its identity and required training stay with the admins."""
+    machine = get_object_or_404(Machine.objects.select_related("lab"), pk=machine_id)
+    _require_lab(request.user, machine.lab)
+    form = MachinePolicyForm(request.POST or None, instance=machine)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, _("Booking policy of %(machine)s saved.") % {"machine": machine.name})
+        return redirect("booking:lab_settings", lab=machine.lab.slug)
+    return render(request, "booking/manage/machine_settings.html", {"machine": machine, "form": form})

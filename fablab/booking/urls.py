@@ -30,4 +30,16 @@ urlpatterns = [
     path("manage/machines/<int:machine_id>/maintenance/", manage_views.maintenance, name="maintenance"),
     path("manage/maintenance/<int:pk>/delete/", manage_views.delete_maintenance, name="delete_maintenance"),
     path("manage/labs/<slug:lab>/day/", manage_views.day, name="day"),
+    path("manage/labs/<slug:lab>/settings/", manage_views.lab_settings, name="lab_settings"),
+    path(
+        "manage/labs/<slug:lab>/hours/<int:pk>/delete/",
+        manage_views.delete_opening_hours,
+        name="delete_opening_hours",
+    ),
+    path(
+        "manage/labs/<slug:lab>/closures/<int:pk>/delete/", manage_views.delete_closure, name="delete_closure"
+    ),
+    path(
+        "manage/machines/<int:machine_id>/settings/", manage_views.machine_settings, name="machine_settings"
+    ),
 ]
