@@ -12,6 +12,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.test import Client
+from django.urls import reverse
 
 from devices import consumers, live
 from devices.models import Command, MachineStatus
@@ -362,3 +363,304 @@ def test_a_board_left_idle_longer_than_redis_waits_still_gets_the_next_change(re
         return frame
 
     assert async_to_sync(scenario)()["ts"] == 1_800_000_000_777
+
+
+# ---------------------------------------------------------------- rights are re-checked, not decided once
+
+FAR = 3600.0  # an interval no test reaches: the re-check under test is the only one that runs
+
+
+def _texts_of(frame: dict) -> str:
+    return json.dumps(frame)
+
+
+def _remove_manager(board) -> None:
+    board["lab"].managers.remove(board["manager"])
+
+
+def test_a_removed_manager_stops_receiving_names(in_memory_layer, monkeypatch):  # noqa: F811
+    board = make_board()
+    monkeypatch.setattr(consumers, "REFRESH_MIN_S", 0.0)
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", FAR)
+    monkeypatch.setattr(consumers, "RIGHTS_TTL_S", FAR)
+
+    async def scenario():
+        comm = await _open(board["manager"])
+        first = await comm.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(_remove_manager)(board)
+        await comm.send_json_to({"type": "refresh"})
+        again = await comm.receive_json_from(timeout=TIMEOUT)
+        nothing = await comm.receive_nothing(timeout=0.2)
+        await comm.disconnect()
+        return first, again, nothing
+
+    first, again, nothing = async_to_sync(scenario)()
+    assert first["manager"] is True and "Karim Other" in _texts_of(first)
+    assert again["type"] == "snapshot" and again["manager"] is False
+    for name in ("Karim", "Other", "Anouk", "maker-a", "maker-b"):
+        assert name not in _texts_of(again)
+    assert _by_slug(again)["printer-1"]["booking"]["holder"] is None
+    assert _by_slug(again)["printer-1"]["job"]["name"] is None
+    assert nothing  # one snapshot for the refresh, not two
+
+
+def test_a_removed_manager_is_downgraded_without_any_refresh_or_frame(in_memory_layer, monkeypatch):  # noqa: F811
+    """A silent board: nothing is pushed and the browser asks for nothing, yet the timer re-checks."""
+    board = make_board()
+    monkeypatch.setattr(consumers, "RIGHTS_TTL_S", FAR)
+    # The timer re-reads the rights all along; nothing changes until the manager is removed.
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", 0.05)
+
+    async def scenario():
+        comm = await _open(board["manager"])
+        await comm.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(_remove_manager)(board)
+        frame = await comm.receive_json_from(timeout=TIMEOUT)
+        await comm.disconnect()
+        return frame
+
+    frame = async_to_sync(scenario)()
+    assert frame["type"] == "snapshot" and frame["manager"] is False
+    assert "Karim" not in _texts_of(frame)
+
+
+def _record_and_push_command(board) -> str:
+    from django.utils import timezone
+
+    now = timezone.now()
+    command = Command.objects.create(
+        machine=board["printer"],
+        action="pause",
+        issued_by=board["manager"],
+        issued_at=now,
+        expires_at=now,
+        result=Command.Result.SENT,
+    )
+    live.push_command(Command.objects.select_related("machine__lab", "issued_by").get(pk=command.pk))
+    return str(command.pk)
+
+
+def test_a_removed_manager_stops_receiving_command_frames(in_memory_layer, monkeypatch):  # noqa: F811
+    board = make_board()
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", FAR)
+
+    async def scenario():
+        comm = await _open(board["manager"])
+        await comm.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(_remove_manager)(board)
+        # Rights older than this are read again before anything is forwarded: here, always.
+        monkeypatch.setattr(consumers, "RIGHTS_TTL_S", 0.0)
+        await database_sync_to_async(_record_and_push_command)(board)
+        downgraded = await comm.receive_json_from(timeout=TIMEOUT)
+        no_command = await comm.receive_nothing(timeout=0.3)
+        await database_sync_to_async(_update_printer)("running", 1_800_000_000_321)
+        status = await comm.receive_json_from(timeout=TIMEOUT)
+        await comm.disconnect()
+        return downgraded, no_command, status
+
+    downgraded, no_command, status = async_to_sync(scenario)()
+    assert downgraded["type"] == "snapshot" and downgraded["manager"] is False
+    assert no_command
+    assert status["type"] == "machine" and status["ts"] == 1_800_000_000_321
+    assert status["job"]["name"] is None  # the job name of a machine someone else holds
+
+
+def test_a_maker_made_manager_gets_the_full_board_on_the_next_check(in_memory_layer, monkeypatch):  # noqa: F811
+    board = make_board()
+    monkeypatch.setattr(consumers, "REFRESH_MIN_S", 0.0)
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", FAR)
+
+    async def scenario():
+        comm = await _open(board["maker_a"])
+        await comm.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(board["lab"].managers.add)(board["maker_a"])
+        await comm.send_json_to({"type": "refresh"})
+        again = await comm.receive_json_from(timeout=TIMEOUT)
+        command_id = await database_sync_to_async(_record_and_push_command)(board)
+        command = await comm.receive_json_from(timeout=TIMEOUT)
+        await comm.disconnect()
+        return again, command_id, command
+
+    again, command_id, command = async_to_sync(scenario)()
+    assert again["manager"] is True
+    assert _by_slug(again)["printer-1"]["booking"]["holder"] == "Karim Other"
+    assert command["type"] == "command" and command["id"] == command_id
+
+
+def test_a_deactivated_user_is_closed_on_the_next_frame(in_memory_layer, monkeypatch):  # noqa: F811
+    board = make_board()
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", FAR)
+
+    def deactivate():
+        board["maker_a"].is_active = False
+        board["maker_a"].save(update_fields=["is_active"])
+
+    async def scenario():
+        comm = await _open(board["maker_a"])
+        await comm.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(deactivate)()
+        monkeypatch.setattr(consumers, "RIGHTS_TTL_S", 0.0)
+        await database_sync_to_async(_update_printer)("paused", 1_800_000_000_555)
+        message = await comm.receive_output(timeout=TIMEOUT)
+        await comm.wait(timeout=TIMEOUT)
+        return message
+
+    message = async_to_sync(scenario)()
+    assert message == {"type": "websocket.close", "code": consumers.CLOSE_UNAUTHENTICATED}
+
+
+def _site_socket(client: Client) -> WebsocketCommunicator:
+    """A socket through the site's own ASGI stack (session cookie, auth), as a browser opens it."""
+    from fablab.asgi import application
+
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    return WebsocketCommunicator(
+        application, "/ws/labs/board-lab/", headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", cookie)]
+    )
+
+
+def _closed_after(client: Client, change, *, refresh: bool) -> dict:
+    """The close message after ``change`` (and a refresh when ``refresh``; else the timer must see it)."""
+
+    async def scenario():
+        comm = _site_socket(client)
+        connected, _ = await comm.connect(timeout=TIMEOUT)
+        assert connected
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await database_sync_to_async(change)()
+        if refresh:
+            await comm.send_json_to({"type": "refresh"})
+        message = await comm.receive_output(timeout=TIMEOUT)
+        await comm.wait(timeout=TIMEOUT)
+        return message
+
+    return async_to_sync(scenario)()
+
+
+def test_a_logged_out_user_is_closed_on_the_next_check(in_memory_layer, monkeypatch):  # noqa: F811
+    board = make_board()
+    monkeypatch.setattr(consumers, "REFRESH_MIN_S", 0.0)
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", FAR)
+    client = Client()
+    client.force_login(board["manager"])
+    message = _closed_after(client, client.logout, refresh=True)
+    assert message == {"type": "websocket.close", "code": consumers.CLOSE_UNAUTHENTICATED}
+
+
+def test_a_logged_out_user_is_closed_by_the_timer_on_a_silent_board(in_memory_layer, monkeypatch):  # noqa: F811
+    board = make_board()
+    monkeypatch.setattr(consumers, "RIGHTS_TTL_S", FAR)
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", 0.05)
+    client = Client()
+    client.force_login(board["maker_a"])
+    message = _closed_after(client, client.logout, refresh=False)
+    assert message == {"type": "websocket.close", "code": consumers.CLOSE_UNAUTHENTICATED}
+
+
+def test_a_password_change_closes_the_sockets_of_the_old_session(in_memory_layer, monkeypatch):  # noqa: F811
+    """As for pages: a session made with the old password no longer signs anyone in."""
+    board = make_board()
+    monkeypatch.setattr(consumers, "REFRESH_MIN_S", 0.0)
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", FAR)
+    client = Client()
+    client.force_login(board["maker_a"])
+
+    def change_password():
+        board["maker_a"].set_password("a whole new secret 42")
+        board["maker_a"].save()
+
+    message = _closed_after(client, change_password, refresh=True)
+    assert message == {"type": "websocket.close", "code": consumers.CLOSE_UNAUTHENTICATED}
+
+
+def test_a_signed_in_user_on_the_site_stack_stays_connected_across_checks(in_memory_layer, monkeypatch):  # noqa: F811
+    """The re-check itself must not end a valid session (it reads the session; it does not replace it)."""
+    board = make_board()
+    monkeypatch.setattr(consumers, "REFRESH_MIN_S", 0.0)
+    monkeypatch.setattr(consumers, "RECHECK_EVERY_S", FAR)
+    client = Client()
+    client.force_login(board["manager"])
+
+    async def scenario():
+        comm = _site_socket(client)
+        connected, _ = await comm.connect(timeout=TIMEOUT)
+        assert connected
+        await comm.receive_json_from(timeout=TIMEOUT)
+        snapshots = []
+        for _ in range(3):
+            await comm.send_json_to({"type": "refresh"})
+            snapshots.append(await comm.receive_json_from(timeout=TIMEOUT))
+        await comm.disconnect()
+        return snapshots
+
+    snapshots = async_to_sync(scenario)()
+    assert [s["manager"] for s in snapshots] == [True, True, True]
+    assert client.get(reverse("members:profile")).status_code == 200  # the session still signs in pages
+
+
+# ---------------------------------------------------------------- machine errors: makers never see the bridge's text
+
+LEAKY_MESSAGE = "OctoPrint at http://10.1.2.3:5000/api/job is unreachable: [Errno 111] on /dev/ttyUSB0"
+
+
+def _printer_fails() -> None:
+    status = MachineStatus.objects.select_related("machine__lab").get(machine__slug="printer-1")
+    status.state = "error"
+    status.error_code = "unreachable"
+    status.error_message = LEAKY_MESSAGE
+    status.status_ts = 1_800_000_000_404
+    status.save()
+    live.push_status(status, ts=status.status_ts)
+
+
+def _assert_no_internal_address(text: str) -> None:
+    for leak in ("10.1.2.3", "5000", "/dev/tty", "ttyUSB0", "http://", "Errno"):
+        assert leak not in text, leak
+
+
+def test_a_makers_frames_never_carry_the_bridges_error_message(in_memory_layer):  # noqa: F811
+    board = make_board()
+
+    async def scenario():
+        manager = await _open(board["manager"])
+        maker = await _open(board["maker_a"])
+        await manager.receive_json_from(timeout=TIMEOUT)
+        await maker.receive_json_from(timeout=TIMEOUT)
+        await database_sync_to_async(_printer_fails)()
+        frames = (
+            await manager.receive_json_from(timeout=TIMEOUT),
+            await maker.receive_json_from(timeout=TIMEOUT),
+        )
+        await maker.disconnect()
+        # A new socket: the snapshot is filtered the same way.
+        maker = await _open(board["maker_b"])
+        snapshot = await maker.receive_json_from(timeout=TIMEOUT)
+        await maker.disconnect()
+        await manager.disconnect()
+        return frames, snapshot
+
+    (manager_frame, maker_frame), snapshot = async_to_sync(scenario)()
+    assert manager_frame["error"] == {"code": "unreachable", "message": LEAKY_MESSAGE}
+    assert maker_frame["error"] == {"code": "unreachable", "message": None}
+    _assert_no_internal_address(json.dumps(maker_frame))
+    # maker_b holds the printer: their own job name, but still not the bridge's text.
+    printer = _by_slug(snapshot)["printer-1"]
+    assert printer["error"] == {"code": "unreachable", "message": None}
+    assert printer["job"]["name"] == "karim-bracket.gcode"
+    _assert_no_internal_address(json.dumps(snapshot))
+
+
+def test_a_makers_pages_show_the_errors_explanation_not_its_message(in_memory_layer):  # noqa: F811
+    from devices import machine_errors
+
+    board = make_board()
+    _printer_fails()
+    maker, manager = Client(), Client()
+    maker.force_login(board["maker_a"])
+    manager.force_login(board["manager"])
+    explanation = str(machine_errors.EXPLANATIONS["unreachable"]).replace("'", "&#x27;")
+    for url in ("/labs/board-lab/board/", "/labs/board-lab/machines/printer-1/live/"):
+        page = maker.get(url).content.decode()
+        _assert_no_internal_address(page)
+        assert explanation in page
+        assert "10.1.2.3:5000" in manager.get(url).content.decode()

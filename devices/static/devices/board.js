@@ -12,6 +12,9 @@
   var stringsNode = document.getElementById("board-strings");
   if (!list || !stringsNode || !window.WebSocket) return;
   var T = JSON.parse(stringsNode.textContent);
+  // A maker's frames carry an error's kind, not the bridge's message: its explanation comes from the page.
+  var errorsNode = document.getElementById("board-error-strings");
+  var ERRORS = errorsNode ? JSON.parse(errorsNode.textContent) : {};
   var liveState = document.getElementById("live-state");
   var manager = list.dataset.manager === "1";
   var only = list.dataset.only || null;
@@ -132,8 +135,9 @@
       alerts.appendChild(el("li", "badge alert alert-" + alert.kind, alert.label || T.alerts[alert.kind] || alert.kind));
     });
     if (data.error && data.error.code) {
-      alerts.appendChild(el("li", "badge alert alert-error",
-        data.error.code + (data.error.message ? ": " + data.error.message : "")));
+      alerts.appendChild(el("li", "badge alert alert-error", data.error.message
+        ? data.error.code + ": " + data.error.message
+        : ERRORS[data.error.code] || ERRORS.error || data.error.code));
     }
 
     var job = field(card, "job");
@@ -188,6 +192,16 @@
         button.hidden = !show[button.value];
       });
     }
+  }
+
+  // The server re-checks the viewer's rights; a snapshot with manager: false means they were taken away.
+  function dropManagerTools() {
+    manager = false;
+    list.dataset.manager = "0";
+    Array.prototype.forEach.call(document.querySelectorAll("form.commands, .cmd-status"), function (node) { node.remove(); });
+    var audit = document.getElementById("command-audit");
+    var section = audit && audit.closest("section");
+    if (section) section.remove();
   }
 
   function apply(frame) {
@@ -288,6 +302,7 @@
       var frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       if (frame.type === "snapshot") {
+        if (frame.manager === false && manager) dropManagerTools();
         machines = {};
         frame.machines.forEach(function (m) { machines[m.machine] = m; if (!only || m.machine === only) paint(m); });
         setLive("live", T.live);
