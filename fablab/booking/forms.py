@@ -6,13 +6,11 @@ import datetime as dt
 import re
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from fablab.labs.models import Machine, MaintenanceWindow
-from fablab.members.models import Training
 
 from . import selectors
 from .templatetags.fablab_tags import duration as duration_label
@@ -113,49 +111,6 @@ class BookingForm(forms.Form):
     @property
     def end_moment(self) -> dt.datetime:
         return self.start_moment + dt.timedelta(minutes=self.cleaned_data["duration"])
-
-
-class GrantCertificationForm(forms.Form):
-    member = forms.CharField(label=_("Member"), max_length=254, help_text=_("Username or email address."))
-    training = forms.ModelChoiceField(label=_("Training"), queryset=Training.objects.all())
-    expires_on = forms.DateField(
-        label=_("Valid until (optional)"),
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
-        help_text=_("Leave empty to use the training's own validity period, if it has one."),
-    )
-
-    def clean_member(self):
-        value = self.cleaned_data["member"].strip()
-        users = get_user_model().objects.filter(is_active=True)
-        by_name = users.filter(username__iexact=value)
-        if by_name.count() == 1:
-            return by_name.get()
-        by_email = users.filter(email__iexact=value)
-        count = by_email.count()
-        if count == 1:
-            return by_email.get()
-        if count > 1:
-            raise forms.ValidationError(_("Several members share this email address; use the username."))
-        raise forms.ValidationError(_("No member has this username or email address."))
-
-    def clean_expires_on(self):
-        value = within_reach(self.fields["expires_on"], self.cleaned_data.get("expires_on"))
-        if value is not None and value < timezone.localdate():
-            raise forms.ValidationError(_("This date has already passed."))
-        return value
-
-    def expires_at(self, now: dt.datetime) -> dt.datetime | None:
-        """Midnight after the chosen day (local time), or the training's validity, or never."""
-        day = self.cleaned_data.get("expires_on")
-        if day is not None:
-            return dt.datetime.combine(
-                day + dt.timedelta(days=1), dt.time(0), tzinfo=timezone.get_current_timezone()
-            )
-        training = self.cleaned_data["training"]
-        if training.validity_days:
-            return now + dt.timedelta(days=training.validity_days)
-        return None
 
 
 class MaintenanceWindowForm(forms.ModelForm):
