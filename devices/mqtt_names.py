@@ -99,6 +99,8 @@ def topic_problem(value: object) -> str | None:
         return "is empty"
     if len(value) > MAX_NAME_LENGTH:
         return f"is longer than {MAX_NAME_LENGTH} characters"
+    if "/" not in value:
+        return name_problem(value)
     for level in value.split("/"):
         if level == "":
             return "has an empty level (a leading, trailing or doubled '/')"
