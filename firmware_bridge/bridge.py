@@ -359,7 +359,11 @@ class MachineRunner:
         else:
             result = self._execute(cmd)
         self.bridge.spool.put_command(self.key, cmd.id, result)
-        if result.ok and cmd.action in ("enable", "disable"):
+        # A disable the machine did not confirm in time was still recorded by the adapter (which keeps
+        # enforcing it): keep it across restarts too.
+        if cmd.action in ("enable", "disable") and (
+            result.ok or (cmd.action == "disable" and result.code == protocol.NOT_CONFIRMED)
+        ):
             self.bridge.spool.set_enabled(self.key, cmd.action == "enable")
             self.initial_enabled = cmd.action == "enable"
         log.info(

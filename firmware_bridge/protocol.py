@@ -106,7 +106,8 @@ UNSUPPORTED = "unsupported"
 INVALID_STATE = "invalid_state"
 DEVICE_ERROR = "device_error"
 INVALID = "invalid"
-ACK_CODES = (EXPIRED, UNSUPPORTED, INVALID_STATE, DEVICE_ERROR, INVALID)
+NOT_CONFIRMED = "not_confirmed"  # sent, but the machine did not report the change within its bound
+ACK_CODES = (EXPIRED, UNSUPPORTED, INVALID_STATE, DEVICE_ERROR, INVALID, NOT_CONFIRMED)
 
 #: Event types the project's adapters emit. The vocabulary is open: any NAME_RE is accepted.
 EVENT_TYPES = (
