@@ -1,11 +1,20 @@
-"""Calendar feeds (RFC 5545): a member's own bookings, and a machine's bookings.
+"""Calendar feeds (RFC 5545): a member's own bookings, and a machine's busy times.
 
 The member feed lives at a secret URL (``MemberProfile.calendar_token``) that
 calendar apps can poll without signing in; resetting the token revokes it.
-The machine feed is public: other people's bookings are a bare "Booked",
-without name, purpose or email. Cancelled bookings stay in the feeds as
-``STATUS:CANCELLED`` so that subscribed calendars drop them; pending ones are
-``TENTATIVE``. Times are written in UTC.
+Cancelled bookings stay in it as ``STATUS:CANCELLED`` so that subscribed
+calendars drop them; pending ones are ``TENTATIVE``.
+
+The machine feed is public, so it shows busy blocks and nothing else: each
+booking that holds the machine is "Busy", with no name, purpose, email or
+status (pending and confirmed look alike; cancelled ones are left out), an
+opaque UID (:func:`busy_uid`: neither the booking's id nor a way to guess
+the next one) and no CREATED, LAST-MODIFIED or SEQUENCE that would tell when
+or how often someone booked. Only the signed-in member's own bookings there
+show what they are. Times are written in UTC.
+
+Links to the feeds are built from ``SITE_URL`` (:func:`absolute_feed_url`),
+never from the request, so they carry the site's scheme and host.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone, translation
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
@@ -38,10 +48,39 @@ _STATUS = {
 }
 
 
+#: Bookings that make a machine busy in its public feed (cancelled and declined ones are not there).
+BUSY = (
+    Booking.Status.PENDING,
+    Booking.Status.CONFIRMED,
+    Booking.Status.CHECKED_IN,
+    Booking.Status.COMPLETED,
+    Booking.Status.NO_SHOW,
+)
+
+
+def _site_host() -> str:
+    return urlsplit(settings.SITE_URL).hostname or "fablab.invalid"
+
+
 def event_uid(booking: Booking) -> str:
-    """Stable across feeds and requests: the host comes from SITE_URL, not from the request."""
-    host = urlsplit(settings.SITE_URL).hostname or "fablab.invalid"
-    return f"booking-{booking.pk}@{host}"
+    """The member feed's UID. Stable across requests: the host comes from SITE_URL, not from the request."""
+    return f"booking-{booking.pk}@{_site_host()}"
+
+
+def busy_uid(booking: Booking) -> str:
+    """The machine feed's UID: stable, but opaque (an HMAC of the booking's id keyed by SECRET_KEY).
+
+    It differs from :func:`event_uid`, so a member subscribed to both feeds
+    gets two events, not one UID with two different contents.
+    """
+    digest = salted_hmac("fablab.booking.ical.busy", str(booking.pk), algorithm="sha256").hexdigest()
+    return f"busy-{digest[:32]}@{_site_host()}"
+
+
+def absolute_feed_url(path: str) -> str:
+    """``path`` (a feed's path, from ``reverse``) on the site's own scheme and host, from SITE_URL."""
+    site = urlsplit(settings.SITE_URL)
+    return f"{site.scheme}://{site.netloc}/{path.lstrip('/')}"
 
 
 def _sequence(booking: Booking) -> int:
@@ -51,10 +90,14 @@ def _sequence(booking: Booking) -> int:
     )
 
 
-def _event(booking: Booking, *, summary: str, description: str = "") -> icalendar.Event:
+def _location(booking: Booking) -> str:
     lab = booking.machine.lab
+    return ", ".join(part for part in (lab.name, lab.address.replace("\n", ", ")) if part)
+
+
+def _event(booking: Booking, *, summary: str, description: str = "", uid: str = "") -> icalendar.Event:
     event = icalendar.Event()
-    event.add("uid", event_uid(booking))
+    event.add("uid", uid or event_uid(booking))
     event.add("dtstamp", booking.updated_at.astimezone(dt.UTC))
     event.add("last-modified", booking.updated_at.astimezone(dt.UTC))
     event.add("created", booking.created_at.astimezone(dt.UTC))
@@ -62,11 +105,30 @@ def _event(booking: Booking, *, summary: str, description: str = "") -> icalenda
     event.add("dtstart", booking.start.astimezone(dt.UTC))
     event.add("dtend", booking.end.astimezone(dt.UTC))
     event.add("summary", summary)
-    event.add("location", ", ".join(part for part in (lab.name, lab.address.replace("\n", ", ")) if part))
+    event.add("location", _location(booking))
     event.add("status", _STATUS.get(booking.status, "CONFIRMED"))
     event.add("transp", "TRANSPARENT" if booking.status == Booking.Status.CANCELLED else "OPAQUE")
     if description:
         event.add("description", description)
+    return event
+
+
+def _busy_event(booking: Booking, *, stamp: dt.datetime) -> icalendar.Event:
+    """Someone else's booking in the public feed: when the machine is busy, nothing more.
+
+    ``stamp`` (the feed's own time, the same for every event) is the
+    required DTSTAMP: the booking's own timestamps would tell when it was made
+    or changed.
+    """
+    event = icalendar.Event()
+    event.add("uid", busy_uid(booking))
+    event.add("dtstamp", stamp)
+    event.add("dtstart", booking.start.astimezone(dt.UTC))
+    event.add("dtend", booking.end.astimezone(dt.UTC))
+    event.add("summary", _("Busy"))
+    event.add("location", _location(booking))
+    event.add("status", "CONFIRMED")
+    event.add("transp", "OPAQUE")
     return event
 
 
@@ -118,19 +180,28 @@ def member_feed(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_GET
 def machine_feed(request: HttpRequest, lab: str, machine: str) -> HttpResponse:
-    """Every booking of one machine; only the signed-in member's own show what they are."""
+    """When one machine is busy; only the signed-in member's own bookings show what they are."""
     found = Machine.objects.select_related("lab").filter(lab__slug=lab, slug=machine).first()
     if found is None:
         raise Http404
-    since = timezone.now() - MACHINE_HISTORY
-    bookings = _bookings(Booking.objects.filter(machine=found, end__gte=since))
+    now = timezone.now()
+    stamp = now.astimezone(dt.UTC).replace(microsecond=0)
+    # Ordered by time only: an order by id would hint at which booking was made first.
+    bookings = (
+        Booking.objects.filter(machine=found, end__gte=now - MACHINE_HISTORY, status__in=BUSY)
+        .select_related("machine", "machine__lab")
+        .order_by("start", "end")
+    )
     viewer = request.user if request.user.is_authenticated else None
     events = []
     for booking in bookings:
         if viewer is not None and booking.member_id == viewer.pk:
-            events.append(_event(booking, summary=_("My booking"), description=booking.purpose))
+            event = _event(
+                booking, summary=_("My booking"), description=booking.purpose, uid=busy_uid(booking)
+            )
         else:
-            events.append(_event(booking, summary=_("Booked")))
+            event = _busy_event(booking, stamp=stamp)
+        events.append(event)
     name = _("%(machine)s at %(lab)s") % {"machine": found.name, "lab": found.lab.name}
     response = _response(
         _calendar(name, events), f"{found.lab.slug}-{found.slug}.ics", private=viewer is not None

@@ -20,6 +20,7 @@ from fablab.members.models import Certification, profile_for
 from . import selectors, services
 from .errors import BookingError
 from .forms import BookingForm, parse_moment
+from .ical import absolute_feed_url
 from .models import Booking
 
 
@@ -88,7 +89,7 @@ def my_bookings(request):
         "upcoming": upcoming,
         "past": past,
         "now": timezone.now(),
-        "calendar_url": request.build_absolute_uri(member_calendar_path(profile.calendar_token)),
+        "calendar_url": absolute_feed_url(member_calendar_path(profile.calendar_token)),
     }
     return render(request, "booking/my_bookings.html", context)
 

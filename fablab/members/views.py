@@ -42,11 +42,13 @@ def profile(request):
         _remember_language(response, member.language)
         messages.success(request, _("Your profile has been saved."))
         return response
+    from fablab.booking.ical import absolute_feed_url
     from fablab.booking.views import member_calendar_path
 
     context = {
         "form": form,
-        "calendar_url": request.build_absolute_uri(member_calendar_path(member.calendar_token)),
+        # The site's scheme and host (SITE_URL), not the request's: behind a proxy that is https.
+        "calendar_url": absolute_feed_url(member_calendar_path(member.calendar_token)),
     }
     return render(request, "members/profile.html", context)
 

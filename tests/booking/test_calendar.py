@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone, translation
 
 from fablab.booking import ical
@@ -134,7 +136,11 @@ def test_inactive_members_feed_is_404(member):
     assert Client().get(f"/calendar/member/{token}.ics").status_code == 404
 
 
-def test_machine_feed_hides_who_booked(member, machine):
+def busy_uid_of(booking: Booking) -> str:
+    return ical.busy_uid(booking)
+
+
+def test_machine_feed_shows_only_busy_blocks(member, machine):
     booking = BookingFactory(
         machine=machine, member=member, start=local(2, 10), end=local(2, 11), purpose="Secret prototype"
     )
@@ -148,18 +154,67 @@ def test_machine_feed_hides_who_booked(member, machine):
 
     cal, raw = fetch("/calendar/machine/centre/prusa.ics")
     text = raw.decode()
-    for secret in ("ada", "Ada", "Lovelace", "example.org", "Secret prototype"):
+    for secret in ("ada", "Ada", "Lovelace", "example.org", "Secret prototype", member.username):
         assert secret not in text
     events = events_by_uid(cal)
-    assert set(events) == {f"booking-{b.pk}@127.0.0.1" for b in (booking, pending, cancelled)}
-    assert f"booking-{other_machine.pk}@127.0.0.1" not in events
-    assert {str(e["SUMMARY"]) for e in events.values()} == {"Booked"}
-    assert all(
-        "DESCRIPTION" not in e and "ORGANIZER" not in e and "ATTENDEE" not in e for e in events.values()
+    # Cancelled bookings are not busy; pending ones look like any other.
+    assert set(events) == {busy_uid_of(b) for b in (booking, pending)}
+    assert busy_uid_of(cancelled) not in events and busy_uid_of(other_machine) not in events
+    assert {str(e["SUMMARY"]) for e in events.values()} == {"Busy"}
+    assert {str(e["STATUS"]) for e in events.values()} == {"CONFIRMED"}
+    for event in events.values():
+        for prop in ("DESCRIPTION", "ORGANIZER", "ATTENDEE", "CREATED", "LAST-MODIFIED", "SEQUENCE", "URL"):
+            assert prop not in event, prop
+    assert events[busy_uid_of(booking)].decoded("DTSTART") == local(2, 10)
+    assert events[busy_uid_of(booking)].decoded("DTEND") == local(2, 11)
+
+
+def test_the_anonymous_machine_feed_names_no_one_and_reveals_no_booking_id(machine):
+    people = [
+        UserFactory(
+            username=f"maker{i}", first_name=f"First{i}", last_name=f"Last{i}", email=f"m{i}@mail.test"
+        )
+        for i in range(3)
+    ]
+    bookings = [
+        BookingFactory(
+            machine=machine,
+            member=person,
+            start=local(2 + i, 10),
+            end=local(2 + i, 11),
+            purpose=f"purpose {i}",
+        )
+        for i, person in enumerate(people)
+    ]
+    cal, raw = fetch("/calendar/machine/centre/prusa.ics")
+    text = raw.decode()
+    for person, booking in zip(people, bookings, strict=True):
+        for secret in (person.username, person.first_name, person.last_name, person.email, booking.purpose):
+            assert secret not in text
+    assert "booking-" not in text
+    uids = [str(e["UID"]) for e in cal.walk("VEVENT")]
+    assert len(uids) == len(set(uids)) == 3
+    for uid, booking in zip(uids, bookings, strict=True):
+        local_part = uid.split("@")[0]
+        assert str(booking.pk) not in local_part.split("-")
+        assert len(local_part) >= len("busy-") + 32  # 128 bits: not guessable from a neighbour's
+
+
+def test_the_machine_feed_does_not_tell_when_or_how_often_bookings_were_made(member, machine):
+    early = BookingFactory(machine=machine, member=member, start=local(2, 10), end=local(2, 11))
+    late = BookingFactory(machine=machine, start=local(3, 10), end=local(3, 11))
+    Booking.objects.filter(pk=early.pk).update(
+        created_at=timezone.now() - dt.timedelta(days=40), updated_at=timezone.now() - dt.timedelta(days=39)
     )
-    assert str(events[f"booking-{pending.pk}@127.0.0.1"]["STATUS"]) == "TENTATIVE"
-    assert str(events[f"booking-{cancelled.pk}@127.0.0.1"]["STATUS"]) == "CANCELLED"
-    assert events[f"booking-{booking.pk}@127.0.0.1"].decoded("DTSTART") == local(2, 10)
+    cal, _raw = fetch("/calendar/machine/centre/prusa.ics")
+    events = list(cal.walk("VEVENT"))
+    assert len(events) == 2
+    # One DTSTAMP for the whole feed, the time it was made: not the bookings' own timestamps.
+    assert len({e.decoded("DTSTAMP") for e in events}) == 1
+    assert abs(events[0].decoded("DTSTAMP") - timezone.now()) < dt.timedelta(minutes=5)
+    # In time order, whoever made them and whenever.
+    assert [e.decoded("DTSTART") for e in events] == [local(2, 10), local(3, 10)]
+    assert [str(e["UID"]) for e in events] == [busy_uid_of(early), busy_uid_of(late)]
 
 
 def test_machine_feed_shows_the_signed_in_members_own_bookings(member, machine):
@@ -171,23 +226,34 @@ def test_machine_feed_shows_the_signed_in_members_own_bookings(member, machine):
     client.force_login(member)
     cal, raw = fetch("/calendar/machine/centre/prusa.ics", client)
     events = events_by_uid(cal)
-    assert str(events[f"booking-{mine.pk}@127.0.0.1"]["DESCRIPTION"]) == "lamp"
-    assert str(events[f"booking-{theirs.pk}@127.0.0.1"]["SUMMARY"]) == "Booked"
+    assert str(events[busy_uid_of(mine)]["DESCRIPTION"]) == "lamp"
+    assert str(events[busy_uid_of(theirs)]["SUMMARY"]) == "Busy"
     assert b"their secret" not in raw
     assert theirs.member.username.encode() not in raw
 
 
-def test_uids_are_stable_across_feeds_and_requests(member, machine):
+def test_uids_are_stable_across_requests_and_differ_between_the_feeds(member, machine):
     booking = BookingFactory(machine=machine, member=member, start=local(2, 10), end=local(2, 11))
     member_url = f"/calendar/member/{profile_for(member).calendar_token}.ics"
-    uids = [
-        set(events_by_uid(fetch(url)[0]))
-        for url in (member_url, member_url, "/calendar/machine/centre/prusa.ics")
-    ]
-    assert uids[0] == uids[1] == uids[2] == {f"booking-{booking.pk}@127.0.0.1"}
+    machine_url = "/calendar/machine/centre/prusa.ics"
+    member_uids = [set(events_by_uid(fetch(member_url)[0])) for _ in range(2)]
+    machine_uids = [set(events_by_uid(fetch(machine_url)[0])) for _ in range(2)]
+    assert member_uids[0] == member_uids[1] == {f"booking-{booking.pk}@127.0.0.1"}
+    assert machine_uids[0] == machine_uids[1] == {busy_uid_of(booking)}
+    # Subscribed to both, a member gets two events, not one UID with two contents.
+    assert not member_uids[0] & machine_uids[0]
+    assert busy_uid_of(booking).endswith("@127.0.0.1")
     # The host in the UID does not depend on the Host header of the request.
-    other_host = Client(HTTP_HOST="localhost").get(member_url)
-    assert set(events_by_uid(icalendar.Calendar.from_ical(other_host.content))) == uids[0]
+    for url, uids in ((member_url, member_uids[0]), (machine_url, machine_uids[0])):
+        other_host = Client(HTTP_HOST="localhost").get(url)
+        assert set(events_by_uid(icalendar.Calendar.from_ical(other_host.content))) == uids
+
+
+def test_the_busy_uid_depends_on_the_secret_key(member, machine, settings):
+    booking = BookingFactory(machine=machine, member=member, start=local(2, 10), end=local(2, 11))
+    before = ical.busy_uid(booking)
+    settings.SECRET_KEY = "another secret key for this test only, long enough to be one"
+    assert ical.busy_uid(booking) != before
 
 
 def test_unknown_machine_feed_is_404(machine):
@@ -221,3 +287,25 @@ def test_a_member_feed_is_in_the_members_language(machine, monkeypatch):
     monkeypatch.setattr(ical, "_", spy)
     fetch(f"/calendar/member/{profile_for(dutch).calendar_token}.ics", Client(HTTP_ACCEPT_LANGUAGE="fr"))
     assert languages and set(languages) == {"nl"}
+
+
+@pytest.mark.parametrize("url_name", ["members:profile", "booking:mine"])
+def test_calendar_links_use_the_sites_scheme_and_host(member, url_name, settings):
+    settings.SITE_URL = "https://fablab.example.org"
+    client = Client()  # the request itself is plain http on another host, as behind a TLS proxy
+    client.force_login(member)
+    response = client.get(reverse(url_name))
+    assert response.status_code == 200
+    page = response.content.decode()
+    token = profile_for(member).calendar_token
+    links = re.findall(r'(?:value|href)="([^"]*\.ics)"', page)
+    assert links == [f"https://fablab.example.org/calendar/member/{token}.ics"]
+    assert "testserver/calendar" not in page
+
+
+def test_absolute_feed_url_takes_scheme_and_host_from_site_url(settings):
+    settings.SITE_URL = "https://fablab.example.org:8443/"
+    assert (
+        ical.absolute_feed_url("/calendar/machine/a/b.ics")
+        == "https://fablab.example.org:8443/calendar/machine/a/b.ics"
+    )
