@@ -25,7 +25,16 @@ hub (brokers send no retained messages to shared subscriptions), and the
 database claims in :mod:`devices.services` make their effects happen once.
 
 Malformed or hostile messages are counted per reason, logged with their topic,
-and acknowledged like the others (so they never block the session).
+and acknowledged like the others (so they never block the session). Logging is
+rate-limited: one line per machine and reason per ``log_repeat_interval`` (with
+the count of the repeats held back), and at most ``log_malformed_per_s`` overall.
+Bounds (see :mod:`firmware_bridge.protocol`): a ``ts`` outside the window around the
+hub's clock refuses the message; a reading that breaks the contract is left out of
+an otherwise valid message (``readings_refused``); a machine's reading names beyond
+:data:`~firmware_bridge.protocol.MAX_READING_NAMES` are left out too
+(``reading_names_refused``). A line InfluxDB refuses is isolated from its batch and
+kept in the spool's ``rejected`` table (``points_rejected``); the batch's other
+points are written.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -52,10 +62,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices import services
-from devices.influx import HUB, InfluxError, InfluxRejected, InfluxStore, fields_line, state_line, tag_prefix
+from devices.influx import HUB, InfluxError, InfluxStore, fields_line, state_line, tag_prefix
 from devices.influx_spool import Spool
 from devices.models import Bridge
 from firmware_bridge import protocol
+from firmware_bridge.ratelimit import RateLimitedLog
 
 log = logging.getLogger("devices.hub")
 
@@ -321,6 +332,7 @@ class Hub:
         housekeeping_interval: float = 5.0,
         write_stats: bool = True,
         log_malformed_per_s: float = 20.0,
+        log_repeat_interval: float = 60.0,
         readings_interval: float = 1.0,
         status_batch: int = 500,
     ) -> None:
@@ -366,6 +378,9 @@ class Hub:
         self._log_tokens = log_malformed_per_s
         self._log_refill = time.monotonic()
         self._suppressed_logs = 0
+        self._repeats = RateLimitedLog(log, interval_s=log_repeat_interval)
+        # Reading names seen per machine id (seeded from its live readings): see _allowed_readings.
+        self._names: dict[int, set[str]] = {}
         install_fast_properties()
         self.client = self.target.client(self.client_id, manual_ack=True, buffered=True)
         self.client.on_connect = self._on_connect
@@ -515,8 +530,18 @@ class Hub:
             self._batch.started = time.monotonic()
         self._batch.acks.append((msg.mid, msg.qos, generation))
 
-    def _refuse(self, reason: str, topic: str, detail: str) -> None:
+    def _refuse(self, reason: str, topic: str, detail: str, machine: str | None = None) -> None:
         self.stats.refuse(reason)
+        self._log_limited(
+            reason, machine, "refused message (%s) on topic %r: %s", reason, topic[:300], detail[:300]
+        )
+
+    def _log_limited(self, kind: str, machine: str | None, msg: str, *args: object) -> None:
+        """Log a warning at most once per machine and kind per interval, and at most
+        ``log_malformed_per_s`` in all (made-up machines are as many keys as the sender likes)."""
+        if self._repeats.allow((machine, kind)) is None:
+            self._suppressed_logs += 1
+            return
         now = time.monotonic()
         self._log_tokens = min(
             self.log_malformed_per_s, self._log_tokens + (now - self._log_refill) * self.log_malformed_per_s
@@ -524,7 +549,7 @@ class Hub:
         self._log_refill = now
         if self._log_tokens >= 1:
             self._log_tokens -= 1
-            log.warning("refused message (%s) on topic %r: %s", reason, topic[:300], detail[:300])
+            log.warning(msg, *args)
         else:
             self._suppressed_logs += 1
 
@@ -551,23 +576,23 @@ class Hub:
             self._refuse(UNEXPECTED, topic, "the hub does not consume this kind of topic")
             return
         try:
-            decoded = decoder(msg.payload)
+            decoded = decoder(msg.payload, now_ms=protocol.now_ms())
         except protocol.ProtocolError as exc:
-            self._refuse(reason_of(exc), topic, str(exc))
+            self._refuse(reason_of(exc), topic, str(exc), f"{parsed.lab}/{parsed.machine}")
             return
         if kind != protocol.STATUS and kind != protocol.TELEMETRY:
             self._apply_statuses()  # events, acks and Last Wills come after the statuses before them
         if kind == protocol.ONLINE:
             machines = self.index.for_bridge(parsed.machine)
             if not machines and not Bridge.objects.filter(slug=parsed.machine).exists():
-                self._refuse(UNKNOWN_BRIDGE, topic, "no such bridge in the database")
+                self._refuse(UNKNOWN_BRIDGE, topic, "no such bridge in the database", UNKNOWN_BRIDGE)
                 return
             services.apply_bridge_online(parsed.machine, decoded, machines)  # type: ignore[arg-type]
             self.stats.add("online")
             return
         info = self.index.get(parsed.lab, parsed.machine)  # type: ignore[arg-type]
         if info is None:
-            self._refuse(UNKNOWN_MACHINE, topic, "no such machine in the database")
+            self._refuse(UNKNOWN_MACHINE, topic, "no such machine in the database", UNKNOWN_MACHINE)
             return
         if kind == protocol.TELEMETRY:
             self._telemetry(info, decoded)  # type: ignore[arg-type]
@@ -629,16 +654,57 @@ class Hub:
     def _telemetry(self, info: services.MachineInfo, msg: protocol.Telemetry) -> None:
         if info.id in self._status_machines:
             self._apply_statuses()  # this reading comes after that status
-        values = {k: float(v) for k, v in msg.values.items()}
+        self.stats.add("telemetry")
+        key = f"{info.lab}/{info.slug}"
+        if msg.refused:
+            self.stats.add("readings_refused", len(msg.refused))
+            self._log_limited(
+                "reading", key, "readings of %s left out: %s", key, "; ".join(msg.refused)[:300]
+            )
+        values = {k: float(v) for k, v in self._allowed_readings(info, msg.values).items()}
+        if not values:
+            return
         line = fields_line(self.index.prefix(info), values, msg.ts)
         if line:
             self._batch.lines.append(line)
             self._batch.telemetry += 1
-        self.stats.add("telemetry")
         current = self._readings.get(info.id)
         if current is None:
             current = self._readings[info.id] = services.Readings(msg.ts, {})
         current.add(msg.ts, values)
+
+    def _allowed_readings(
+        self, info: services.MachineInfo, values: Mapping[str, float]
+    ) -> Mapping[str, float]:
+        """``values`` without the names beyond the machine's :data:`~protocol.MAX_READING_NAMES`.
+
+        The names a machine has are seeded from its live readings in the database (so a
+        restart does not grant a new allowance) and kept per hub; new names are admitted in
+        alphabetical order while there is room. Every name beyond is counted and logged.
+        """
+        names = self._names.get(info.id)
+        if names is None:
+            names = self._names[info.id] = services.reading_names(info.id)
+        new = [name for name in values if name not in names]
+        if not new:
+            return values
+        room = protocol.MAX_READING_NAMES - len(names)
+        if room > 0:
+            names.update(sorted(new)[:room])
+        refused = [name for name in new if name not in names]
+        if not refused:
+            return values
+        key = f"{info.lab}/{info.slug}"
+        self.stats.add("reading_names_refused", len(refused))
+        self._log_limited(
+            "reading_names",
+            key,
+            "readings of %s left out: more than %d distinct names (%s)",
+            key,
+            protocol.MAX_READING_NAMES,
+            ", ".join(sorted(refused))[:300],
+        )
+        return {name: value for name, value in values.items() if name in names}
 
     def _apply_readings(self) -> None:
         self._readings_applied = time.monotonic()
@@ -730,16 +796,7 @@ class Hub:
             return
         if self._influx_up or time.monotonic() >= self._next_influx_try:
             try:
-                self.store.write_lines(lines)
-            except InfluxRejected as exc:
-                log.error(
-                    "InfluxDB refused a batch of %d lines (kept in the spool's rejected table): %s",
-                    len(lines),
-                    exc,
-                )
-                self.spool.reject(lines, str(exc))
-                self.stats.add_writer("points_rejected", len(lines))
-                return
+                refused = self._write_isolating(lines)
             except InfluxError as exc:
                 if self._influx_up:
                     log.warning("InfluxDB unavailable, spooling to %s: %s", self.spool.path, exc)
@@ -750,7 +807,7 @@ class Hub:
                 if not self._influx_up:
                     log.info("InfluxDB is back")
                 self._influx_up = True
-                self.stats.add_writer("points_written", len(lines))
+                self.stats.add_writer("points_written", len(lines) - refused)
                 return
         while True:
             try:
@@ -762,13 +819,41 @@ class Hub:
                 time.sleep(1.0)
         self.stats.add_writer("points_spooled", len(lines))
 
+    def _write_isolating(self, lines: list[str]) -> int:
+        """Write ``lines``; keep the ones InfluxDB refuses in the spool's ``rejected`` table.
+
+        One bad line never costs the batch's other points (other machines' among them):
+        :meth:`InfluxStore.write_isolating` writes everything the server accepts. Returns
+        the number of lines refused; raises :class:`InfluxError` when InfluxDB is unavailable.
+        """
+        refused = self.store.write_isolating(lines)
+        count = 0
+        for bad, error in refused:
+            self.spool.reject(bad, error)
+            count += len(bad)
+            self._log_limited(
+                "influx_refused",
+                None,
+                "InfluxDB refused %d line(s), kept in the spool's rejected table: %s (first line: %.200s)",
+                len(bad),
+                error[:300],
+                bad[0],
+            )
+        if count:
+            self.stats.add_writer("points_rejected", count)
+        return count
+
+    def _spool_write(self, lines: list[str]) -> None:
+        """The spool's writer: refused lines are set apart, the others written."""
+        self._write_isolating(lines)
+
     def _drain_spool(self) -> None:
         if not self._influx_up and time.monotonic() < self._next_influx_try:
             return
         try:
             if self.spool.pending() == 0:
                 return
-            done = self.spool.drain(self.store.write_lines, max_batches=4)
+            done = self.spool.drain(self._spool_write, max_batches=4)
         except InfluxError as exc:
             self._influx_up = False
             self._next_influx_try = time.monotonic() + 1.0

@@ -530,6 +530,14 @@ class Readings:
                 self.values.setdefault(key, value)
 
 
+def reading_names(machine_id: int) -> set[str]:
+    """The reading names a machine has so far: the keys of its live readings (the hub's allowance)."""
+    reading = (
+        MachineStatus.objects.filter(machine_id=machine_id).values_list("last_reading", flat=True).first()
+    )
+    return set(reading) if isinstance(reading, dict) else set()
+
+
 def _update_readings_sql() -> str:
     table = connection.ops.quote_name(MachineStatus._meta.db_table)
     col = {f: connection.ops.quote_name(MachineStatus._meta.get_field(f).column) for f in _READING_FIELDS}
