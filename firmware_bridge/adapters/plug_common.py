@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS: dict[str, float] = {"on_w": 100.0, "off_w": 50.0, "on_s": 5.0, "off_s": 30.0}
 #: Seconds a relay command waits for the plug to confirm the new relay state.
 DEFAULT_CONFIRM_TIMEOUT_S = 10.0
+#: Ack code of a relay command the plug did not confirm in time.
+NOT_CONFIRMED = "not_confirmed"
 #: Seconds between two queries of the relay state while it is unknown.
 QUERY_RETRY_S = 5.0
 #: Name under which the energy counter's state is saved through the sink.
@@ -290,8 +292,8 @@ class PlugAdapter(Adapter):
     keeps counting, and the job ends when the power is seen to drop.
 
     The interlock: ``enable``/``disable`` switch the relay and return only once
-    the plug reports the new relay state (CommandError ``device_error`` after
-    ``confirm_timeout_s``, or at once when the plug is offline). While
+    the plug reports the new relay state (CommandError ``not_confirmed`` after
+    ``confirm_timeout_s``, ``device_error`` at once when the plug is offline). While
     disabled, a relay found on (the plug's button, the plug back from a power
     cut) is switched off again; a relay found off while enabled is never
     switched on by the adapter. At start the wanted state (``enabled`` from
@@ -423,7 +425,9 @@ class PlugAdapter(Adapter):
         and applied by :meth:`poll` once the plug has reported its relay
         state, and only if that state differs. Otherwise raises CommandError
         ``device_error`` when the plug is offline or does not report the new
-        state within ``confirm_timeout_s``.
+        state within ``confirm_timeout_s`` (``not_confirmed``: the command was
+        sent; the wanted state stays recorded and a relay found on while
+        disabled is still switched off).
         """
         if not self.interlock:
             raise CommandError("unsupported", f"{self.machine} has no interlock")
@@ -448,7 +452,7 @@ class PlugAdapter(Adapter):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise CommandError(
-                            "device_error",
+                            NOT_CONFIRMED,
                             f"the plug of {self.machine} did not confirm relay "
                             f"{'on' if enabled else 'off'} within {self.confirm_timeout_s:g} s",
                         )

@@ -263,7 +263,7 @@ def test_gen2_deltas_are_overlaid_on_the_last_full_status(mosquitto: Mosquitto, 
         device.close()
 
 
-def test_gen2_enable_without_confirmation_is_a_device_error(mosquitto: Mosquitto, sink: PlugTestSink) -> None:
+def test_a_gen2_plug_that_does_not_switch_is_not_acked_ok(mosquitto: Mosquitto, sink: PlugTestSink) -> None:
     p = PREFIX[2]
     device = Observer(mosquitto.url(), [f"{p}/rpc"])
     try:
@@ -273,7 +273,7 @@ def test_gen2_enable_without_confirmation_is_a_device_error(mosquitto: Mosquitto
             sink.wait_for(lambda: sink.state == "idle", "online")
             with pytest.raises(CommandError) as err:
                 adapter.command("enable")
-            assert err.value.code == "device_error"
+            assert err.value.code == "not_confirmed"
         methods = [json.loads(m)["method"] for m in device.on(f"{p}/rpc")]
         assert "Switch.Set" in methods
     finally:

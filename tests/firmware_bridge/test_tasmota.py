@@ -216,7 +216,7 @@ def test_disable_ends_a_running_job_at_once(plug: PlugSimulator, sink: PlugTestS
         assert sink.state == "idle"
 
 
-def test_enable_without_confirmation_is_a_device_error(mosquitto: Mosquitto, sink: PlugTestSink) -> None:
+def test_a_plug_that_does_not_switch_is_not_acked_ok(mosquitto: Mosquitto, sink: PlugTestSink) -> None:
     observer = Observer(mosquitto.url(), [f"cmnd/{TOPIC}/#"])
     try:
         observer.publish(f"tele/{TOPIC}/LWT", "Online", retain=True)  # online, but it never answers
@@ -225,7 +225,7 @@ def test_enable_without_confirmation_is_a_device_error(mosquitto: Mosquitto, sin
             sink.wait_for(lambda: sink.state == "idle", "the plug online")
             with pytest.raises(CommandError) as err:
                 adapter.command("enable")
-            assert err.value.code == "device_error"
+            assert err.value.code == "not_confirmed"
             assert "did not confirm" in err.value.message
             assert not adapter.enabled
         observer.wait_for(lambda: b"ON" in observer.on(f"cmnd/{TOPIC}/POWER"), "the command on the wire")
