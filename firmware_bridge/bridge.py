@@ -45,6 +45,7 @@ from firmware_bridge import protocol
 from firmware_bridge.adapters import ADAPTERS, load_all
 from firmware_bridge.adapters.base import Adapter, CommandError, ErrorInfo, JobInfo
 from firmware_bridge.config import BridgeConfig, MachineConfig
+from firmware_bridge.ratelimit import RateLimitedLog
 from firmware_bridge.spool import CommandResult, Spool
 from firmware_bridge.transport import SpoolPump, Transport
 
@@ -56,6 +57,11 @@ SETUP_BACKOFF_MAX_S = 60.0
 STOP_COMMAND_GRACE_S = 3.0
 #: Commands of one machine that may hang in the adapter before new ones are refused outright.
 MAX_HUNG_COMMANDS = 3
+#: Longest ``error.message`` of an ack (the contract's limit).
+ACK_MESSAGE_MAX = 2048
+
+#: Repeated errors of one machine (invalid commands, bad readings) are logged once a minute.
+_repeats = RateLimitedLog(log, interval_s=60.0)
 
 
 def _job(job: JobInfo | None) -> protocol.Job | None:
@@ -116,13 +122,9 @@ class MachineRunner:
     def telemetry(self, values: Mapping[str, float], ts: int | None = None) -> None:
         clean = {}
         for name, value in dict(values).items():
-            if not isinstance(name, str) or protocol.NAME_RE.fullmatch(name) is None:
-                log.warning("%s: telemetry name %r breaks the contract; value left out", self.key, name)
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-                log.debug("%s: telemetry %s=%r is not a finite number; left out", self.key, name, value)
-                continue
-            if value in (float("inf"), float("-inf")):
+            problem = protocol.reading_problem(name, value)  # the contract's rule: name, finite, bounds
+            if problem is not None:
+                _repeats.warning((self.key, "reading"), "%s: telemetry left out: %s", self.key, problem)
                 continue
             clean[name] = value
         if not clean:
@@ -322,10 +324,13 @@ class MachineRunner:
         self.commands.submit(self._handle_command, payload)
 
     def _ack(self, command_id: str | None, result: CommandResult) -> None:
+        self._acked = True
+        # The message is cut to what the contract allows: an over-long one must never cost the ack.
+        message = (result.message or "")[:ACK_MESSAGE_MAX]
         error = (
             None
             if result.ok
-            else protocol.AckError(code=result.code or protocol.DEVICE_ERROR, message=result.message or "")
+            else protocol.AckError(code=result.code or protocol.DEVICE_ERROR, message=message)
         )
         ack = protocol.CommandAck(id=command_id, ok=result.ok, ts=protocol.now_ms(), error=error)
         topic = protocol.topic_cmd_ack(self.cfg.lab, self.cfg.machine)
@@ -333,18 +338,34 @@ class MachineRunner:
             log.warning("%s: ack of %s not sent (not connected)", self.key, command_id)
 
     def _handle_command(self, payload: bytes) -> None:
+        """Handle one command; whatever happens, it is acknowledged (``device_error`` at worst)."""
+        self._acked = False
         try:
             self._handle_command_inner(payload)
-        except Exception:
+        except Exception as exc:
             log.exception("%s: command handling failed", self.key)
+            if not self._acked:
+                try:
+                    self._ack(
+                        protocol.command_id_of(payload),
+                        CommandResult(
+                            False, protocol.DEVICE_ERROR, f"the bridge failed on this command: {exc}"
+                        ),
+                    )
+                except Exception:
+                    log.exception("%s: could not acknowledge a failed command", self.key)
 
     def _handle_command_inner(self, payload: bytes) -> None:
         received = protocol.now_ms()
         try:
             cmd = protocol.decode_command(payload)
         except protocol.ProtocolError as exc:
+            # Always acknowledged: with the id when one can be read, else with id null (the hub
+            # cannot match it to a command, which then ends as "no answer" at its expiry).
             command_id = protocol.command_id_of(payload)
-            log.warning("%s: invalid command %s: %s", self.key, command_id, exc)
+            _repeats.warning(
+                (self.key, "invalid_command"), "%s: invalid command %s: %s", self.key, command_id, exc
+            )
             self._ack(command_id, CommandResult(False, protocol.INVALID, str(exc)))
             return
         previous = self.bridge.spool.get_command(self.key, cmd.id)

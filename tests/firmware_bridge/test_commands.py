@@ -176,6 +176,62 @@ def test_invalid_commands_are_acknowledged(bridge: Bridge, collector: Collector)
     assert ack_of(collector, "free", "x1").error.message.startswith("ts")
 
 
+def cmd_acks(collector: Collector, machine: str) -> list[protocol.CommandAck]:
+    return [a for _, a in collector.of_kind(protocol.CMD_ACK, LAB, machine)]
+
+
+def test_the_bridge_acks_a_command_it_cannot_parse(bridge: Bridge, collector: Collector) -> None:
+    """Every unparsable command gets exactly one ``invalid`` ack: with its id when one is readable."""
+    now = protocol.now_ms()
+    good = {"v": 1, "action": "pause", "ts": now, "expires": now + 60_000}
+    huge = "9" * 5000
+    cases: list[tuple[bytes | str, str | None, str]] = [
+        (b"\xff\xfe not UTF-8", None, "payload: not UTF-8"),
+        ("{not json", None, "payload: not JSON"),
+        ("[1, 2]", None, "payload: must be a JSON object"),
+        (json.dumps({k: v for k, v in good.items() if k != "v"} | {"id": "no-v"}), "no-v", "v: missing"),
+        (json.dumps(good), None, "id: missing"),
+        (json.dumps(good | {"id": "has spaces"}), None, "id: must be an id"),
+        (json.dumps(good | {"id": 42}), None, "id: must be an id"),
+        (json.dumps(good | {"id": "a1", "action": "explode"}), "a1", "action: must be one of"),
+        (json.dumps(good | {"id": "a2", "action": "x" * 12_000}), "a2", "action: must be one of"),
+        (json.dumps(good | {"id": "a3", "ts": "now"}), "a3", "ts: must be an integer"),
+        (json.dumps(good | {"id": "a4", "expires": -5}), "a4", "expires: must be >= 0"),
+        (json.dumps(good | {"id": "a5", "params": [1]}), "a5", "params: must be an object"),
+        (json.dumps(good | {"id": "a6", "booking": {"x": 1}}), "a6", "booking: must be"),
+        (f'{{"v":1,"id":"a7","action":"pause","ts":{huge}}}', None, "payload: not JSON"),
+        ('{"v":1,"id":"a8","action":"pause","ts":1,"params":{"x":NaN}}', "a8", "payload: NaN"),
+        ('{"v":1,"id":"a9","params":' + "[" * 3000 + "]" * 3000 + "}", None, "payload: nested too deeply"),
+        (json.dumps(good | {"id": "b1", "pad": "x" * protocol.MAX_PAYLOAD_BYTES}), None, "payload: "),
+    ]
+    before = len(cmd_acks(collector, "free"))
+    for n, (raw, cid, message) in enumerate(cases, start=1):
+        collector.publish(protocol.topic_cmd(LAB, "free"), raw.encode() if isinstance(raw, str) else raw)
+        got = wait_until(
+            lambda n=n: len(found := cmd_acks(collector, "free")) >= before + n and found[before + n - 1],
+            what=f"the ack of case {n}",
+        )
+        assert (got.id, got.ok, got.error.code) == (cid, False, "invalid"), (n, got)
+        assert got.error.message.startswith(message), (n, got.error.message)
+        assert len(got.error.message) <= 2048
+    assert bridge.machines[f"{LAB}/free"].adapter.state == "running"  # nothing was carried out
+    assert len(cmd_acks(collector, "free")) == before + len(cases)  # exactly one ack each
+
+
+def test_a_command_the_bridge_fails_on_is_still_acknowledged(
+    bridge: Bridge, collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool's disk fails while the command is looked up: ``device_error``, never silence."""
+    import sqlite3
+
+    def broken(*args: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(bridge.spool, "get_command", broken)
+    ack = ack_of(collector, "free", send(collector, "free", "pause"))
+    assert not ack.ok and ack.error.code == "device_error" and "disk I/O error" in ack.error.message
+
+
 def test_unsupported_and_device_error(bridge: Bridge, collector: Collector) -> None:
     ack = ack_of(collector, "free", send(collector, "free", "enable"))
     assert ack.error.code == "unsupported"
