@@ -30,7 +30,6 @@ import contextlib
 import logging
 import time
 from importlib import import_module
-from types import SimpleNamespace
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -38,6 +37,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth import get_user_model
+from django.utils.crypto import constant_time_compare
 
 from fablab.labs.models import Lab
 
@@ -83,15 +83,31 @@ def _active_user(user_id: int):
 
 
 def _session_user(session_key: str):
-    """Whom the session ``session_key`` signs in now, loaded afresh from the session store.
+    """Whom the session ``session_key`` signs in now, read afresh from the session store; None for no one.
 
-    Django's own :func:`django.contrib.auth.get_user`, as for a request: a
-    session that was logged out (deleted), flushed or expired loads empty,
-    one whose password hash no longer matches is flushed, and an inactive
-    user is not returned — AnonymousUser in every such case.
+    The checks of Django's :func:`django.contrib.auth.get_user`, read-only:
+    a session that was logged out (deleted), flushed or expired loads empty;
+    the user must still exist and be allowed to sign in (the backend refuses
+    inactive users); the session's password hash must still match (a
+    password change ends the other sessions). Unlike ``get_user`` it never
+    flushes or re-keys the session: the browser's pages keep using it, and a
+    socket cannot hand the browser a new cookie.
     """
     store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
-    return auth.get_user(SimpleNamespace(session=store))
+    data = store.load()
+    user_id = data.get(auth.SESSION_KEY)
+    backend_path = data.get(auth.BACKEND_SESSION_KEY)
+    session_hash = data.get(auth.HASH_SESSION_KEY)
+    if user_id is None or not session_hash or backend_path not in settings.AUTHENTICATION_BACKENDS:
+        return None
+    user = auth.load_backend(backend_path).get_user(get_user_model()._meta.pk.to_python(user_id))
+    if user is None:
+        return None
+    if hasattr(user, "get_session_auth_hash"):
+        hashes = [user.get_session_auth_hash(), *getattr(user, "get_session_auth_fallback_hash", list)()]
+        if not any(constant_time_compare(session_hash, known) for known in hashes):
+            return None
+    return user
 
 
 class BoardConsumer(AsyncJsonWebsocketConsumer):

@@ -502,7 +502,7 @@ def test_a_deactivated_user_is_closed_on_the_next_frame(in_memory_layer, monkeyp
         monkeypatch.setattr(consumers, "RIGHTS_TTL_S", 0.0)
         await database_sync_to_async(_update_printer)("paused", 1_800_000_000_555)
         message = await comm.receive_output(timeout=TIMEOUT)
-        await comm.wait(timeout=TIMEOUT)
+        await comm.disconnect()  # as the server does once the socket is closed
         return message
 
     message = async_to_sync(scenario)()
@@ -531,7 +531,7 @@ def _closed_after(client: Client, change, *, refresh: bool) -> dict:
         if refresh:
             await comm.send_json_to({"type": "refresh"})
         message = await comm.receive_output(timeout=TIMEOUT)
-        await comm.wait(timeout=TIMEOUT)
+        await comm.disconnect()  # as the server does once the socket is closed
         return message
 
     return async_to_sync(scenario)()
