@@ -5,7 +5,7 @@ anything is sent): a lab manager gets the full board, any other logged-in
 member the read-only version that names no one but themselves; anyone else
 is closed with 4401 (not logged in), an unknown lab with 4404. It then joins
 the lab's group (:func:`devices.live.group_name`), sends one snapshot frame
-``{"type": "snapshot", "machines": [...]}`` and forwards every change the hub
+``{"type": "snapshot", "manager": <bool>, "machines": [...]}`` and forwards every change the hub
 pushes (``board.frame``), filtered for the viewer. Command outcomes
 (``board.command``) go to managers only.
 
