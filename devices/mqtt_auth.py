@@ -101,6 +101,10 @@ def _plug_rules(kind: str, topic: str) -> tuple[list[Rule], list[Rule]]:
     return rules(topic)
 
 
+def _is_plug_kind(kind: str) -> bool:
+    return kind in PowerPlug.Kind.values and hasattr(ADAPTERS.get(kind), "broker_acl")
+
+
 def plug_filters(kind: str, topic: str) -> list[str]:
     """Every topic filter the ACL grants for a plug, to the plug or to its bridge."""
     plug, bridge = _plug_rules(kind, topic)
@@ -114,7 +118,7 @@ def _plug_overlap(kind: str, topic: str, others: Iterable[PowerPlug]) -> PowerPl
     if any(filters_overlap(f, everything) for f in mine):
         return everything
     for other in others:
-        if other.kind not in ADAPTERS or topic_problem(other.topic):
+        if not _is_plug_kind(other.kind) or topic_problem(other.topic):
             continue  # reported on its own row
         theirs = plug_filters(other.kind, other.topic)
         if any(filters_overlap(a, b) for a in mine for b in theirs):
@@ -124,7 +128,7 @@ def _plug_overlap(kind: str, topic: str, others: Iterable[PowerPlug]) -> PowerPl
 
 def plug_topic_conflict(kind: str, topic: str, *, exclude_pk: int | None = None) -> ValidationError | None:
     """Why a plug of ``kind`` may not use ``topic`` (for :meth:`PowerPlug.clean`), or None."""
-    if kind not in ADAPTERS:
+    if not _is_plug_kind(kind):
         return None  # the field's choices report it
     others = PowerPlug.objects.exclude(pk=exclude_pk).select_related("machine").order_by("pk")
     conflict = _plug_overlap(kind, topic, others)
@@ -206,8 +210,8 @@ def data_problems() -> list[str]:
         password_hash(where, plug.mqtt_password_hash)
         owners.setdefault(plug.mqtt_username, []).append(f"{where} mqtt_username={plug.mqtt_username!r}")
         problem = topic_problem(plug.topic)
-        if plug.kind not in ADAPTERS:
-            bad(where, "kind", plug.kind, "is not a plug adapter")
+        if not _is_plug_kind(plug.kind):
+            bad(where, "kind", plug.kind, "is not a power plug kind")
         elif problem:
             bad(where, "topic", plug.topic, problem)
         elif plug.kind == PowerPlug.Kind.TASMOTA and "/" in plug.topic:

@@ -280,6 +280,7 @@ BAD_ROWS = [
     ("plug_a", "mqtt_username", "plug a"),
     ("plug_a", "mqtt_username", "evil:x"),
     ("plug_a", "mqtt_password_hash", hash_password("p") + "\nevil:" + hash_password("known")),
+    ("plug_a", "kind", "octoprint"),  # an adapter, but no plug: it declares no broker_acl
     ("bridge_a", "slug", "bridge-a\n"),
     ("bridge_a", "slug", "bridge+a"),
     ("lab_a", "slug", "lab a"),
