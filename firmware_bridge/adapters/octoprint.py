@@ -6,6 +6,7 @@ Options (``[machines.options]``)::
     api_key = "…"                    # an application key (see hardware_docs/octoprint.md)
     timeout = 5                      # seconds per HTTP request (optional)
     poll_interval = 1                # seconds between polls, at least 1 (optional)
+    confirm_timeout_s = 30           # how long a command waits for OctoPrint to show it (optional)
 
 What it reports, once per poll (never more than once a second, because rapid
 bursts make OctoPrint reset connections, ``OctoPrint/OctoPrint#4764``):
@@ -27,7 +28,15 @@ bursts make OctoPrint reset connections, ``OctoPrint/OctoPrint#4764``):
 
 Commands ``pause``, ``resume`` and ``cancel`` send ``POST /api/job`` with an
 explicit ``action`` (never the toggling bare ``pause``); 409 becomes the
-``invalid_state`` ack code, every other failure ``device_error``.
+``invalid_state`` ack code, every other failure ``device_error``. OctoPrint
+answers 204 before the printer has done anything, and silently ignores some
+requests (``printer/standard.py`` ``resume_print`` returns unless the state is
+*Paused*, so a resume during *Pausing* is lost), so a command returns only once
+OctoPrint's state flags show the result, read every half second for at most
+``confirm_timeout_s``: ``pause`` → *Paused*; ``resume`` → *Printing* (a resume
+during *Pausing* first waits for *Paused*, then sends the resume); ``cancel`` →
+no job any more. Otherwise the ack is ``not_confirmed`` with what OctoPrint
+still shows, never ``ok``.
 
 Interlock (``interlock = true``): there is no start command in the contract, so
 what the bridge enforces is that **nothing goes from not-printing to printing
@@ -47,7 +56,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -85,10 +94,22 @@ MIN_POLL_INTERVAL_S = 1.0
 AUTH_RETRY_S = 10.0
 #: Longest wait between two attempts while OctoPrint is unreachable.
 MAX_BACKOFF_S = 5.0
+#: Default of ``confirm_timeout_s``: a pause waits for the moves already sent to the printer, and a
+#: resume for the resume script; both take seconds on a real printer.
+CONFIRM_TIMEOUT_S = 30.0
+#: How often a command reads OctoPrint's state while it waits for confirmation.
+CONFIRM_POLL_S = 0.5
+#: Ack code of a command OctoPrint accepted but did not carry out in time.
+NOT_CONFIRMED = "not_confirmed"
 
-_OPTIONS = ("url", "api_key", "timeout", "poll_interval")
+_OPTIONS = ("url", "api_key", "timeout", "poll_interval", "confirm_timeout_s")
 # Flags under which OctoPrint has a job in hand.
 _ACTIVE_FLAGS = ("printing", "paused", "pausing", "cancelling", "finishing", "resuming")
+
+
+def _active(flags: Mapping[str, bool]) -> bool:
+    """OctoPrint has a job in hand (printing, paused or on the way to or from either)."""
+    return any(flags.get(f) for f in _ACTIVE_FLAGS)
 
 
 def _now_ms() -> int:
@@ -173,6 +194,7 @@ class OctoPrintAdapter(Adapter):
         self.url = str(options["url"]).rstrip("/")
         self.timeout = float(options.get("timeout", DEFAULT_TIMEOUT_S))
         self.poll_interval_s = max(MIN_POLL_INTERVAL_S, float(options.get("poll_interval", 1.0)))
+        self.confirm_timeout_s = float(options.get("confirm_timeout_s", CONFIRM_TIMEOUT_S))
         self._client: OctoPrintClient | None = None
         self._job: _Job | None = None
         self._was_printing: bool | None = None  # None: not known yet (bridge start, or never seen)
@@ -222,6 +244,11 @@ class OctoPrintAdapter(Adapter):
                 f"poll_interval: must be a number of seconds, at least {MIN_POLL_INTERVAL_S:g} "
                 "(faster polling makes OctoPrint reset connections)"
             )
+        confirm = options.get("confirm_timeout_s")
+        if confirm is not None and (
+            isinstance(confirm, bool) or not isinstance(confirm, int | float) or not 0 < confirm <= 300
+        ):
+            problems.append("confirm_timeout_s: must be a number of seconds above 0, at most 300")
         for unknown in sorted(set(options) - set(_OPTIONS)):
             problems.append(f"{unknown}: unknown option (known: {', '.join(_OPTIONS)})")
         return problems
@@ -594,18 +621,51 @@ class OctoPrintAdapter(Adapter):
     # -- commands -----------------------------------------------------------
 
     def command(self, action: str, params: Mapping[str, Any] | None = None) -> None:
-        """``pause``, ``resume``, ``cancel`` (and ``enable``/``disable`` with an interlock)."""
+        """``pause``, ``resume``, ``cancel`` (and ``enable``/``disable`` with an interlock).
+
+        Returns once OctoPrint's flags show the result (see the module docstring); raises
+        :class:`CommandError` ``invalid_state``, ``device_error`` or ``not_confirmed``.
+        """
         if action not in ("pause", "resume", "cancel"):
             super().command(action, params)
             return
         if action == "resume" and self.interlock and not self._enabled:
             raise CommandError("invalid_state", f"{self.machine} is disabled: enable it before resuming")
         self.setup()
-        assert self._client is not None
+        deadline = time.monotonic() + self.confirm_timeout_s
+        if action == "resume":
+            flags = self._flags(action)
+            if flags.get("pausing"):
+                # OctoPrint drops a resume while Pausing (resume_print() only acts when Paused).
+                flags = self._await(action, deadline, lambda f: not f.get("pausing"), "to finish pausing")
+            if self._printing(flags):
+                return  # already printing: nothing to resume, and OctoPrint shows it
         with self._lock:
             job = self._job
             if action == "cancel" and job is not None:
                 job.cancel_requested = True
+        self._send(action, job)
+        log.info("%s: %s sent to OctoPrint", self.machine, action)
+        if action == "pause":
+            flags = self._await(
+                action, deadline, lambda f: bool(f.get("paused")) or not _active(f), "to pause"
+            )
+            if not flags.get("paused"):
+                raise CommandError("invalid_state", "cannot pause: the print ended first")
+        elif action == "resume":
+            self._await(action, deadline, lambda f: self._printing(f) or not _active(f), "to print again")
+            # A print that ended meanwhile is reported by the poll; the resume itself was done.
+        else:
+            self._await(action, deadline, lambda f: not _active(f), "to end the print")
+
+    @staticmethod
+    def _printing(flags: Mapping[str, bool]) -> bool:
+        return bool(flags.get("printing")) and not any(
+            flags.get(k) for k in ("paused", "pausing", "resuming", "cancelling")
+        )
+
+    def _send(self, action: str, job: _Job | None) -> None:
+        assert self._client is not None
         try:
             with self._io_lock:
                 getattr(self._client, action)()
@@ -617,7 +677,34 @@ class OctoPrintAdapter(Adapter):
             if action == "cancel" and job is not None:
                 job.cancel_requested = False
             raise CommandError("device_error", f"OctoPrint could not {action}: {exc}") from exc
-        log.info("%s: %s sent to OctoPrint", self.machine, action)
+
+    def _flags(self, action: str) -> dict[str, bool]:
+        """OctoPrint's state flags now (``{}`` when the printer is not connected)."""
+        assert self._client is not None
+        try:
+            with self._io_lock:
+                return flags_of(self._client.printer(exclude=("sd", "temperature")))
+        except OctoPrintConflict:
+            return {}
+        except OctoPrintError as exc:
+            raise CommandError("device_error", f"OctoPrint could not be read during {action}: {exc}") from exc
+
+    def _await(
+        self, action: str, deadline: float, done: Callable[[dict[str, bool]], bool], what: str
+    ) -> dict[str, bool]:
+        """Read the flags every :data:`CONFIRM_POLL_S` until ``done(flags)``; ``not_confirmed`` at ``deadline``."""
+        while True:
+            flags = self._flags(action)
+            if done(flags):
+                return flags
+            if time.monotonic() >= deadline:
+                shown = ", ".join(sorted(k for k, v in flags.items() if v)) or "not connected"
+                raise CommandError(
+                    NOT_CONFIRMED,
+                    f"{action}: OctoPrint did not get the printer {what} within "
+                    f"{self.confirm_timeout_s:g} s (its state: {shown})",
+                )
+            time.sleep(CONFIRM_POLL_S)
 
     def set_enabled(self, enabled: bool, *, initial: bool = False) -> None:
         """Record the interlock state; it is enforced at the next poll, never by a command sent now."""

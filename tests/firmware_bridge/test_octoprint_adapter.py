@@ -165,6 +165,45 @@ def test_pause_resume_cancel_commands(server: VirtualOctoPrint) -> None:
     assert [e["type"] for e in sink.events()] == ["job_started", "job_cancelled"]
 
 
+def test_octoprint_resume_right_after_pause_resumes_the_printer(server: VirtualOctoPrint) -> None:
+    """Issue 7: a resume while OctoPrint is still Pausing was answered 204 and dropped by OctoPrint."""
+    sink = MemorySink()
+    adapter = make_adapter(server, sink)
+    with AdapterRunner(adapter):
+        sink.wait_state(IDLE)
+        server.upload_and_print("bracket.gcode", demo_gcode(60))
+        sink.wait_state(RUNNING)
+        server.job_command("pause", "pause")  # someone pauses at OctoPrint's UI...
+        adapter.command("resume")  # ...and the resume follows at once, while OctoPrint is Pausing
+        flags = server.printer_flags()
+        assert flags["printing"] and not flags["paused"] and not flags["pausing"]
+        wait_polls(sink, 2)
+        assert sink.state == RUNNING and server.printer_flags()["printing"]
+        adapter.command("pause")  # acked once OctoPrint shows Paused, not when it answered 204
+        assert server.printer_flags()["paused"]
+        adapter.command("cancel")  # acked once the job is gone
+        flags = server.printer_flags()
+        assert not any(flags.get(k) for k in ("printing", "paused", "pausing", "cancelling"))
+
+
+def test_a_command_octoprint_does_not_carry_out_in_time_is_not_acked_ok(server: VirtualOctoPrint) -> None:
+    sink = MemorySink()
+    adapter = make_adapter(server, sink, options={"confirm_timeout_s": 0.01})
+    with AdapterRunner(adapter):
+        sink.wait_state(IDLE)
+        server.upload_and_print("bracket.gcode", demo_gcode(60))
+        sink.wait_state(RUNNING)
+        try:
+            adapter.command("pause")
+        except CommandError as exc:  # a pause takes OctoPrint far longer than 10 ms
+            assert exc.code == "not_confirmed" and "pausing" in exc.message
+        else:
+            assert server.printer_flags()["paused"]  # only ok when it really was paused
+        server.wait_for("paused")
+        server.job_command("cancel")
+        sink.wait_state(IDLE)
+
+
 def test_cancel_at_octoprint_is_reported_as_cancelled(server: VirtualOctoPrint) -> None:
     sink = MemorySink()
     adapter = make_adapter(server, sink)
