@@ -7,7 +7,9 @@ state, alarms and progress. The rules that keep the sender undisturbed are:
 
 1. **Realtime bytes** (``?`` ``!`` ``~`` Ctrl-X, 0x80-0xFF) from the sender go to GRBL at once, as GRBL
    picks them out of the stream anyway. The only exception: while the interlock has the machine
-   disabled, ``~`` (cycle start) is dropped, so a sender cannot resume a job the bridge held.
+   disabled, every realtime byte but ``?`` is dropped (``~`` would resume a job the bridge held).
+   Likewise every line is then answered ``error:9`` by the bridge itself and never reaches GRBL,
+   spindle and laser commands included (see ``GrblAdapter._refuse_sender_line``).
 2. **Lines** are forwarded whole; each ``\\r`` or ``\\n`` ends one line and earns one ``ok``/``error``
    from GRBL (an empty line is answered ``ok`` too). The adapter keeps one FIFO of every line in
    GRBL's RX buffer with its owner, so each ``ok``/``error`` goes back to whoever sent that line.
