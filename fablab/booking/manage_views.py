@@ -109,7 +109,7 @@ def certifications(request):
                 % {"member": _display_name(cert.member), "training": cert.training.name},
             )
             return redirect("booking:certifications")
-    lookup = MemberLookupForm(request.GET or None, auto_id="lookup_%s")
+    lookup = MemberLookupForm(request.GET if "member" in request.GET else None, auto_id="lookup_%s")
     certs = Certification.objects.filter(revoked_at=None, training__in=trainings).select_related(
         "member", "training", "granted_by"
     )
