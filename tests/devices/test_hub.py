@@ -21,7 +21,8 @@ from tests.factories import LabFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-T0 = 1_780_000_000_000
+# A day ago in whole seconds: inside the hub's accepted window (MAX_AGE_MS) on any date.
+T0 = (int(time.time()) - 86_400) * 1000
 
 
 def status(

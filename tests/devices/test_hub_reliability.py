@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 LAB = "bxl-centre"
 MACHINES = ("prusa-1", "prusa-2", "laser-1")
-T0 = 1_780_000_000_000
+# A day ago in whole seconds: inside the hub's accepted window (MAX_AGE_MS) on any date.
+T0 = (int(time.time()) - 86_400) * 1000
 
 
 class Stream:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import string
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ from tests.support.influx_v2_shim import InfluxV2Shim
 from tests.support.influxdb import InfluxDB
 
 TAGS = telemetry_tags(lab="bxl-centre", machine="prusa-1", machine_type="3d-printer", adapter="octoprint")
-T0 = 1_780_000_000_000
+# A day ago in whole seconds: inside the hub's accepted window (MAX_AGE_MS) on any date.
+T0 = (int(time.time()) - 86_400) * 1000
 
 # Tag values and field names with every character line protocol escapes, and then some.
 text = st.text(alphabet=string.ascii_letters + string.digits + " ,=\\\"'\t\r\n_-.éß€", max_size=12)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from devices import services
@@ -12,7 +14,8 @@ from tests.factories import LabFactory
 
 pytestmark = pytest.mark.django_db
 
-T0 = 1_780_000_000_000
+# A day ago in whole seconds: inside the hub's accepted window (MAX_AGE_MS) on any date.
+T0 = (int(time.time()) - 86_400) * 1000
 
 
 def status(state: str, ts: int, job: str | None = None, progress: float = 0.0) -> protocol.Status:
