@@ -72,6 +72,7 @@ from firmware_bridge.passthrough import (
     job_marker,
     parse_job_marker,
 )
+from firmware_bridge.protocol import NOT_CONFIRMED
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ HOLD_WAIT_S = 5.0
 #: cancel for the hold to complete before it resets anyway). A hold takes v/a: 8 s from 5000 mm/min at
 #: GRBL's default acceleration of 10 mm/s², far less on a tuned machine.
 CONFIRM_TIMEOUT_S = 10.0
-#: Ack code of a command that was sent but not confirmed by the machine in time.
-NOT_CONFIRMED = "not_confirmed"
 #: What the pass-through answers each line of a sender while the interlock has the machine disabled.
 #: error:9 ("G-code locked out during alarm or jog state") is what senders already show and stop on.
 DISABLED_LINE_REPLY = ("[MSG:FabLab interlock: machine disabled]", "error:9")

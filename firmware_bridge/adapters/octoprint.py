@@ -85,6 +85,7 @@ from firmware_bridge.octoprint_client import (
     OctoPrintUnreachable,
     flags_of,
 )
+from firmware_bridge.protocol import NOT_CONFIRMED
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ MAX_BACKOFF_S = 5.0
 CONFIRM_TIMEOUT_S = 30.0
 #: How often a command reads OctoPrint's state while it waits for confirmation.
 CONFIRM_POLL_S = 0.5
-#: Ack code of a command OctoPrint accepted but did not carry out in time.
-NOT_CONFIRMED = "not_confirmed"
 
 _OPTIONS = ("url", "api_key", "timeout", "poll_interval", "confirm_timeout_s")
 # Flags under which OctoPrint has a job in hand.

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from firmware_bridge.adapters.base import IDLE, OFFLINE, RUNNING, Adapter, AdapterSink, CommandError, JobInfo
+from firmware_bridge.protocol import NOT_CONFIRMED
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 DEFAULT_THRESHOLDS: dict[str, float] = {"on_w": 100.0, "off_w": 50.0, "on_s": 5.0, "off_s": 30.0}
 #: Seconds a relay command waits for the plug to confirm the new relay state.
 DEFAULT_CONFIRM_TIMEOUT_S = 10.0
-#: Ack code of a relay command the plug did not confirm in time.
-NOT_CONFIRMED = "not_confirmed"
 #: Seconds between two queries of the relay state while it is unknown.
 QUERY_RETRY_S = 5.0
 #: Name under which the energy counter's state is saved through the sink.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from firmware_bridge import protocol
-from firmware_bridge.adapters.base import ADAPTERS, Adapter, register
+from firmware_bridge.adapters.base import ADAPTERS, Adapter, CommandError, register
 from firmware_bridge.bridge import Bridge
 from firmware_bridge.config import load
 from tests.firmware_bridge.conftest import Collector, wait_until, write_config
@@ -60,13 +60,38 @@ class HangingAdapter(Adapter):
             super().command(action, params)
 
 
+class StubbornRelayAdapter(Adapter):
+    """Test-only: an interlocked machine whose relay never reports the change (a stuck contactor).
+
+    Like the plug adapters, it records the wanted state (and keeps enforcing it) but answers
+    ``not_confirmed`` because the machine did not show the change.
+    """
+
+    name = "test-stubborn"
+    poll_interval_s = 0.05
+
+    def setup(self) -> None:
+        self.sink.set_status(state="idle")
+
+    def poll(self) -> None:
+        pass
+
+    def command(self, action: str, params: Mapping[str, Any] | None = None) -> None:
+        if action == "disable":
+            self.set_enabled(False)
+            raise CommandError(protocol.NOT_CONFIRMED, "relay still reports on")
+        super().command(action, params)
+
+
 @pytest.fixture(autouse=True)
 def _broken_adapter() -> Iterator[None]:
     register(BrokenAdapter)
     register(HangingAdapter)
+    register(StubbornRelayAdapter)
     yield
     ADAPTERS.pop(BrokenAdapter.name, None)
     ADAPTERS.pop(HangingAdapter.name, None)
+    ADAPTERS.pop(StubbornRelayAdapter.name, None)
 
 
 MACHINES = [
@@ -267,6 +292,24 @@ def test_interlock_starts_disabled_and_state_survives_restart(
     finally:
         b.stop()
     assert Bridge(cfg).machines[f"{LAB}/locked"].initial_enabled is False
+
+
+def test_an_unconfirmed_disable_is_not_acked_ok_and_stays_wanted_after_a_restart(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector
+) -> None:
+    machines = [{"lab": LAB, "machine": "stuck", "adapter": "test-stubborn", "interlock": True}]
+    cfg = load(write_config(tmp_path / "bridge.toml", mosquitto, machines))
+    b = Bridge(cfg)
+    b.start()
+    try:
+        wait_until(lambda: b.machines[f"{LAB}/stuck"].ready, what="adapter ready")
+        assert ack_of(collector, "stuck", send(collector, "stuck", "enable")).ok
+        ack = ack_of(collector, "stuck", send(collector, "stuck", "disable"))
+        assert not ack.ok and ack.error.code == protocol.NOT_CONFIRMED
+    finally:
+        b.stop()
+    # The machine did not confirm, but the wanted state is "disabled": a restart must not re-enable it.
+    assert Bridge(cfg).machines[f"{LAB}/stuck"].initial_enabled is False
 
 
 def test_setup_failures_retry_and_poll_errors_do_not_kill(
