@@ -120,6 +120,16 @@ def test_without_debug_the_web_starts_without_mqtt_credentials(tmp_path):
     assert not (tmp_path / "var" / "secrets").exists()
 
 
+def test_without_debug_the_hub_without_mqtt_url_stops_with_one_line_naming_it(tmp_path):
+    variables = {**deploy_env(), "SECRET_KEY": new_secret_key(), "MQTT_URL": ""}
+    proc = run(tmp_path, [str(REPO / "manage.py"), "run_hub"], **variables)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "CommandError: MQTT_URL must be set for the hub (mqtt://user:password@host:port)"
+    ]
+
+
 # -- cookies, HTTPS and HSTS follow the environment
 
 

@@ -56,6 +56,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        if not settings.MQTT_URL:
+            # With DEBUG off there is no development broker to fall back on (fablab/settings.py).
+            raise CommandError("MQTT_URL must be set for the hub (mqtt://user:password@host:port)")
         if options["workers"] > 1:
             if options["group"].lower() == "none":
                 raise CommandError("--workers needs a shared subscription group (not --group none)")
