@@ -518,7 +518,7 @@ class Hub:
                 # A database hiccup or a bug must not stop the hub; the message is still acked below
                 # (its points, if any, are already in the batch).
                 self.stats.refuse(FAILED)
-                log.exception("failed to process a message on %r", msg.topic)
+                self._log_failure("process", msg.topic, "failed to process a message on %r", msg.topic)
                 close_old_connections()
             self._add_ack(msg, generation)
             if len(self._batch.lines) >= self.batch_size:
@@ -535,6 +535,14 @@ class Hub:
         self._log_limited(
             reason, machine, "refused message (%s) on topic %r: %s", reason, topic[:300], detail[:300]
         )
+
+    def _log_failure(self, kind: str, key: str | None, msg: str, *args: object) -> None:
+        """Log an unexpected exception with its traceback, at most once per ``key`` and ``kind`` per
+        interval: a database that is down fails every message, and must not flood the log."""
+        if self._repeats.allow((key, f"failed-{kind}")) is None:
+            self._suppressed_logs += 1
+            return
+        log.exception(msg, *args)
 
     def _log_limited(self, kind: str, machine: str | None, msg: str, *args: object) -> None:
         """Log a warning at most once per machine and kind per interval, and at most
@@ -630,12 +638,14 @@ class Hub:
             try:
                 services.apply_readings(pending)
             except Exception:
-                log.exception("failed to update the live readings")
+                self._log_failure("readings", None, "failed to update the live readings")
                 close_old_connections()
         try:
             services.apply_statuses(items)
         except Exception:
-            log.exception("failed to apply a batch of %d statuses; trying each alone", len(items))
+            self._log_failure(
+                "status-batch", None, "failed to apply a batch of %d statuses; trying each alone", len(items)
+            )
             close_old_connections()
             failed = 0
             for info, msg in items:
@@ -644,7 +654,13 @@ class Hub:
                 except Exception:
                     failed += 1
                     self.stats.refuse(FAILED)
-                    log.exception("failed to apply a status of %s/%s", info.lab, info.slug)
+                    self._log_failure(
+                        "status",
+                        f"{info.lab}/{info.slug}",
+                        "failed to apply a status of %s/%s",
+                        info.lab,
+                        info.slug,
+                    )
                     close_old_connections()
             self.stats.add("status", len(items) - failed)
         else:
@@ -713,7 +729,7 @@ class Hub:
             try:
                 services.apply_readings(readings)
             except Exception:
-                log.exception("failed to update the live readings")
+                self._log_failure("readings", None, "failed to update the live readings")
                 close_old_connections()
 
     def _cut_batch(self) -> None:
@@ -737,7 +753,7 @@ class Hub:
             services.check_silent(self.index)
             services.expire_commands()
         except Exception:
-            log.exception("housekeeping failed")
+            self._log_failure("housekeeping", None, "housekeeping failed")
 
     def _log_stats(self) -> None:
         snap = self.stats.snapshot()
