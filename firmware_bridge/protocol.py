@@ -1004,3 +1004,67 @@ def decode(topic: str, payload: bytes | str, *, now_ms: int | None = None) -> tu
 def now_ms() -> int:
     """Milliseconds since the Unix epoch (the contract's ``ts``)."""
     return time.time_ns() // 1_000_000
+
+
+# ------------------------------------------------------------ what the server needs besides the topics
+# The server (``devices``) imports nothing else from the bridge: broker URLs and the power plugs'
+# own topics are spelled here, once, for both sides.
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
+    """Split ``mqtt[s]://[user[:password]@]host[:port]`` into (host, port, tls, user, password).
+
+    Raises ValueError with a one-line reason. User and password are URL-decoded. The bridge's
+    ``[mqtt] url`` and the hub's ``MQTT_URL`` are both read with this.
+    """
+    from urllib.parse import unquote, urlsplit  # only the URL parsers need it
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"must start with mqtt:// or mqtts://, got {url.split('://')[0]!r}")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must not have a path, query or fragment")
+    tls = parts.scheme == "mqtts"
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port, tls, user, password
+
+
+#: The power plugs a bridge drives over the broker itself (adapter names).
+TASMOTA = "tasmota"
+SHELLY = "shelly"
+PLUG_KINDS = (TASMOTA, SHELLY)
+
+#: A broker ACL rule: (access, topic filter), access one of read, write, readwrite.
+AclRule = tuple[str, str]
+
+
+def plug_acl(kind: str, topic: str) -> tuple[list[AclRule], list[AclRule]]:
+    """The broker rules of a power plug: (for the plug's own MQTT user, for the bridge that drives it).
+
+    ``topic`` is Tasmota's ``%topic%`` or a Shelly's topic prefix. A Tasmota plug publishes
+    ``tele/`` and ``stat/`` and reads ``cmnd/``; a Shelly owns everything under its prefix (it
+    also answers RPCs to ``<prefix>/fablab-bridge/rpc``), and its bridge reads it all and may only
+    send commands (Gen2 RPC, Gen1 relay and update commands). The server's ``mqtt_sync`` writes
+    these rules so that each plug may only use its own topics. ValueError for another ``kind``.
+    """
+    if kind == TASMOTA:
+        plug = [("write", f"tele/{topic}/#"), ("write", f"stat/{topic}/#"), ("read", f"cmnd/{topic}/#")]
+        bridge = [("read", f"tele/{topic}/#"), ("read", f"stat/{topic}/#"), ("write", f"cmnd/{topic}/#")]
+        return plug, bridge
+    if kind == SHELLY:
+        plug = [("readwrite", f"{topic}/#")]
+        bridge = [
+            ("read", f"{topic}/#"),
+            ("write", f"{topic}/rpc"),
+            ("write", f"{topic}/relay/0/command"),
+            ("write", f"{topic}/command"),
+        ]
+        return plug, bridge
+    raise ValueError(f"{kind!r} is not a power plug kind ({', '.join(PLUG_KINDS)})")
