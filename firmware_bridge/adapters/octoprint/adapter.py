@@ -73,7 +73,7 @@ from firmware_bridge.adapters.base import (
     JobInfo,
     register,
 )
-from firmware_bridge.octoprint_client import (
+from firmware_bridge.adapters.octoprint.client import (
     DEFAULT_TIMEOUT_S,
     OctoPrintAuthError,
     OctoPrintBadResponse,
