@@ -318,8 +318,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"refusals": {"()": "fablab.log_filters.ExpectedRefusalsWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's default config gives "django" its own console handler (with DEBUG on); the
+        # record then reached stderr twice, through it and through root. Root alone writes it.
+        "django": {"handlers": [], "level": env("LOG_LEVEL", "INFO"), "propagate": True},
+        # An expected 403 is one warning line, not a traceback.
+        "django.request": {"handlers": [], "filters": ["refusals"], "propagate": True},
+    },
 }
 
 if "pytest" in sys.modules:

@@ -239,7 +239,8 @@ class Command(BaseCommand):
             # everything on the manager pages, and the Django admin is not for them.
             user.is_staff = user.is_superuser = False
             user.save()
-            MemberProfile.objects.update_or_create(user=user, defaults={"language": language})
+            # Only a new profile gets the demo language: a language the member chose stays.
+            MemberProfile.objects.get_or_create(user=user, defaults={"language": language})
             if manager:
                 for lab in labs.values():
                     lab.managers.add(user)
