@@ -112,38 +112,43 @@ class GrblAdapter(SerialLinkMixin, ReportsMixin, StreamingMixin, SenderSideMixin
         self.reconnect_s = float(options.get("reconnect_s", 1.0))
         self.confirm_timeout_s = float(options.get("confirm_timeout_s", CONFIRM_TIMEOUT_S))
         self.settings: dict[int, float] = {}
+        # All state below is shared by the mixins and guarded by ``_lock``.
         #: Notified (under ``_lock``) on every report, reset, alarm, job end and disconnect.
         self._changed = threading.Condition(self._lock)
+        # The serial link (link.py).
         self._ser: serial.Serial | None = None
         self._write_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._rxbuf = bytearray()
+        self._last_poll = 0.0
+        self._offline_reason = "not connected yet"
+        self._connected = False
+        # Lines in GRBL's RX buffer, the bridge's own lines waiting, jobs and the cancel (streaming.py).
         self._inflight: collections.deque[_InFlight] = collections.deque()
         self._own_queue: collections.deque[_InFlight] = collections.deque()
+        self._job: _Job | None = None
+        self._pending_job: _Job | None = None
+        self._last_job: _Job | None = None
+        self._cancel: _Cancel | None = None
+        # The sender on the pass-through (passthrough.py).
         self._held: collections.deque[bytes] = collections.deque()
         self._pt: PassthroughPty | None = None
         self._sender = SenderStream()
         self._polls = StatusPollArbiter()
         self._sender_attached = False
-        self._last_poll = 0.0
+        self._sender_marker: tuple[str, int] | None = None
+        self._sender_lines = 0
+        self._sender_acks = 0
+        # What GRBL reported, and what was published (reports.py).
         self._report: wire.StatusReport | None = None
         self._report_t = 0.0
         self._wco: tuple[float, ...] | None = None
         self._overrides: tuple[int, int, int] | None = None
         self._alarm_code: int | None = None
         self._door_open = False
-        self._job: _Job | None = None
-        self._pending_job: _Job | None = None
-        self._last_job: _Job | None = None
-        self._cancel: _Cancel | None = None
-        self._sender_marker: tuple[str, int] | None = None
-        self._sender_lines = 0
-        self._sender_acks = 0
         self._last_hold_sent = 0.0
         self._published: tuple[Any, ...] | None = None
-        self._offline_reason = "not connected yet"
-        self._connected = False
         #: Status reports read so far (from the adapter's own queries and the sender's).
         self.reports_seen = 0
 

@@ -279,6 +279,7 @@ class SerialLinkMixin:
                 log.warning("%s: pass-through write failed: %s", self.machine, exc)
 
     def _tick(self, now: float) -> None:
+        """Every I/O cycle: a ``?`` when one is due (unless the sender polls), then the job timers."""
         interval = 1.0 / min(self.status_hz, MAX_STATUS_HZ)
         if now - self._last_poll >= interval and (
             not self._sender_attached or self._polls.bridge_may_poll(now)

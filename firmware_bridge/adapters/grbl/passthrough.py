@@ -9,7 +9,7 @@ state, alarms and progress. The rules that keep the sender undisturbed are:
    picks them out of the stream anyway. The only exception: while the interlock has the machine
    disabled, every realtime byte but ``?`` is dropped (``~`` would resume a job the bridge held).
    Likewise every line is then answered ``error:9`` by the bridge itself and never reaches GRBL,
-   spindle and laser commands included (see ``GrblAdapter._refuse_sender_line``).
+   spindle and laser commands included (see :meth:`SenderSideMixin._refuse_sender_line`).
 2. **Lines** are forwarded whole; each ``\\r`` or ``\\n`` ends one line and earns one ``ok``/``error``
    from GRBL (an empty line is answered ``ok`` too). The adapter keeps one FIFO of every line in
    GRBL's RX buffer with its owner, so each ``ok``/``error`` goes back to whoever sent that line.
@@ -34,6 +34,9 @@ state, alarms and progress. The rules that keep the sender undisturbed are:
    reset so that a genuine welcome reaches it. It never resets a moving machine.
 8. **Unplugged = gone.** When the machine's port disappears, the pty closes and its link is removed,
    so the sender sees a disconnect as it would with a USB cable; both come back together.
+
+:class:`PassthroughPty`, :class:`SenderStream` and :class:`StatusPollArbiter` are the pieces;
+:class:`SenderSideMixin` is the adapter's side, applying the rules to every byte the sender sends.
 """
 
 from __future__ import annotations
