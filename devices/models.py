@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from fablab.labs.models import Lab, Machine, slug_validator
 
 from .mqtt_names import hub_username, validate_mqtt_name, validate_mqtt_topic
+from .plug_topics import plug_topic_conflict
 
 STATE_CHOICES = [
     ("offline", _("Offline")),
@@ -156,12 +157,10 @@ class PowerPlug(models.Model):
         """The user name is not the hub's or a bridge's; the topics are the plug's alone.
 
         A Tasmota topic is one level. The topics the broker's ACL grants for this
-        plug (its adapter's ``broker_acl``) may not overlap another plug's, nor the
+        plug (:func:`firmware_bridge.protocol.plug_acl`) may not overlap another plug's, nor the
         MQTT contract's ``fablab/v1/#``: a Shelly prefix ``tele`` would otherwise
         hand this plug every Tasmota plug's telemetry.
         """
-        from .mqtt_auth import plug_topic_conflict  # mqtt_auth imports this module
-
         errors: dict[str, list[ValidationError]] = {}
         if self.mqtt_username and validate_quietly(validate_mqtt_name, self.mqtt_username):
             problem = username_taken(self.mqtt_username, plug=self)
@@ -175,7 +174,8 @@ class PowerPlug(models.Model):
                     )
                 ]
             else:
-                conflict = plug_topic_conflict(self.kind, self.topic, exclude_pk=self.pk)
+                others = PowerPlug.objects.exclude(pk=self.pk).select_related("machine").order_by("pk")
+                conflict = plug_topic_conflict(self.kind, self.topic, others)
                 if conflict is not None:
                     errors["topic"] = [conflict]
         if errors:

@@ -169,6 +169,7 @@ INSTALLED_APPS = [
     "fablab.booking",
     "fablab.reports",
     "devices",
+    "fablab.demo",
 ]
 
 MIDDLEWARE = [

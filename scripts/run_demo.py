@@ -181,7 +181,7 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    from devices import demo
+    from fablab.demo import machines as demo
 
     own_mqtt = "MQTT_URL" not in os.environ
     own_influx = "INFLUX_URL" not in os.environ

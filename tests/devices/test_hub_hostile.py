@@ -28,7 +28,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from devices.hub import (
+from devices.hub import Hub
+from devices.hub_stats import (
     BAD_JSON,
     BAD_TOPIC,
     INVALID,
@@ -36,7 +37,6 @@ from devices.hub import (
     UNEXPECTED,
     UNKNOWN_BRIDGE,
     UNKNOWN_MACHINE,
-    Hub,
 )
 from devices.influx import InfluxStore
 from devices.influx_spool import Spool
@@ -599,7 +599,7 @@ def test_repeated_refusals_of_one_machine_are_logged_once_per_interval(machine, 
     refused = [r for r in caplog.records if "refused message" in r.getMessage()]
     assert len(refused) == 2  # one for prusa-1, one for the ghost: both bad_json, two machines
     assert offline_hub.hub_stats["malformed"] == 400
-    assert offline_hub._suppressed_logs == 398
+    assert offline_hub.logs.suppressed == 398
 
 
 def test_one_bad_line_never_loses_other_machines_points(machine, broker, influx, publisher, tmp_path):

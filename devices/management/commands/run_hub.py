@@ -18,9 +18,10 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from devices.hub import Hub, default_client_id, spool_path_for
+from devices.hub import Hub, spool_path_for
 from devices.influx import InfluxError, InfluxStore
 from devices.influx_spool import Spool
+from devices.mqtt_client import default_client_id
 
 
 class Command(BaseCommand):
