@@ -380,6 +380,37 @@ class InfluxStore:
                     out.setdefault(name, []).append((ts, float(value)))
         return out
 
+    def chart_series(
+        self, lab: str, machine: str, start: datetime, end: datetime, *, points: int = 300
+    ) -> dict[str, list[tuple[int, float]]]:
+        """The machine's telemetry from ``start`` to ``end`` averaged for a chart: ``{field: [(ts_ms, mean), …]}``.
+
+        InfluxDB averages the readings into about ``points`` buckets (``GROUP BY
+        time``, empty buckets left out), so a day of one-second telemetry is a few
+        hundred points, not 86,400 rows; a bucket's time is its start. Fields are
+        the reading names; points come in time order.
+        """
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        bucket_s = max(1, (end_ms - start_ms) // 1000 // max(points, 1))
+        conditions = [
+            f"{quote_ident('lab')} = {quote_str(lab)}",
+            f"{quote_ident('machine')} = {quote_str(machine)}",
+            f"time >= {start_ms}ms",
+            f"time <= {end_ms}ms",
+        ]
+        # Every value is quoted by quote_ident/quote_str or is an integer.
+        q = f"SELECT mean(*) FROM {quote_ident(TELEMETRY)} WHERE {' AND '.join(conditions)} "  # noqa: S608
+        q += f"GROUP BY time({bucket_s}s) fill(none)"
+        out: dict[str, list[tuple[int, float]]] = {}
+        for block in self.query(q):
+            columns = block.get("columns", [])
+            for row in block.get("values", []):
+                for column, value in zip(columns[1:], row[1:], strict=False):
+                    if value is None or isinstance(value, str | bool):
+                        continue
+                    out.setdefault(column.removeprefix("mean_"), []).append((int(row[0]), float(value)))
+        return out
+
 
 def quote_ident(name: str) -> str:
     """An InfluxQL double-quoted identifier."""

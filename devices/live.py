@@ -158,6 +158,8 @@ def machine_frame(status) -> dict[str, Any]:
         "job": {"name": status.job_name, "progress_pct": status.progress_pct} if status.job_name else None,
         "error": {"code": status.error_code, "message": status.error_message} if status.error_code else None,
         "readings": status.last_reading,
+        # When those readings were taken (epoch ms): the machine page's charts plot them at this time.
+        "readings_at": int(status.last_reading_at.timestamp() * 1000) if status.last_reading_at else None,
         "ts": status.status_ts,
     }
 

@@ -192,6 +192,8 @@
         button.hidden = !show[button.value];
       });
     }
+    // The machine page's charts (charts.js) take their live points from the same frame as the card.
+    list.dispatchEvent(new CustomEvent("board:painted", { detail: data }));
   }
 
   // The server re-checks the viewer's rights; a snapshot with manager: false means they were taken away.
