@@ -1,7 +1,7 @@
 """The live floor board, a machine's live page with its telemetry charts, and remote commands.
 
 Thin views: what a card shows comes from :mod:`devices.board`, commands go
-through :func:`devices.services.send_command`, telemetry comes from the hub's
+through :func:`devices.commands.send_command`, telemetry comes from the hub's
 store (:class:`devices.influx.InfluxStore`).
 """
 
@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 
-from . import board, charts, services
+from . import board, charts, commands
 from .live import command_frame, push_command
 from .models import STATE_CHOICES, Alert, Command
 
@@ -274,7 +274,7 @@ def machine_command(request, lab, machine):
             return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
         messages.error(request, message)
         return redirect(back)
-    command = services.send_command(machine, action, request.user)
+    command = commands.send_command(machine, action, request.user)
     try:
         # Other managers watching the board see it go out too.
         push_command(command)
