@@ -76,6 +76,7 @@
     return typeof raw === "number" && isFinite(raw) ? raw : null;
   }
   var timeFormat = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: tz });
+  var secondsFormat = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZone: tz });
   var dayFormat = new Intl.DateTimeFormat(lang, { weekday: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: tz });
 
   // ------------------------------------------------------------------ one chart
@@ -141,14 +142,21 @@
     return uPlot.join(chart.series.map(function (s) { return [s.t, s.v]; }));
   }
 
+  // Dots where a series has too few points for a line to show (a single reading, a new series).
+  function sparse(u, seriesIdx, idx0, idx1) {
+    var values = u.data[seriesIdx], count = 0;
+    for (var i = idx0; i <= idx1; i++) if (values[i] != null) count++;
+    return count < 3 || u.bbox.width / count > 24 * (window.devicePixelRatio || 1);
+  }
+
   function plotHeight(width) { return width < 500 ? 220 : 260; }
 
   function draw(chart) {
+    var box = chart.figure.querySelector(".chart-plot");
+    var width = box.clientWidth || chart.figure.clientWidth || 300;
     if (chart.plot) chart.plot.destroy();
     chart.plot = null;
     if (!chart.series.length) return;  // a chart started live draws with its first series
-    var box = chart.figure.querySelector(".chart-plot");
-    var width = Math.max(box.clientWidth, 200);
     var opts = {
       width: width,
       height: plotHeight(width),
@@ -160,8 +168,10 @@
         x: {
           time: true,
           // The window is the data's: first to last point (a single point gets a minute either side).
-          range: function (u, min, max) {
-            if (min == null) return [Date.now() - 60000, Date.now()];
+          range: function (u) {
+            var xs = u.data[0];
+            if (!xs || !xs.length) return [Date.now() - 60000, Date.now()];
+            var min = xs[0], max = xs[xs.length - 1];
             return max - min < 60000 ? [min - 30000, max + 30000] : [min, max];
           }
         },
@@ -180,9 +190,10 @@
           grid: { stroke: "#e4e4e4", width: 1 },
           ticks: { stroke: "#ccc", width: 1 },
           space: 70,
-          values: function (u, splits) {
+          values: function (u, splits, axisIdx, space, incr) {
             var span = u.scales.x.max - u.scales.x.min;
-            var f = span > 20 * 3600 * 1000 ? dayFormat : timeFormat;
+            // Ticks less than a minute apart need their seconds, a window of more than a day its weekdays.
+            var f = incr < 60000 ? secondsFormat : span > 20 * 3600 * 1000 ? dayFormat : timeFormat;
             return splits.map(function (t) { return f.format(new Date(t)); });
           }
         },
@@ -207,7 +218,10 @@
         }
       ],
       series: [{}].concat(chart.series.map(function (s) {
-        return { label: s.label, stroke: s.colour, width: 2, dash: s.dashed ? [6, 4] : undefined, spanGaps: false };
+        return {
+          label: s.label, stroke: s.colour, width: 2, dash: s.dashed ? [6, 4] : undefined, spanGaps: false,
+          points: { show: sparse, size: 6, fill: s.colour }
+        };
       }))
     };
     chart.plot = new uPlot(opts, plotData(chart), box);
@@ -230,8 +244,8 @@
       var box = figure.querySelector(".chart-plot");
       var lastWidth = box.clientWidth;
       new ResizeObserver(function () {
-        var width = Math.max(box.clientWidth, 200);
-        if (width === lastWidth || !chart.plot) return;
+        var width = box.clientWidth;
+        if (!width || width === lastWidth || !chart.plot) return;
         lastWidth = width;
         chart.plot.setSize({ width: width, height: plotHeight(width) });
       }).observe(box);
