@@ -213,7 +213,7 @@
           values: function (u, splits) { return splits.map(function (v) { return tick(v, chart.y.step); }); },
           size: function (u, values) {
             var longest = (values || []).reduce(function (n, v) { return Math.max(n, String(v).length); }, 3);
-            return Math.ceil(longest * 7.5) + 14;
+            return Math.ceil(longest * 7.5) + 24;  // tick length and gap, so the unit label never touches a value
           }
         }
       ],
