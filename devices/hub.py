@@ -260,7 +260,7 @@ class Hub:
                 # A database hiccup or a bug must not stop the hub; the message is still acked below
                 # (its points, if any, are already in the batch).
                 self.stats.refuse(FAILED)
-                log.exception("failed to process a message on %r", msg.topic)
+                self.logs.exception(("process", msg.topic), "failed to process a message on %r", msg.topic)
                 close_old_connections()
             self._add_ack(msg, generation)
             if len(self._batch.lines) >= self.batch_size:
@@ -300,7 +300,7 @@ class Hub:
             readings.check_silent(self.index)
             commands.expire_commands()
         except Exception:
-            log.exception("housekeeping failed")
+            self.logs.exception("housekeeping", "housekeeping failed")
 
     def _log_stats(self) -> None:
         snap = self.stats.snapshot()

@@ -159,12 +159,14 @@ class MessageHandler:
             try:
                 apply_readings(pending)
             except Exception:
-                log.exception("failed to update the live readings")
+                self.logs.exception("readings", "failed to update the live readings")
                 close_old_connections()
         try:
             status.apply_statuses(items)
         except Exception:
-            log.exception("failed to apply a batch of %d statuses; trying each alone", len(items))
+            self.logs.exception(
+                "status-batch", "failed to apply a batch of %d statuses; trying each alone", len(items)
+            )
             close_old_connections()
             failed = 0
             for info, msg in items:
@@ -173,7 +175,9 @@ class MessageHandler:
                 except Exception:
                     failed += 1
                     self.stats.refuse(FAILED)
-                    log.exception("failed to apply a status of %s/%s", info.lab, info.slug)
+                    self.logs.exception(
+                        ("status", info.id), "failed to apply a status of %s/%s", info.lab, info.slug
+                    )
                     close_old_connections()
             self.stats.add("status", len(items) - failed)
         else:
@@ -239,5 +243,5 @@ class MessageHandler:
             try:
                 apply_readings(pending)
             except Exception:
-                log.exception("failed to update the live readings")
+                self.logs.exception("readings", "failed to update the live readings")
                 close_old_connections()

@@ -106,6 +106,20 @@ class LimitedLog:
 
     def warning(self, key: Hashable, msg: str, *args: object) -> bool:
         """Log ``msg % args`` unless ``key`` logged within the interval or the budget is spent."""
+        if not self._allow(key):
+            return False
+        self.logger.warning(msg, *args)
+        return True
+
+    def exception(self, key: Hashable, msg: str, *args: object) -> bool:
+        """Like :meth:`warning`, at ERROR with the traceback of the exception being handled: a
+        database that is down fails every message, and must not flood the log."""
+        if not self._allow(("exception", key)):
+            return False
+        self.logger.exception(msg, *args)
+        return True
+
+    def _allow(self, key: Hashable) -> bool:
         with self._lock:
             now = self.clock()
             last = self._last.get(key)
@@ -122,7 +136,6 @@ class LimitedLog:
                 self.suppressed += 1
                 return False
             self._tokens -= 1
-        self.logger.warning(msg, *args)
         return True
 
     def take_suppressed(self) -> int:

@@ -111,7 +111,13 @@ for _origin in CSRF_TRUSTED_ORIGINS:
         _fail(
             "CSRF_TRUSTED_ORIGINS", f"must list origins such as https://fablab.example.org, not {_origin!r}"
         )
-SITE_URL = env("SITE_URL", "http://127.0.0.1:8000")
+# The address members reach the site at, for links in emails and calendar feeds. With DEBUG off
+# there is no default: a forgotten variable would send every member links to 127.0.0.1.
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000" if DEBUG else "")
+if not SITE_URL:
+    _fail("SITE_URL", "must be set when DEBUG is off (e.g. https://fablab.example.org)")
+if urlsplit(SITE_URL).scheme not in ("http", "https") or not urlsplit(SITE_URL).netloc:
+    _fail("SITE_URL", f"must be an address such as https://fablab.example.org, not {SITE_URL!r}")
 
 # HTTPS. With DEBUG off the cookies are Secure unless a lab serving plain HTTP on its
 # own network says otherwise (SESSION_COOKIE_SECURE=false, CSRF_COOKIE_SECURE=false,
@@ -293,6 +299,19 @@ INFLUX_TOKEN = env("INFLUX_TOKEN")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "fablab@localhost")
+# SMTP (EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend). The password is hidden in
+# error reports by its name, like every setting whose name holds PASSWORD.
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    _fail("EMAIL_USE_SSL", "cannot be on together with EMAIL_USE_TLS (choose one)")
+SERVER_EMAIL = env("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+# Who gets a mail with the (masked) report of every server error: comma-separated addresses.
+ADMINS = [("", address) for address in env_list("ADMINS")]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -393,13 +393,37 @@ def reading_problem(name: object, value: object) -> str | None:
     return None
 
 
-def _str(value: object, field: str, *, max_len: int = 1024, allow_empty: bool = True) -> str:
+#: Characters no text field may carry into the server: NUL (PostgreSQL refuses it in text and
+#: jsonb), the other C0 controls but tab, newline and carriage return, DEL, and lone UTF-16
+#: surrogates (valid as JSON escapes, but no database or encoder accepts them as text).
+_BAD_TEXT_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+#: In identifiers and codes no control character at all is allowed (tab and newline included).
+_BAD_ID_RE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+#: What a bad character in free text (a job name, an error message) becomes.
+REPLACEMENT_CHAR = "\ufffd"
+
+
+def clean_text(value: str) -> str:
+    """``value`` with every character of :data:`_BAD_TEXT_RE` replaced by U+FFFD."""
+    return value if _BAD_TEXT_RE.search(value) is None else _BAD_TEXT_RE.sub(REPLACEMENT_CHAR, value)
+
+
+def _str(
+    value: object, field: str, *, max_len: int = 1024, allow_empty: bool = True, free_text: bool = False
+) -> str:
+    """A string field. Control characters and lone surrogates are refused in identifiers and codes;
+    in ``free_text`` (names and messages people read) they are replaced, so that one odd character
+    in a file name never costs the machine its status."""
     if not isinstance(value, str):
         raise ProtocolError(f"{field}: must be a string, got {_show(value)}")
     if len(value) > max_len:
         raise ProtocolError(f"{field}: longer than {max_len} characters")
     if not allow_empty and not value:
         raise ProtocolError(f"{field}: must not be empty")
+    if free_text:
+        return clean_text(value)
+    if _BAD_ID_RE.search(value) is not None:
+        raise ProtocolError(f"{field}: control characters and lone surrogates are not allowed")
     return value
 
 
@@ -440,6 +464,23 @@ def _id(value: object, field: str = "id") -> str:
 def _obj(value: object, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ProtocolError(f"{field}: must be an object, got {_show(value)}")
+    return value
+
+
+def _clean_json(value: Any, depth: int = 0) -> Any:
+    """A copy of free-form JSON (``detail``, ``params``) whose strings, keys included, went through
+    :func:`clean_text`. Depth is bounded by :func:`_check_json_numbers` afterwards; here it only
+    stops the copy from recursing without end."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if depth > MAX_DEPTH:
+        return value
+    if isinstance(value, dict):
+        return {
+            (clean_text(k) if isinstance(k, str) else k): _clean_json(v, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_clean_json(v, depth + 1) for v in value]
     return value
 
 
@@ -551,7 +592,7 @@ class Job:
             progress = _number(progress, f"{field}.progress_pct")
         return cls(
             id=_str(_required_in(obj, "id", field), f"{field}.id", max_len=256),
-            name=_str(_required_in(obj, "name", field), f"{field}.name", max_len=1024),
+            name=_str(_required_in(obj, "name", field), f"{field}.name", max_len=1024, free_text=True),
             started_ts=_ts(_required_in(obj, "started_ts", field), f"{field}.started_ts"),
             progress_pct=progress,
         )
@@ -572,7 +613,9 @@ class MachineError:
         obj = _obj(data, field)
         return cls(
             code=_str(_required_in(obj, "code", field), f"{field}.code", max_len=64, allow_empty=False),
-            message=_str(_required_in(obj, "message", field), f"{field}.message", max_len=2048),
+            message=_str(
+                _required_in(obj, "message", field), f"{field}.message", max_len=2048, free_text=True
+            ),
         )
 
 
@@ -791,7 +834,7 @@ class CommandAck:
                 raise ProtocolError(
                     f"error.code: must be one of {', '.join(ACK_CODES)}, got {_show(self.error.code)}"
                 )
-            _str(self.error.message, "error.message", max_len=2048)
+            _str(self.error.message, "error.message", max_len=2048, free_text=True)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -912,7 +955,7 @@ def decode_event(payload: bytes | str, *, now_ms: int | None = None) -> Event:
         seq=_required(data, "seq"),
         type=_required(data, "type"),
         job=_job_or_none(data.get("job"), now_ms=now_ms),
-        detail=None if detail is None else _obj(detail, "detail"),
+        detail=None if detail is None else _clean_json(_obj(detail, "detail")),
     )
     return _received(msg, now_ms)
 
@@ -927,7 +970,7 @@ def decode_command(payload: bytes | str) -> Command:
         ts=_required(data, "ts"),
         expires=data.get("expires"),
         booking=data.get("booking"),
-        params=None if params is None else _obj(params, "params"),
+        params=None if params is None else _clean_json(_obj(params, "params")),
     )
     msg.validate()
     return msg
@@ -959,7 +1002,9 @@ def decode_cmd_ack(payload: bytes | str, *, now_ms: int | None = None) -> Comman
         obj = _obj(error, "error")
         ack_error = AckError(
             code=_str(_required_in(obj, "code", "error"), "error.code", max_len=64),
-            message=_str(_required_in(obj, "message", "error"), "error.message", max_len=2048),
+            message=_str(
+                _required_in(obj, "message", "error"), "error.message", max_len=2048, free_text=True
+            ),
         )
     msg = CommandAck(
         id=_required(data, "id"), ok=_required(data, "ok"), ts=_required(data, "ts"), error=ack_error

@@ -203,6 +203,8 @@ def run(args: argparse.Namespace) -> dict:
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(40),
             "ALLOWED_HOSTS": "127.0.0.1",
+            "SITE_URL": "http://127.0.0.1",
+            "SECURE_SSL_REDIRECT": "false",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

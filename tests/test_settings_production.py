@@ -46,6 +46,8 @@ def run(tmp_path: Path, argv: list[str], **variables: str) -> subprocess.Complet
         "PATH": os.environ["PATH"],
         "PYTHONDONTWRITEBYTECODE": "1",
         "DJANGO_SETTINGS_MODULE": "fablab.settings",
+        # Required with DEBUG off; the tests about it leave it out explicitly.
+        "SITE_URL": "https://fablab.example.org",
         **variables,
         "FABLAB_VAR_DIR": str(tmp_path / "var"),
     }
@@ -86,6 +88,14 @@ def test_without_debug_and_without_a_secret_key_the_process_stops_with_one_line_
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("configuration error: SECRET_KEY must be set")
     assert not (tmp_path / "var" / "secret_key").exists()  # no silent development key
+
+
+def test_without_debug_and_without_a_site_url_the_process_stops_with_one_line_naming_it(tmp_path):
+    proc = run(tmp_path, ["-c", SHOW_SETTINGS], SECRET_KEY=new_secret_key(), SITE_URL="")
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "configuration error: SITE_URL must be set when DEBUG is off (e.g. https://fablab.example.org)"
+    ]
 
 
 def test_without_debug_a_short_secret_key_is_refused(tmp_path):

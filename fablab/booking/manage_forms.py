@@ -1,4 +1,5 @@
-"""Forms of the manager pages for a lab's opening hours, closures and machines' booking policy.
+"""Forms of the manager pages: a lab's opening hours, closures, quota policies, its machines'
+booking policy, and booking a machine for a member.
 
 What a manager may change is deliberately narrow: a machine's lab, slug and
 type are shared with the bridges and the MQTT contract, and its required
@@ -8,13 +9,17 @@ so those stay with the network administrators in the Django admin.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from fablab.labs.models import Closure, Machine, OpeningHours
+from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
+from fablab.members.forms import ExactMemberField
 
 from .forms import within_reach
+from .models import QuotaPolicy
 
 #: The booking policy a lab manager sets on the manager pages.
 MACHINE_POLICY_FIELDS = [
@@ -76,3 +81,72 @@ class ClosureForm(forms.ModelForm):
         if start and end and end < start:
             self.add_error("ends_on", _("The last day must not be before the first day."))
         return cleaned
+
+
+class QuotaPolicyForm(forms.ModelForm):
+    """A quota policy of one lab. The lab is fixed by the view, never read from the form;
+    network-wide policies (no lab) are the network administrators' (Django admin)."""
+
+    class Meta:
+        model = QuotaPolicy
+        fields = ["machine_type", "max_hours_per_week", "max_future_bookings"]
+
+    def __init__(self, *args, lab: Lab, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lab = lab
+        self.instance.lab = lab
+        self.fields["machine_type"].queryset = MachineType.objects.order_by("name")
+
+    def clean(self):
+        cleaned = super().clean()
+        machine_type = cleaned.get("machine_type")
+        # The lab is not a form field, so the model's unique constraint is not checked by the form.
+        taken = QuotaPolicy.objects.filter(lab=self.lab, machine_type=machine_type).exclude(
+            pk=self.instance.pk
+        )
+        if machine_type is not None and taken.exists():
+            self.add_error("machine_type", _("This lab already has a quota policy for this machine type."))
+        return cleaned
+
+
+class ManagerBookingForm(forms.Form):
+    """A manager books a machine of their lab for a member, named exactly (see ``ExactMemberField``).
+
+    Start and end are read in the lab's time zone (the view activates it). The form only parses
+    input: every booking rule is checked by :func:`fablab.booking.services.booking_create`.
+    """
+
+    member = ExactMemberField(label=_("Member"))
+    start = forms.DateTimeField(
+        label=_("Start"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    end = forms.DateTimeField(
+        label=_("End"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    purpose = forms.CharField(label=_("Purpose (optional)"), max_length=300, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("start", "end"):
+            self.fields[name].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+
+    def clean_start(self):
+        return within_reach(self.fields["start"], self.cleaned_data.get("start"))
+
+    def clean_end(self):
+        return within_reach(self.fields["end"], self.cleaned_data.get("end"))
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if start and end and end <= start:
+            self.add_error("end", _("The end must be after the start."))
+        return cleaned
+
+    @staticmethod
+    def initial_start(lab: Lab, day: dt.date) -> dt.datetime | None:
+        """The lab's first opening time on ``day``, to pre-fill the form; ``None`` if it is closed."""
+        intervals = lab.opening_intervals(day)
+        return timezone.localtime(intervals[0][0], lab.tz) if intervals else None

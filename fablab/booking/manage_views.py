@@ -1,4 +1,5 @@
-"""Lab manager pages: approvals, certifications, maintenance windows, the day's bookings.
+"""Lab manager pages: approvals, certifications, maintenance windows, the day's bookings,
+a lab's settings and quota policies, and booking a machine for a member.
 
 Managers see names here; nobody else gets past ``_require_manager`` (403).
 Who manages what is decided by :mod:`fablab.members.roles` only.
@@ -11,11 +12,13 @@ import datetime as dt
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from fablab.labs.models import Closure, Lab, Machine, MaintenanceWindow, OpeningHours
 from fablab.members import roles
@@ -26,8 +29,14 @@ from fablab.members.services import CertificationError, certification_grant, cer
 from . import selectors, services
 from .errors import BookingError
 from .forms import MaintenanceWindowForm
-from .manage_forms import ClosureForm, MachinePolicyForm, OpeningHoursForm
-from .models import Booking
+from .manage_forms import (
+    ClosureForm,
+    MachinePolicyForm,
+    ManagerBookingForm,
+    OpeningHoursForm,
+    QuotaPolicyForm,
+)
+from .models import Booking, QuotaPolicy
 
 #: Rows of the certification list and of its audit shown at once.
 CERTIFICATION_ROWS = 200
@@ -241,6 +250,7 @@ def day(request, lab: str):
         "today": today,
         "bookings": bookings,
         "now": timezone.now(),
+        "machines": lab.machines.order_by("name"),
     }
     with timezone.override(lab.tz):
         return render(request, "booking/manage/day.html", context)
@@ -262,20 +272,75 @@ def lab_settings(request, lab: str):
     closure_form = ClosureForm(
         request.POST if which == "closure" else None, instance=Closure(lab=lab), prefix="closure"
     )
-    bound = {"hours": hours_form, "closure": closure_form}.get(which)
-    if bound is not None and bound.is_valid():
-        bound.save()
-        messages.success(request, _("Opening hours added.") if which == "hours" else _("Closure added."))
+    quota_form = QuotaPolicyForm(request.POST if which == "quota" else None, lab=lab, prefix="quota")
+    bound = {"hours": hours_form, "closure": closure_form, "quota": quota_form}.get(which)
+    if bound is not None and bound.is_valid() and _save(bound):
+        done = {
+            "hours": _("Opening hours added."),
+            "closure": _("Closure added."),
+            "quota": _("Quota policy added."),
+        }
+        messages.success(request, done[which])
         return redirect("booking:lab_settings", lab=lab.slug)
     context = {
         "lab": lab,
         "hours_form": hours_form,
         "closure_form": closure_form,
+        "quota_form": quota_form,
+        "quotas": lab.quota_policies.select_related("machine_type").order_by("machine_type__name"),
+        "network_quotas": _network_quotas(lab),
         "hours": lab.opening_hours.order_by("weekday", "opens"),
         "closures": lab.closures.filter(ends_on__gte=timezone.localtime(timezone.now(), lab.tz).date()),
         "machines": lab.machines.order_by("name"),
     }
     return render(request, "booking/manage/lab_settings.html", context)
+
+
+def _save(form) -> bool:
+    """Save a valid model form; a unique constraint lost to a concurrent request becomes a form error."""
+    try:
+        with transaction.atomic():
+            form.save()
+    except IntegrityError:
+        form.add_error(None, _("This was changed at the same time by someone else; please try again."))
+        return False
+    return True
+
+
+def _network_quotas(lab: Lab) -> list[dict]:
+    """The network-wide quota policies (read-only here), each marked if this lab's own policy replaces it."""
+    own = set(lab.quota_policies.values_list("machine_type_id", flat=True))
+    return [
+        {"policy": policy, "replaced": policy.machine_type_id in own}
+        for policy in QuotaPolicy.objects.filter(lab=None)
+        .select_related("machine_type")
+        .order_by("machine_type__name")
+    ]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def edit_quota(request, lab: str, pk: int):
+    """Change a quota policy of a managed lab. Network-wide policies (no lab) are not found here."""
+    policy = get_object_or_404(
+        QuotaPolicy.objects.select_related("lab", "machine_type"), pk=pk, lab__slug=lab
+    )
+    _require_lab(request.user, policy.lab)
+    form = QuotaPolicyForm(request.POST or None, instance=policy, lab=policy.lab)
+    if request.method == "POST" and form.is_valid() and _save(form):
+        messages.success(request, _("Quota policy saved."))
+        return redirect("booking:lab_settings", lab=policy.lab.slug)
+    return render(request, "booking/manage/quota.html", {"lab": policy.lab, "policy": policy, "form": form})
+
+
+@login_required
+@require_POST
+def delete_quota(request, lab: str, pk: int):
+    policy = get_object_or_404(QuotaPolicy.objects.select_related("lab"), pk=pk, lab__slug=lab)
+    _require_lab(request.user, policy.lab)
+    policy.delete()
+    messages.success(request, _("Quota policy deleted."))
+    return redirect("booking:lab_settings", lab=lab)
 
 
 @login_required
@@ -309,3 +374,76 @@ def machine_settings(request, machine_id: int):
         messages.success(request, _("Booking policy of %(machine)s saved.") % {"machine": machine.name})
         return redirect("booking:lab_settings", lab=machine.lab.slug)
     return render(request, "booking/manage/machine_settings.html", {"machine": machine, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def book_for_member(request, machine_id: int):
+    """A manager of the machine's lab books it for a member (the admin's old "add booking").
+
+    The booking goes through :func:`~fablab.booking.services.booking_create` like every
+    other: the member's certification, quotas, opening hours, notice, overlap and the
+    integrity guarantee all apply, and the member gets the usual email. A refusal
+    shows the rule's message and its code.
+    """
+    machine = get_object_or_404(Machine.objects.select_related("lab"), pk=machine_id)
+    lab = machine.lab
+    _require_lab(request.user, lab)
+    with timezone.override(lab.tz):
+        today = timezone.localdate()
+        try:
+            day = dt.date.fromisoformat(request.GET.get("date", ""))
+        except ValueError:
+            day = today
+        if abs((day - today).days) > 3660:
+            day = today
+        initial = {}
+        first_opening = ManagerBookingForm.initial_start(lab, day)
+        if first_opening is not None:
+            initial["start"] = first_opening
+            initial["end"] = first_opening + dt.timedelta(
+                minutes=max(machine.min_duration_minutes, machine.slot_minutes)
+            )
+        form = ManagerBookingForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            member = form.cleaned_data["member"]
+            try:
+                booking = services.booking_create(
+                    machine=machine,
+                    member=member,
+                    start=form.cleaned_data["start"],
+                    end=form.cleaned_data["end"],
+                    purpose=form.cleaned_data["purpose"],
+                )
+            except BookingError as exc:
+                form.add_error(
+                    None,
+                    _("The booking rules refused this booking (%(code)s): %(detail)s")
+                    % {"code": exc.code, "detail": exc.detail},
+                )
+            else:
+                local_start = timezone.localtime(booking.start)
+                values = {
+                    "machine": machine.name,
+                    "member": _display_name(member),
+                    "when": date_format(local_start, "DATETIME_FORMAT"),
+                }
+                if booking.status == Booking.Status.PENDING:
+                    text = _("%(machine)s requested for %(member)s on %(when)s; it awaits approval.") % values
+                else:
+                    text = _("%(machine)s booked for %(member)s on %(when)s.") % values
+                messages.success(request, text)
+                return redirect(
+                    f"{reverse('booking:day', args=[lab.slug])}?date={local_start.date().isoformat()}"
+                )
+        day_start = dt.datetime.combine(day, dt.time(0), tzinfo=lab.tz)
+        day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=lab.tz)
+        booked = (
+            Booking.objects.filter(
+                machine=machine, status__in=Booking.ACTIVE, start__lt=day_end, blocked_until__gt=day_start
+            )
+            .select_related("member")
+            .order_by("start")
+        )
+        context = {"machine": machine, "lab": lab, "form": form, "date": day, "booked": booked}
+        return render(request, "booking/manage/book_for_member.html", context)

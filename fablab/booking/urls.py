@@ -42,4 +42,7 @@ urlpatterns = [
     path(
         "manage/machines/<int:machine_id>/settings/", manage_views.machine_settings, name="machine_settings"
     ),
+    path("manage/labs/<slug:lab>/quotas/<int:pk>/", manage_views.edit_quota, name="edit_quota"),
+    path("manage/labs/<slug:lab>/quotas/<int:pk>/delete/", manage_views.delete_quota, name="delete_quota"),
+    path("manage/machines/<int:machine_id>/book/", manage_views.book_for_member, name="book_for_member"),
 ]

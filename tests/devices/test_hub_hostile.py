@@ -555,6 +555,49 @@ def test_a_timestamp_ten_minutes_ahead_is_refused_by_the_hub(machine, offline_hu
     assert offline_hub._batch.lines == []
 
 
+def test_a_nul_or_lone_surrogate_in_free_text_is_replaced_and_the_status_and_event_are_kept(
+    machine, offline_hub
+):
+    # PostgreSQL refuses NUL in text and jsonb, and no encoder takes a lone surrogate: before the
+    # protocol cleaned them, one odd job name made the hub fail on every status of the machine.
+    now = protocol.now_ms()
+    status = {
+        "v": 1,
+        "state": "error",
+        "enabled": True,
+        "bridge": BRIDGE,
+        "adapter": "octoprint",
+        "ts": now,
+        "job": {"id": "j1", "name": "cube\u0000\ud800.gcode", "started_ts": now, "progress_pct": 5},
+        "error": {"code": "printer_error", "message": "Error:\u0000 heater \udfff"},
+    }
+    offline_hub._handle(fake_message(protocol.topic_status(LAB, MACHINE), json.dumps(status).encode()))
+    offline_hub.messages.apply_statuses()
+    event = {
+        "v": 1,
+        "ts": now,
+        "sid": new_sid(),
+        "seq": 1,
+        "type": "alarm",
+        "detail": {"text\u0000": ["\ud800", {"k": "\u0001"}]},
+    }
+    offline_hub._handle(fake_message(protocol.topic_event(LAB, MACHINE), json.dumps(event).encode()))
+    stats = offline_hub.hub_stats
+    assert stats.get("processing_failed", 0) == 0 and stats.get("malformed", 0) == 0
+    live = MachineStatus.objects.get(machine=machine)
+    assert live.state == "error"
+    assert live.job_name == "cube\ufffd\ufffd.gcode"
+    assert "\x00" not in live.error_message and "\ufffd" in live.error_message
+
+
+def test_a_control_character_in_an_identifier_is_refused_as_invalid(machine, offline_hub):
+    now = protocol.now_ms()
+    status = {"v": 1, "state": "idle", "enabled": True, "bridge": BRIDGE, "adapter": "octo\u0000", "ts": now}
+    offline_hub._handle(fake_message(protocol.topic_status(LAB, MACHINE), json.dumps(status).encode()))
+    assert offline_hub.hub_stats["malformed_by_reason"] == {INVALID: 1}
+    assert offline_hub.hub_stats.get("processing_failed", 0) == 0
+
+
 def test_a_machine_cannot_have_more_reading_names_than_the_limit(machine, offline_hub, tmp_path):
     topic = protocol.topic_telemetry(LAB, MACHINE)
     sid = new_sid()

@@ -357,6 +357,25 @@ def test_interlock_refuses_and_holds(sim: GrblSimulator, sink: RecordingSink, tm
         sink.wait_event("job_cancelled")
 
 
+def test_disable_while_grbl_is_unplugged_is_not_acked_ok_but_holds(
+    sim: GrblSimulator, sink: RecordingSink, tmp_path: Path
+) -> None:
+    adapter = make_adapter(sim, sink, interlock=True, enabled=True)
+    with BridgeLoop(adapter):
+        sink.wait_state("idle")
+        sim.unplug()
+        sink.wait_state("offline")
+        with pytest.raises(CommandError) as info:
+            adapter.command("disable")
+        assert info.value.code == "not_confirmed" and "not connected" in info.value.message
+        assert not adapter.enabled  # the bridge enforces it all the same
+        sim.replug()
+        sink.wait_state("idle")
+        with pytest.raises(CommandError) as refused:
+            adapter.start_job(long_job(tmp_path / "long.nc"))
+        assert refused.value.code == "invalid_state"
+
+
 def test_send_file_straight_to_the_port(sim: GrblSimulator, tmp_path: Path) -> None:
     job_file = write_job(tmp_path / "pocket.nc", cnc_pocket_job(width=16, height=12, depth=1))
     out = io.StringIO()

@@ -366,6 +366,32 @@ def test_server_stopping_mid_print_and_coming_back(own_server: VirtualOctoPrint)
         assert info.value.code == "device_error"
 
 
+def test_a_resume_whose_printer_disconnects_is_not_acked_ok(server: VirtualOctoPrint, monkeypatch) -> None:
+    sink = MemorySink()
+    adapter = make_adapter(server, sink)
+    with AdapterRunner(adapter):
+        sink.wait_state(IDLE)
+        server.upload_and_print("gone.gcode", demo_gcode(60))
+        sink.wait_state(RUNNING)
+        adapter.command("pause")
+        sink.wait_state(PAUSED)
+        real_flags = adapter._flags
+        calls = []
+
+        def flags_then_gone(action: str) -> dict[str, bool]:
+            # The first read is the real one (the printer is Paused, so the resume is sent);
+            # after that OctoPrint answers as it does once the printer has dropped off its port.
+            calls.append(action)
+            return real_flags(action) if len(calls) == 1 else {}
+
+        monkeypatch.setattr(adapter, "_flags", flags_then_gone)
+        with pytest.raises(CommandError) as info:
+            adapter.command("resume")
+        assert info.value.code == "device_error" and "no longer connected" in info.value.message
+        monkeypatch.undo()
+        adapter.command("cancel")
+
+
 # -- interlock ----------------------------------------------------------------------------------
 
 

@@ -503,3 +503,61 @@ def test_decoders_turn_every_number_into_a_value_or_a_protocol_error(pairs: list
             continue
         assert msg.values and all(abs(v) <= p.MAX_READING for v in msg.values.values())
         assert p.decode_telemetry(p.encode(msg)) == msg
+
+
+def test_free_text_with_nul_or_a_lone_surrogate_is_cleaned_not_refused() -> None:
+    now = p.now_ms()
+    payload = json.dumps(
+        {
+            "v": 1,
+            "state": "running",
+            "enabled": True,
+            "bridge": "b-1",
+            "adapter": "grbl",
+            "ts": now,
+            "job": {"id": "j", "name": "a\u0000b\ud800", "started_ts": now, "progress_pct": 1},
+            "error": {"code": "e", "message": "tab\tstays, \u001b goes"},
+        }
+    )
+    msg = p.decode_status(payload)
+    assert msg.job is not None and msg.job.name == "a\ufffdb\ufffd"
+    assert msg.error is not None and msg.error.message == "tab\tstays, \ufffd goes"
+    # What the server stores must survive a strict UTF-8 encoder (lone surrogates do not).
+    msg.job.name.encode("utf-8")
+
+
+@pytest.mark.parametrize("field", ["adapter", "job_id", "error_code"])
+def test_a_control_character_in_an_identifier_is_a_protocol_error(field: str) -> None:
+    now = p.now_ms()
+    data = {
+        "v": 1,
+        "state": "running",
+        "enabled": True,
+        "bridge": "b-1",
+        "adapter": "grbl",
+        "ts": now,
+        "job": {"id": "j", "name": "n", "started_ts": now, "progress_pct": 1},
+        "error": {"code": "e", "message": "m"},
+    }
+    if field == "adapter":
+        data["adapter"] = "gr\u0000bl"
+    elif field == "job_id":
+        data["job"]["id"] = "j\ud800"
+    else:
+        data["error"]["code"] = "e\n"
+    with pytest.raises(p.ProtocolError, match="control characters"):
+        p.decode_status(json.dumps(data))
+
+
+def test_strings_in_free_json_are_cleaned_keys_included() -> None:
+    payload = json.dumps(
+        {
+            "v": 1,
+            "ts": p.now_ms(),
+            "sid": "a" * 32,
+            "seq": 1,
+            "type": "alarm",
+            "detail": {"k\u0000": ["\udfff"]},
+        }
+    )
+    assert p.decode_event(payload).detail == {"k\ufffd": ["\ufffd"]}

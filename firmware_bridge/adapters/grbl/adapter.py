@@ -400,8 +400,15 @@ class GrblAdapter(SerialLinkMixin, ReportsMixin, StreamingMixin, SenderSideMixin
     def _confirm_disabled(self) -> None:
         """After ``disable``: a machine that was running must be seen standing still (held)."""
         with self._lock:
-            if not self._connected or not self.interlock:
-                return  # offline: nothing can run; it is held at reconnect if it does
+            if not self.interlock:
+                return
+            if not self._connected:
+                # The bridge now refuses every job and sender line, and a machine found running at
+                # reconnect is held; but nothing can tell what the controller is doing now.
+                raise CommandError(
+                    NOT_CONFIRMED,
+                    "disabled on the bridge, but GRBL is not connected: cannot confirm it stands still",
+                )
             self._ask_now()
             deadline = time.monotonic() + self.confirm_timeout_s
             if not self._await(lambda: not self._still_moving() or self._grbl()[0] == "Home", deadline):

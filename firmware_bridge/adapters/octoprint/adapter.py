@@ -694,6 +694,12 @@ class OctoPrintAdapter(Adapter):
         """Read the flags every :data:`CONFIRM_POLL_S` until ``done(flags)``; ``not_confirmed`` at ``deadline``."""
         while True:
             flags = self._flags(action)
+            if not flags:
+                # No printer behind OctoPrint any more: nothing can confirm the command, and "no
+                # job is active" would otherwise read as a resume or cancel that worked.
+                raise CommandError(
+                    "device_error", f"{action}: the printer is no longer connected to OctoPrint"
+                )
             if done(flags):
                 return flags
             if time.monotonic() >= deadline:
