@@ -1,8 +1,9 @@
 """A power-monitoring plug on MQTT (Tasmota, Shelly Gen2 or Gen1), for the tests and the demo.
 
 :class:`PlugSimulator` connects to a broker with paho-mqtt 2 and speaks the
-plug's own topics and payload shapes, as documented in HARDWARE_REFERENCE.md
-§4 and in the adapters' module docstrings:
+plug's own topics and payload shapes, as their makers document them (Tasmota:
+tasmota/docs, docs/MQTT.md and docs/Commands.md; Shelly: the Gen1 MQTT and Gen2
+MQTT component API pages) and as the adapters' module docstrings summarise:
 
 * ``kind="tasmota"`` (``name`` is the ``%topic%``): ``tele/<t>/LWT``
   ``Online``/``Offline`` (retained, also the Last Will), ``tele/<t>/SENSOR``
