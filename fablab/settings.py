@@ -342,15 +342,26 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"refusals": {"()": "fablab.log_filters.ExpectedRefusalsWithoutTraceback"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "refusals": {"()": "fablab.log_filters.ExpectedRefusalsWithoutTraceback"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Server errors to ADMINS, through the masking reporter (DEFAULT_EXCEPTION_REPORTER).
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {
         # Django's default config gives "django" its own console handler (with DEBUG on); the
         # record then reached stderr twice, through it and through root. Root alone writes it.
         "django": {"handlers": [], "level": env("LOG_LEVEL", "INFO"), "propagate": True},
         # An expected 403 is one warning line, not a traceback.
-        "django.request": {"handlers": [], "filters": ["refusals"], "propagate": True},
+        "django.request": {"handlers": ["mail_admins"], "filters": ["refusals"], "propagate": True},
     },
 }
 

@@ -91,3 +91,27 @@ def test_a_server_error_keeps_its_traceback(client, web_log, monkeypatch):
     assert client.get(reverse("booking:mine")).status_code == 500
     text = web_log.getvalue()
     assert "Traceback" in text and "RuntimeError: a bug" in text
+
+
+def test_a_server_error_is_mailed_to_the_admins_without_any_credential(
+    client, settings, monkeypatch, mailoutbox
+):
+    from fablab.booking import views
+
+    secret = "hub-password-XYZ123"
+    settings.DEBUG = False
+    settings.ADMINS = [("", "it@example.org")]
+    settings.MQTT_URL = f"mqtt://fablab-hub:{secret}@broker.example.org:1883"
+
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"could not reach mqtt://fablab-hub:{secret}@broker.example.org:1883")
+
+    monkeypatch.setattr(views.selectors, "upcoming_and_past", broken)
+    client.raise_request_exception = False
+    client.force_login(UserFactory())
+    assert client.get(reverse("booking:mine")).status_code == 500
+    assert [m.to for m in mailoutbox] == [["it@example.org"]]
+    report = mailoutbox[0]
+    assert "RuntimeError" in report.body
+    everything = report.body + "".join(str(content) for content, _type in report.alternatives)
+    assert secret not in everything
