@@ -1,14 +1,22 @@
-"""Commands to machines: published on the machine's ``cmd`` topic, audited as rows, answered by acks.
+"""Commands to machines: written as rows by whoever issues them, published by the hub, answered by acks.
 
-Contract: :func:`send_command` writes the :class:`~devices.models.Command` row first
-(who, when, what, until when), then publishes it (QoS 1, expiring); a broker that
-cannot be reached marks it failed with the reason. :func:`apply_cmd_ack` records a
-bridge's answer once (only a command still "sent" or "no answer" changes), and
-:func:`expire_commands` marks commands never answered well past their expiry.
-Every outcome is pushed to the lab's board (best effort).
+Contract: :func:`issue_command` validates the action, writes the
+:class:`~devices.models.Command` row (``pending``: who or what issued it, for
+which booking, until when), tells the lab's board and wakes the hub through the
+channel layer (best effort: the hub also polls, so a lost wake-up only delays the
+command by the poll interval). It never talks to the broker: the web process holds
+no MQTT credentials. The hub's :mod:`devices.command_publisher` claims the row,
+publishes it on the hub's own connection and marks it ``published``.
 
-Called by the pages (:mod:`devices.views`: send) and by the hub (:mod:`devices.hub`:
-acks, expiry). Imports :mod:`devices.mqtt_client` and :mod:`devices.live`.
+:func:`apply_cmd_ack` records a bridge's answer once (only a command still "sent"
+or "no answer" changes). :func:`expire_commands` ends commands whose time ran out:
+never published → failed with ``expired`` (never sent afterwards); published but
+never answered well past their expiry → "no answer". Every outcome is pushed to
+the lab's board (best effort).
+
+Called by the pages and the API (:mod:`devices.views`, :mod:`devices.api`: issue)
+and by the hub (:mod:`devices.hub`, :mod:`devices.command_publisher`: acks,
+expiry). Imports :mod:`devices.live`, never an MQTT client.
 """
 
 from __future__ import annotations
@@ -18,13 +26,12 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from devices import live
-from devices.machines import MachineInfo, dt_to_ms
+from devices.machines import MachineInfo
 from devices.models import Command
-from devices.mqtt_client import publish_once
 from fablab.labs.models import Machine
 from firmware_bridge import protocol
 
@@ -34,6 +41,14 @@ log = logging.getLogger(__name__)
 COMMAND_TTL_S = 30
 #: A command not acknowledged within this long after it expired is marked "no answer".
 COMMAND_GRACE_S = 10
+#: The channel-layer group every hub's command publisher listens on.
+HUB_GROUP = "hub.commands"
+#: The channel-layer message that wakes them.
+WAKE_MESSAGE = {"type": "hub.wake"}
+#: Sources that need a member in ``issued_by``.
+_MEMBER_SOURCES = {Command.Source.MEMBER}
+
+UNSENT_STATES = (Command.State.PENDING, Command.State.CLAIMED)
 
 
 def push_command(command: Command) -> None:
@@ -42,6 +57,64 @@ def push_command(command: Command) -> None:
         live.push_command(command)
     except Exception:
         log.exception("push of command %s failed", command.id)
+
+
+def wake_hub() -> None:
+    """Wake the hubs' command publishers now (best effort: their poll finds the row anyway).
+
+    With the in-memory channel layer (no ``REDIS_URL``) this reaches only the
+    current process, so a hub in another process finds the row by polling.
+    """
+    try:
+        live.group_send(HUB_GROUP, dict(WAKE_MESSAGE))
+    except Exception as exc:
+        log.warning("could not wake the hub (it polls for commands anyway): %s", exc)
+
+
+def issue_command(
+    *,
+    machine: Machine,
+    action: str,
+    issued_by: Any = None,
+    booking: Any = None,
+    source: str | None = None,
+    ttl_s: int = COMMAND_TTL_S,
+) -> Command:
+    """Write a ``pending`` command for the hub to publish, and return it.
+
+    ``source`` defaults to ``member`` when ``issued_by`` is given, else ``system``;
+    a member command needs ``issued_by``. ``booking``, when given, must be a booking
+    of ``machine`` (it travels in the command's payload). Raises ValueError for an
+    action outside the contract's (``protocol.ACTIONS``) or an inconsistent source or
+    booking; nothing is written then. Permissions are the caller's business.
+    """
+    if action not in protocol.ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    if source is None:
+        source = Command.Source.MEMBER if issued_by is not None else Command.Source.SYSTEM
+    if source not in Command.Source.values:
+        raise ValueError(f"unknown command source {source!r}")
+    if source in _MEMBER_SOURCES and issued_by is None:
+        raise ValueError("a member's command needs issued_by")
+    if booking is not None and booking.machine_id != machine.pk:
+        raise ValueError("the booking is not a booking of this machine")
+    if ttl_s <= 0:
+        raise ValueError("ttl_s must be positive")
+    issued = timezone.now()
+    command = Command.objects.create(
+        machine=machine,
+        action=action,
+        source=source,
+        issued_by=issued_by,
+        booking=booking,
+        issued_at=issued,
+        expires_at=issued + timedelta(seconds=ttl_s),
+    )
+    # After the commit: a hub woken earlier would not see the row yet.
+    transaction.on_commit(wake_hub)
+    # Other managers watching the board see it go out.
+    push_command(command)
+    return command
 
 
 def apply_cmd_ack(info: MachineInfo, msg: protocol.CommandAck) -> Command | None:
@@ -63,58 +136,48 @@ def apply_cmd_ack(info: MachineInfo, msg: protocol.CommandAck) -> Command | None
     )
     if not done:
         return None
-    command = Command.objects.select_related("machine__lab").get(pk=command_id)
+    # The bridge has it, so it was published, even if the hub that sent it died before noting so.
+    Command.objects.filter(pk=command_id, state__in=UNSENT_STATES).update(
+        state=Command.State.PUBLISHED, published_at=now
+    )
+    command = Command.objects.select_related("machine__lab", "issued_by").get(pk=command_id)
     push_command(command)
     return command
 
 
-def expire_commands(now: datetime | None = None) -> int:
-    """Commands never answered, well past their expiry: "no answer" (conditional UPDATE)."""
-    now = now or timezone.now()
-    return Command.objects.filter(
-        result=Command.Result.SENT, expires_at__lt=now - timedelta(seconds=COMMAND_GRACE_S)
-    ).update(result=Command.Result.NO_ANSWER, answered_at=now)
+def expire_unsent(command_id: uuid.UUID, now: datetime | None = None) -> bool:
+    """End a command no hub published before it expired: failed, ``expired``; never sent after this.
 
-
-def send_command(
-    machine: Machine, action: str, user: Any, *, booking: Any = None, ttl_s: int = COMMAND_TTL_S
-) -> Command:
-    """Publish ``action`` on the machine's ``cmd`` topic (QoS 1, expiring) and audit it as a Command.
-
-    The row is written first (who, when, what); if the broker cannot be reached
-    the command is marked failed with the reason. The bridge's ack arrives
-    through the hub (:func:`apply_cmd_ack`).
+    Conditional: only a row still unsent and unanswered changes. True if this call ended it.
     """
-    if action not in protocol.ACTIONS:
-        raise ValueError(f"unknown action {action!r}")
-    issued = timezone.now()
-    command = Command.objects.create(
-        machine=machine,
-        action=action,
-        issued_by=user,
-        issued_at=issued,
-        expires_at=issued + timedelta(seconds=ttl_s),
+    now = now or timezone.now()
+    done = Command.objects.filter(
+        pk=command_id, state__in=UNSENT_STATES, result=Command.Result.SENT, expires_at__lte=now
+    ).update(
+        state=Command.State.EXPIRED,
+        result=Command.Result.FAILED,
+        error_code=protocol.EXPIRED,
+        error_message="expired before the hub could send it",
+        answered_at=now,
     )
-    payload = protocol.encode(
-        protocol.Command(
-            id=str(command.id),
-            action=action,
-            ts=dt_to_ms(issued),
-            expires=dt_to_ms(command.expires_at),
-            booking=getattr(booking, "pk", booking),
-        )
-    )
-    try:
-        publish_once(
-            settings.MQTT_URL, protocol.topic_cmd(machine.lab.slug, machine.slug), payload, expiry_s=ttl_s
-        )
-    except Exception as exc:
-        log.warning("command %s to %s not published: %s", command.id, machine.slug, exc)
-        Command.objects.filter(pk=command.pk, result=Command.Result.SENT).update(
-            result=Command.Result.FAILED,
-            error_code="broker",
-            error_message=str(exc)[:500],
-            answered_at=timezone.now(),
-        )
-        command.refresh_from_db()
-    return command
+    if done:
+        push_command(Command.objects.select_related("machine__lab", "issued_by").get(pk=command_id))
+    return bool(done)
+
+
+def expire_commands(now: datetime | None = None) -> int:
+    """End the commands whose time ran out; returns how many changed (conditional UPDATEs).
+
+    Unsent ones (no hub published them in time) fail with ``expired``; published ones
+    never answered, well past their expiry, become "no answer".
+    """
+    now = now or timezone.now()
+    unsent = Command.objects.filter(
+        state__in=UNSENT_STATES, result=Command.Result.SENT, expires_at__lte=now
+    ).values_list("pk", flat=True)[:500]
+    expired = sum(expire_unsent(pk, now) for pk in list(unsent))
+    return expired + Command.objects.filter(
+        state=Command.State.PUBLISHED,
+        result=Command.Result.SENT,
+        expires_at__lt=now - timedelta(seconds=COMMAND_GRACE_S),
+    ).update(result=Command.Result.NO_ANSWER, answered_at=now)

@@ -13,6 +13,9 @@ Three threads:
   acknowledges the batch's messages to the broker (paho's manual ack), in the order they
   arrived. The spool drains when InfluxDB answers again.
 
+A fourth, :mod:`devices.command_publisher`, claims the Command rows the pages,
+the API and the system write and publishes them on this hub's connection.
+
 MQTT 5 with ``clean_start=False`` and a Session Expiry Interval: the broker
 keeps the session (subscriptions and queued QoS 1 messages) while the hub is
 stopped, and re-sends unacknowledged messages after a crash; points carry the
@@ -50,7 +53,7 @@ from django.db import close_old_connections
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices import commands, readings
+from devices import command_publisher, commands, readings
 from devices.hub_messages import MessageHandler
 from devices.hub_stats import FAILED, HubStats, LimitedLog
 from devices.hub_writer import Ack, Batch, Writer
@@ -88,6 +91,8 @@ class Hub:
         log_repeat_interval: float = 60.0,
         readings_interval: float = 1.0,
         status_batch: int = 500,
+        command_poll_s: float | None = command_publisher.POLL_S,
+        command_claim_timeout_s: float = command_publisher.CLAIM_TIMEOUT_S,
     ) -> None:
         self.target = MqttTarget.parse(mqtt_url)
         self.store = store
@@ -133,6 +138,18 @@ class Hub:
         self.client.on_message = self._on_message
         # Come back quickly after a broker restart: shared subscriptions need the re-subscription.
         self.client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+        # Commands written as rows go out on this same connection; command_poll_s None: not this hub.
+        self.publisher = (
+            None
+            if command_poll_s is None
+            else command_publisher.CommandPublisher(
+                self.client,
+                self.client_id,
+                connected=self._connected.is_set,
+                poll_s=command_poll_s,
+                claim_timeout_s=command_claim_timeout_s,
+            )
+        )
 
     # -- subscriptions
 
@@ -205,6 +222,8 @@ class Hub:
             self.target.host, self.target.port, keepalive=30, clean_start=False, properties=props
         )
         self.client.loop_start()
+        if self.publisher is not None:
+            self.publisher.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -236,6 +255,8 @@ class Hub:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        if self.publisher is not None:
+            self.publisher.stop()  # no new claims while flushing; an unmarked claim is taken again
         self._drain_inbox(limit=len(self._inbox))
         self._apply_readings()
         self._cut_batch()

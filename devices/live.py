@@ -220,7 +220,10 @@ def command_frame(command) -> dict[str, Any]:
         "action": command.action,
         "result": command.result,
         "error": error,
-        "by": command.issued_by.get_full_name() or command.issued_by.get_username(),
+        # A system command, or a member since erased: say which kind of issuer it was.
+        "by": (command.issued_by.get_full_name() or command.issued_by.get_username())
+        if command.issued_by is not None
+        else str(command.get_source_display()),
         "at": command.issued_at.isoformat() if command.issued_at else None,
     }
 

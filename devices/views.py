@@ -1,7 +1,7 @@
 """The live floor board, a machine's live page with its telemetry charts, and remote commands.
 
 Thin views: what a card shows comes from :mod:`devices.board`, commands go
-through :func:`devices.commands.send_command`, telemetry comes from the hub's
+through :func:`devices.commands.issue_command` (rows the hub publishes), telemetry comes from the hub's
 store (:class:`devices.influx.InfluxStore`).
 """
 
@@ -25,7 +25,7 @@ from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 
 from . import board, charts, commands
-from .live import command_frame, push_command
+from .live import command_frame
 from .models import STATE_CHOICES, Alert, Command
 
 logger = logging.getLogger(__name__)
@@ -274,22 +274,8 @@ def machine_command(request, lab, machine):
             return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
         messages.error(request, message)
         return redirect(back)
-    command = commands.send_command(machine, action, request.user)
-    try:
-        # Other managers watching the board see it go out too.
-        push_command(command)
-    except Exception:
-        logger.warning("could not push command %s to the board", command.pk, exc_info=True)
-    if command.result == Command.Result.FAILED:
-        message = command.error_message or command.error_code
-        if _wants_json(request):
-            return JsonResponse(command_frame(command), status=502)
-        messages.error(
-            request,
-            _("%(action)s could not be sent: %(message)s") % {"action": ACTIONS[action], "message": message},
-        )
-        return redirect(back)
-
+    # A row for the hub to publish: this process never speaks MQTT (it holds no broker credentials).
+    command = commands.issue_command(machine=machine, action=action, issued_by=request.user)
     if _wants_json(request):
         return JsonResponse(command_frame(command), status=202)
     messages.success(

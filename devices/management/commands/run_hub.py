@@ -4,7 +4,9 @@ One process is one hub worker with a stable MQTT client id (its persistent
 session). ``--workers N`` starts N worker processes that split telemetry and
 events through the shared subscription, restarts any that dies, and passes
 SIGTERM on (each worker flushes, acknowledges and disconnects without
-unsubscribing).
+unsubscribing). Every worker also publishes the Command rows the pages and the
+API write (:mod:`devices.command_publisher`, a thread of its own); their claims
+keep two workers from sending one row.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from devices.command_publisher import CLAIM_TIMEOUT_S
 from devices.hub import Hub, spool_path_for
 from devices.influx import InfluxError, InfluxStore
 from devices.influx_spool import Spool
@@ -55,11 +58,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-stats-to-influx", action="store_true", help="do not write the hub measurement"
         )
+        parser.add_argument(
+            "--command-claim-timeout",
+            type=float,
+            default=CLAIM_TIMEOUT_S,
+            help="seconds after which a command claimed but not published (its hub died) is sent again",
+        )
 
     def handle(self, *args, **options) -> None:
         if not settings.MQTT_URL:
             # With DEBUG off there is no development broker to fall back on (fablab/settings.py).
             raise CommandError("MQTT_URL must be set for the hub (mqtt://user:password@host:port)")
+        if options["command_claim_timeout"] <= 0:
+            raise CommandError("--command-claim-timeout must be positive")
         if options["workers"] > 1:
             if options["group"].lower() == "none":
                 raise CommandError("--workers needs a shared subscription group (not --group none)")
@@ -87,6 +98,7 @@ class Command(BaseCommand):
             session_expiry_s=options["session_expiry"],
             stats_interval=options["stats_interval"],
             write_stats=not options["no_stats_to_influx"],
+            command_claim_timeout_s=options["command_claim_timeout"],
         )
 
         def on_signal(signum, frame) -> None:
@@ -104,6 +116,7 @@ class Command(BaseCommand):
             "--batch-interval", str(options["batch_interval"]),
             "--session-expiry", str(options["session_expiry"]),
             "--stats-interval", str(options["stats_interval"]),
+            "--command-claim-timeout", str(options["command_claim_timeout"]),
         ]  # fmt: skip
         if options["receive_maximum"]:
             argv_common += ["--receive-maximum", str(options["receive_maximum"])]
