@@ -195,19 +195,20 @@ def test_commands_are_published_audited_and_acked(broker, influx, publisher, tmp
     time.sleep(0.5)
     try:
         with hub_thread(broker, influx, tmp_path):
-            cmd = commands.send_command(machine, "pause", user)
+            cmd = commands.issue_command(machine=machine, action="pause", issued_by=user)
             assert cmd.result == "sent" and cmd.issued_by == user
             assert cmd.expires_at - cmd.issued_at == timedelta(seconds=commands.COMMAND_TTL_S)
             wait_until(lambda: got, what="the command on MQTT")
             sent = protocol.decode_command(got[0].payload)
             assert (sent.id, sent.action) == (str(cmd.id), "pause")
             assert sent.expires == machines.dt_to_ms(cmd.expires_at)
-            assert got[0].properties.MessageExpiryInterval == commands.COMMAND_TTL_S
+            # The broker keeps it for the rest of its lifetime (whole seconds, rounded up).
+            assert 0 < got[0].properties.MessageExpiryInterval <= commands.COMMAND_TTL_S
             publisher.message(
                 protocol.CommandAck(id=sent.id, ok=True, ts=protocol.now_ms()), "bxl-centre", "prusa-1"
             )
             wait_until(lambda: Command.objects.get(pk=cmd.pk).result == "ok", what="ok")
-            cmd2 = commands.send_command(machine, "cancel", user)
+            cmd2 = commands.issue_command(machine=machine, action="cancel", issued_by=user)
             wait_until(lambda: len(got) == 2, what="second command")
             publisher.message(
                 protocol.CommandAck(
@@ -226,12 +227,12 @@ def test_commands_are_published_audited_and_acked(broker, influx, publisher, tmp
         sub.loop_stop()
 
 
-def test_an_unreachable_broker_fails_the_command_and_keeps_the_audit(settings):
+def test_a_command_is_written_without_any_broker(settings):
     lab = LabFactory(slug="bxl-centre")
     machine = make_machine(lab, slug="prusa-1")
-    settings.MQTT_URL = "mqtt://127.0.0.1:1"
-    cmd = commands.send_command(machine, "disable", UserFactory())
-    assert cmd.result == "failed" and cmd.error_code == "broker"
+    settings.MQTT_URL = "mqtt://127.0.0.1:1"  # the web process never connects: the hub publishes
+    cmd = commands.issue_command(machine=machine, action="disable", issued_by=UserFactory())
+    assert (cmd.state, cmd.result) == ("pending", "sent")
 
 
 def test_unanswered_commands_become_no_answer():
@@ -239,7 +240,12 @@ def test_unanswered_commands_become_no_answer():
     machine = make_machine(lab, slug="prusa-1")
     past = timezone.now() - timedelta(minutes=5)
     cmd = Command.objects.create(
-        machine=machine, action="pause", issued_by=UserFactory(), issued_at=past, expires_at=past
+        machine=machine,
+        action="pause",
+        issued_by=UserFactory(),
+        issued_at=past,
+        expires_at=past,
+        state=Command.State.PUBLISHED,
     )
     assert commands.expire_commands() == 1
     assert commands.expire_commands() == 0
