@@ -249,10 +249,14 @@ class _WakeListener:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        from channels.layers import InMemoryChannelLayer, get_channel_layer
+        from channels.layers import DEFAULT_CHANNEL_LAYER, InMemoryChannelLayer, channel_layers
 
-        layer = get_channel_layer()
-        if layer is None or isinstance(layer, InMemoryChannelLayer):
+        if DEFAULT_CHANNEL_LAYER not in channel_layers.configs:
+            return
+        # An instance of its own: the Redis layer lets one event loop receive per instance, and
+        # a process may run consumers on the shared one (the tests do).
+        layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        if isinstance(layer, InMemoryChannelLayer):
             log.info("no cross-process channel layer: commands are found by polling")
             return
         self._layer = layer
