@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: The modules the hub and its appliers are made of: each small enough to read in one sitting.
 SPLIT_MODULES = (
     "alerts", "commands", "events", "hub", "hub_messages", "hub_stats", "hub_writer", "machines",
-    "mqtt_client", "plug_topics", "readings", "sessions", "status",
+    "mqtt_client", "plug_topics", "readings", "sessions", "status", "command_publisher",
 )  # fmt: skip
 MAX_LINES = 400
 
@@ -108,6 +108,36 @@ def test_no_devices_module_imports_one_that_imports_it_back():
     graph = devices_graph()
     assert set(graph) >= {f"devices.{m}" for m in SPLIT_MODULES}
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+#: What the web process (pages, API, WebSockets) loads from ``devices``.
+WEB_MODULES = ("views", "api", "urls", "routing", "consumers", "board", "live", "commands", "charts")
+
+
+def test_the_web_process_imports_no_mqtt_client():
+    """The web process holds no broker credentials: nothing it loads can publish MQTT.
+
+    Followed through every ``devices`` module the web's modules import, directly or not.
+    """
+    graph = devices_graph()
+    reached: set[str] = set()
+    todo = [f"devices.{m}" for m in WEB_MODULES if f"devices.{m}" in graph]
+    assert "devices.views" in todo and "devices.commands" in todo
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(graph[name])
+    publishers = {"devices.mqtt_client", "devices.hub", "devices.command_publisher"}
+    assert not reached & publishers, sorted(reached & publishers)
+    paths = {module_name(p): p for p in (ROOT / "devices").glob("*.py")}
+    wrong = {}
+    for name in sorted(reached):
+        path = paths[name]
+        paho = sorted(m for m in imports_of(path) if m.split(".")[0] == "paho")
+        if paho:
+            wrong[name] = paho
+    assert wrong == {}
 
 
 def test_only_the_run_hub_command_imports_the_hub():
