@@ -1,7 +1,8 @@
 /* The live floor board: keeps the server-rendered cards up to date over a WebSocket.
  *
- * The server sends {"type": "snapshot", "machines": [...]} on connect, then one
- * {"type": "machine", ...} frame per change and, to lab managers,
+ * The server sends {"type": "snapshot", "machines": [...]} on connect (and again
+ * whenever it had to repair a lost update), then one {"type": "machine", ...}
+ * frame per change, the latest per machine when the page falls behind, and, to lab managers,
  * {"type": "command", ...} frames with the outcome of remote commands.
  * Every text comes translated from the page (#board-strings); nothing is
  * written with innerHTML, so names and job names can never inject markup.
@@ -206,9 +207,21 @@
     if (section) section.remove();
   }
 
+  // A frame's version "v" is [status ts, readings ts]: an older picture of a machine never
+  // replaces a newer one (the server sends the latest; this guards the order they arrive in).
+  function older(v, than) {
+    if (!v || !than) return false;
+    for (var i = 0; i < Math.max(v.length, than.length); i++) {
+      var a = v[i] || 0, b = than[i] || 0;
+      if (a !== b) return a < b;
+    }
+    return false;
+  }
+
   function apply(frame) {
     if (only && frame.machine !== only) return;
     var known = machines[frame.machine] || {};
+    if (older(frame.v, known.v)) return;
     // A live frame carries the status; bookings and alerts stay from the snapshot unless it brings them.
     var merged = Object.assign({}, known, frame);
     machines[frame.machine] = merged;
