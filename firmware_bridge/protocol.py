@@ -97,8 +97,43 @@ PAUSED = "paused"
 ERROR = "error"
 STATES = (OFFLINE, IDLE, RUNNING, PAUSED, ERROR)
 
-# Command actions.
-ACTIONS = ("enable", "disable", "pause", "resume", "cancel")
+# Command actions. A *capability* is an action's name: a status's ``capabilities`` lists the actions
+# the machine carries out, so the server offers (and sends) only those.
+ENABLE = "enable"
+DISABLE = "disable"
+PAUSE = "pause"
+RESUME = "resume"
+CANCEL = "cancel"
+ACTIONS = (ENABLE, DISABLE, PAUSE, RESUME, CANCEL)
+#: The interlock's actions: a bridge declares them for a machine with ``interlock = true`` only.
+INTERLOCK_ACTIONS = (ENABLE, DISABLE)
+#: The actions on a running job.
+JOB_ACTIONS = (PAUSE, RESUME, CANCEL)
+#: What each adapter shipped with contract v1 could do before ``status.capabilities`` existed
+#: (interlock actions aside). The server falls back on it for a bridge that sends no
+#: ``capabilities``; an adapter name not listed here is offered no job action.
+LEGACY_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "octoprint": JOB_ACTIONS,
+    "grbl": JOB_ACTIONS,
+    "counter": JOB_ACTIONS,
+    "tasmota": (),
+    "shelly": (),
+}
+#: Most capabilities a status may list (a newer contract may add actions; not without end).
+MAX_CAPABILITIES = 32
+
+
+def machine_capabilities(adapter_actions: tuple[str, ...] | list[str], *, interlock: bool) -> tuple[str, ...]:
+    """The capabilities of a machine: its adapter's job actions, plus the interlock's when it has one.
+
+    In :data:`ACTIONS` order, each once; names that are not actions (or interlock actions an
+    adapter listed itself) are left out, since only the interlock configuration grants those.
+    """
+    wanted = {a for a in adapter_actions if a in JOB_ACTIONS}
+    if interlock:
+        wanted.update(INTERLOCK_ACTIONS)
+    return tuple(a for a in ACTIONS if a in wanted)
+
 
 # Ack error codes.
 EXPIRED = "expired"
@@ -634,6 +669,30 @@ def _job_or_none(value: object, field: str = "job", now_ms: int | None = None) -
     return job
 
 
+def _capability_names(value: object) -> list[str]:
+    """``status.capabilities`` as a list of names; :class:`ProtocolError` unless a list of names."""
+    if not isinstance(value, list | tuple):
+        raise ProtocolError(f"capabilities: must be a list of action names, got {_show(value)}")
+    if len(value) > MAX_CAPABILITIES:
+        raise ProtocolError(f"capabilities: {len(value)} names, more than {MAX_CAPABILITIES}")
+    for name in value:
+        _name(name, "capabilities")
+    return list(value)
+
+
+def _decode_capabilities(value: object) -> tuple[str, ...] | None:
+    """A received ``capabilities``: the actions of this contract it names, in :data:`ACTIONS` order.
+
+    Absent or null stays ``None`` (a bridge from before the field). Well-formed names of
+    actions this receiver does not know are left out (a newer bridge's); anything else that
+    is not a list of names is a :class:`ProtocolError`.
+    """
+    if value is None:
+        return None
+    names = set(_capability_names(value))
+    return tuple(a for a in ACTIONS if a in names)
+
+
 def _received(msg: Any, now_ms: int | None) -> Any:
     """Validate ``msg`` and, when the receiver gave its clock, the window of its ``ts``."""
     msg.validate()
@@ -649,6 +708,11 @@ class Status:
     ``enabled`` is the interlock's truth (always true for machines without an
     interlock). ``spool_dropped`` (an extension of v1; absent means 0) counts
     telemetry and events the bridge's spool dropped because it was full.
+    ``capabilities`` (an extension of v1) lists the actions the machine carries
+    out, in :data:`ACTIONS` order (see :func:`machine_capabilities`); ``None``
+    (absent) means a bridge from before the field, whose receiver falls back on
+    :data:`LEGACY_CAPABILITIES`. Decoding leaves out names that are not actions
+    of this contract (a newer bridge's), as it ignores unknown fields.
     """
 
     state: str
@@ -659,6 +723,7 @@ class Status:
     job: Job | None = None
     error: MachineError | None = None
     spool_dropped: int = 0
+    capabilities: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         if self.state not in STATES:
@@ -668,9 +733,16 @@ class Status:
         _str(self.adapter, "adapter", max_len=64, allow_empty=False)
         _ts(self.ts)
         _int(self.spool_dropped, "spool_dropped")
+        if self.capabilities is not None:
+            names = _capability_names(self.capabilities)
+            unknown = [n for n in names if n not in ACTIONS]
+            if unknown:
+                raise ProtocolError(f"capabilities: {_show(unknown[0])} is not one of {', '.join(ACTIONS)}")
+            if len(set(names)) != len(names):
+                raise ProtocolError("capabilities: lists an action twice")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "v": VERSION,
             "state": self.state,
             "enabled": self.enabled,
@@ -681,6 +753,9 @@ class Status:
             "ts": self.ts,
             "spool_dropped": self.spool_dropped,
         }
+        if self.capabilities is not None:
+            data["capabilities"] = list(self.capabilities)
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -910,6 +985,7 @@ def decode_status(payload: bytes | str, *, now_ms: int | None = None) -> Status:
         job=_job_or_none(data.get("job"), now_ms=now_ms),
         error=None if error is None else MachineError.from_dict(error),
         spool_dropped=0 if spool_dropped is None else spool_dropped,
+        capabilities=_decode_capabilities(data.get("capabilities")),
     )
     return _received(msg, now_ms)
 

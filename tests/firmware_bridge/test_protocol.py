@@ -561,3 +561,60 @@ def test_strings_in_free_json_are_cleaned_keys_included() -> None:
         }
     )
     assert p.decode_event(payload).detail == {"k\ufffd": ["\ufffd"]}
+
+
+# ------------------------------------------------------------------------ capabilities
+
+STATUS_FIELDS = {"state": "idle", "enabled": True, "bridge": "b", "adapter": "shelly", "ts": 1}
+
+
+def test_capabilities_round_trip_in_the_status() -> None:
+    for caps in [(), ("enable", "disable"), ("pause", "resume", "cancel"), p.ACTIONS]:
+        msg = p.Status(**STATUS_FIELDS, capabilities=caps)
+        raw = p.encode(msg)
+        assert json.loads(raw)["capabilities"] == list(caps)
+        assert p.decode_status(raw) == msg
+
+
+def test_a_status_without_capabilities_decodes_to_none_and_encodes_without_the_field() -> None:
+    """An old bridge sends no ``capabilities``: that is "not declared", not "can do nothing"."""
+    assert p.decode_status(payload(**STATUS_FIELDS)).capabilities is None
+    assert p.decode_status(payload(**STATUS_FIELDS, capabilities=None)).capabilities is None
+    assert "capabilities" not in json.loads(p.encode(p.Status(**STATUS_FIELDS)))
+    assert p.decode_status(payload(**STATUS_FIELDS, capabilities=[])).capabilities == ()
+
+
+def test_a_newer_bridges_unknown_capability_is_left_out_and_the_order_is_the_contracts() -> None:
+    raw = payload(**STATUS_FIELDS, capabilities=["cancel", "home", "pause", "pause"])
+    assert p.decode_status(raw).capabilities == ("pause", "cancel")
+
+
+@pytest.mark.parametrize(
+    "caps",
+    ["pause", {"pause": True}, [1], ["Pause"], ["pa use"], [None], ["x"] * (p.MAX_CAPABILITIES + 1)],
+)
+def test_malformed_capabilities_are_a_protocol_error_naming_the_field(caps: object) -> None:
+    with pytest.raises(p.ProtocolError) as exc:
+        p.decode_status(payload(**STATUS_FIELDS, capabilities=caps))
+    assert str(exc.value).startswith("capabilities"), str(exc.value)
+
+
+@pytest.mark.parametrize("caps", [("home",), ("pause", "pause")])
+def test_a_bridge_cannot_send_capabilities_outside_the_contract(caps: tuple[str, ...]) -> None:
+    with pytest.raises(p.ProtocolError, match="capabilities"):
+        p.encode(p.Status(**STATUS_FIELDS, capabilities=caps))
+
+
+def test_machine_capabilities_add_the_interlock_only_when_configured() -> None:
+    assert p.machine_capabilities(p.JOB_ACTIONS, interlock=False) == ("pause", "resume", "cancel")
+    assert p.machine_capabilities(p.JOB_ACTIONS, interlock=True) == p.ACTIONS
+    assert p.machine_capabilities((), interlock=True) == ("enable", "disable")
+    assert p.machine_capabilities((), interlock=False) == ()
+    # An adapter cannot grant itself the interlock, nor an action the contract does not have.
+    assert p.machine_capabilities(("enable", "cancel", "home"), interlock=False) == ("cancel",)
+
+
+def test_capability_names_are_the_action_names() -> None:
+    assert p.ACTIONS == (p.ENABLE, p.DISABLE, p.PAUSE, p.RESUME, p.CANCEL)
+    assert set(p.INTERLOCK_ACTIONS) | set(p.JOB_ACTIONS) == set(p.ACTIONS)
+    assert all(set(caps) <= set(p.JOB_ACTIONS) for caps in p.LEGACY_CAPABILITIES.values())

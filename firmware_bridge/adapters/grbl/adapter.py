@@ -66,7 +66,7 @@ from firmware_bridge.adapters.grbl.passthrough import (
 )
 from firmware_bridge.adapters.grbl.reports import ReportsMixin
 from firmware_bridge.adapters.grbl.streaming import StreamingMixin, _Cancel, _InFlight, _Job
-from firmware_bridge.protocol import NOT_CONFIRMED
+from firmware_bridge.protocol import JOB_ACTIONS, NOT_CONFIRMED
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class GrblAdapter(SerialLinkMixin, ReportsMixin, StreamingMixin, SenderSideMixin
     """A GRBL 1.1 machine on a serial port; see the module docstring."""
 
     name = "grbl"
+    #: Feed hold, cycle start and the cancel sequence (see :meth:`command`).
+    capabilities = JOB_ACTIONS
     #: poll() publishes telemetry and status once a second; ``?`` polling runs in the I/O thread.
     poll_interval_s = 1.0
 
