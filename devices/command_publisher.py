@@ -247,6 +247,8 @@ class _WakeListener:
         self._channel: str | None = None
         self._layer = None
         self._thread: threading.Thread | None = None
+        #: Set once the listener is in the group: from then on no wake-up is missed.
+        self.listening = threading.Event()
 
     def start(self) -> None:
         from channels.layers import DEFAULT_CHANNEL_LAYER, InMemoryChannelLayer, channel_layers
@@ -293,6 +295,7 @@ class _WakeListener:
         try:
             while not self._stop.is_set():
                 await layer.group_add(commands.HUB_GROUP, channel)
+                self.listening.set()
                 try:
                     message = await asyncio.wait_for(layer.receive(channel), _GROUP_RENEW_S)
                 except TimeoutError:
