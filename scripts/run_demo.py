@@ -311,7 +311,8 @@ def main() -> int:
                 "--log-level",
                 "warning",
             ],
-            env=env,
+            # The web server holds no broker credentials: it writes commands as rows, the hub publishes them.
+            env={k: v for k, v in env.items() if k != "MQTT_URL"},
         )
         wait_port(PORT, "web", web)
         print(
