@@ -24,7 +24,7 @@ from fablab.labs.models import Machine
 from fablab.members import roles
 from firmware_bridge import protocol
 
-from . import commands
+from . import capabilities, commands
 from .models import Command
 
 
@@ -72,7 +72,10 @@ class MachineCommandsView(MemberAPIView):
         description=(
             "Writes the command and answers at once with `202` and its `id`; the hub publishes it to the "
             "machine's bridge within a few seconds. Follow it with `GET /api/v1/commands/{id}/`. A command "
-            "not sent within its lifetime (30 s) ends `failed` with `error_code` `expired` and is never sent."
+            "not sent within its lifetime (30 s) ends `failed` with `error_code` `expired` and is never sent. "
+            "An action the machine cannot carry out (its bridge's capabilities: a power plug has no "
+            "`pause`, a machine without interlock no `enable`) is refused with `400` `invalid`, the "
+            "reason under `fields.action`, and nothing is written."
         ),
         parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],
         request=CommandCreateSerializer,
@@ -93,9 +96,12 @@ class MachineCommandsView(MemberAPIView):
             raise exceptions.PermissionDenied(_("Only the lab's managers may send commands to its machines."))
         serializer = CommandCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        command = commands.issue_command(
-            machine=machine, action=serializer.validated_data["action"], issued_by=request.user
-        )
+        try:
+            command = commands.issue_command(
+                machine=machine, action=serializer.validated_data["action"], issued_by=request.user
+            )
+        except capabilities.CommandRefused as refused:  # nothing written; the reason is translated
+            raise serializers.ValidationError({"action": [refused.message]}) from None
         return Response(CommandSerializer(command).data, status=status.HTTP_202_ACCEPTED)
 
 

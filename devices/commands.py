@@ -29,7 +29,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from devices import live
+from devices import capabilities, live
 from devices.machines import MachineInfo
 from devices.models import Command
 from fablab.labs.models import Machine
@@ -86,10 +86,15 @@ def issue_command(
     a member command needs ``issued_by``. ``booking``, when given, must be a booking
     of ``machine`` (it travels in the command's payload). Raises ValueError for an
     action outside the contract's (``protocol.ACTIONS``) or an inconsistent source or
-    booking; nothing is written then. Permissions are the caller's business.
+    booking, and :class:`devices.capabilities.CommandRefused` (a ValueError with a translated
+    reason) for an action the machine does not offer; nothing is written then. Permissions are
+    the caller's business.
     """
     if action not in protocol.ACTIONS:
         raise ValueError(f"unknown action {action!r}")
+    # One rule for every caller: an action the machine does not offer is refused here, never written
+    # (CommandRefused, a ValueError whose message is translated for the user).
+    capabilities.check(machine, action)
     if source is None:
         source = Command.Source.MEMBER if issued_by is not None else Command.Source.SYSTEM
     if source not in Command.Source.values:

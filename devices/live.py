@@ -255,8 +255,14 @@ def group_name(lab_slug: str) -> str:
 
 
 def machine_frame(status) -> dict[str, Any]:
-    """The JSON frame of one machine's live status (no personal data)."""
-    return {
+    """The JSON frame of one machine's live status (no personal data).
+
+    ``commands``, the actions the machine offers (:func:`devices.capabilities.offered`), is in
+    the frame when its bridge declared them; for a bridge that declared none the fallback needs
+    the machine's link, which the hub does not read per status: the board's cards
+    (:mod:`devices.board`) add it, and the page keeps it across the live frames without it.
+    """
+    frame = {
         "type": "machine",
         "machine": status.machine.slug,
         "state": status.state,
@@ -271,6 +277,11 @@ def machine_frame(status) -> dict[str, Any]:
         "ts": status.status_ts,
         "v": frame_version(status),
     }
+    if isinstance(status.capabilities, list):
+        from devices.capabilities import offered  # inside, as the models are: see open_alerts()
+
+        frame["commands"] = list(offered(status))
+    return frame
 
 
 def frame_version(status) -> list[int]:

@@ -247,6 +247,10 @@ class MachineStatus(models.Model):
     last_reading_at = models.DateTimeField(null=True, blank=True)
     #: Source ``ts`` (epoch ms) of the newest status applied: older ones are ignored.
     status_ts = models.BigIntegerField(default=0)
+    #: The actions the bridge declared in that status (``status.capabilities``), in the contract's
+    #: order; null when it declared none (a bridge older than the field): then
+    #: :func:`devices.capabilities.offered` falls back on the adapter's and the link's.
+    capabilities = models.JSONField(_("capabilities"), null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

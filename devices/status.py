@@ -60,7 +60,7 @@ def push_machines(machine_ids: Iterable[int], ts: int | None) -> None:
 
 _STATUS_FIELDS = (
     "state", "online", "enabled", "adapter", "job_id", "job_name", "job_started_at",
-    "progress_pct", "error_code", "error_message", "last_message_at", "since",
+    "progress_pct", "error_code", "error_message", "last_message_at", "since", "capabilities",
 )  # fmt: skip
 
 
@@ -121,6 +121,8 @@ def _step(status: MachineStatus, msg: protocol.Status, created: bool, now: datet
     status.progress_pct = float(job.progress_pct) if job and job.progress_pct is not None else None
     status.error_code = msg.error.code[:64] if msg.error else ""
     status.error_message = msg.error.message[:500] if msg.error else ""
+    # None (not declared: a bridge older than the field) is kept apart from [] (can do nothing).
+    status.capabilities = None if msg.capabilities is None else list(msg.capabilities)
     status.last_message_at = now
     state_changed = previous != msg.state or created
     if state_changed or status.since is None:

@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 
-from . import board, charts, commands
+from . import board, capabilities, charts, commands
 from .live import command_frame
 from .models import STATE_CHOICES, Alert, Command
 
@@ -79,6 +79,7 @@ def _client_strings() -> dict[str, object]:
         "refused": _("%(action)s refused: %(message)s"),
         "no_answer": _("%(action)s: the machine did not answer."),
         "failed_to_send": _("%(action)s could not be sent: %(message)s"),
+        "ack_codes": capabilities.ack_strings(),
         "live": _("Live"),
         "reconnecting": _("Connection lost, reconnecting…"),
         "closed": _("Live updates are not available: please log in again."),
@@ -275,7 +276,13 @@ def machine_command(request, lab, machine):
         messages.error(request, message)
         return redirect(back)
     # A row for the hub to publish: this process never speaks MQTT (it holds no broker credentials).
-    command = commands.issue_command(machine=machine, action=action, issued_by=request.user)
+    try:
+        command = commands.issue_command(machine=machine, action=action, issued_by=request.user)
+    except capabilities.CommandRefused as refused:  # nothing written: the machine cannot do it
+        if _wants_json(request):
+            return JsonResponse({"error": {"code": refused.code, "message": refused.message}}, status=409)
+        messages.error(request, refused.message)
+        return redirect(back)
     if _wants_json(request):
         return JsonResponse(command_frame(command), status=202)
     messages.success(

@@ -10,7 +10,9 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
+from devices import capabilities
 from devices.influx import telemetry_line, telemetry_tags
 from devices.models import Command
 from tests.devices.board_fixtures import make_board
@@ -297,7 +299,10 @@ def test_the_command_audit_is_for_managers(client, board, no_store):
     html = client.get(machine_url()).content.decode()
     assert 'id="command-audit"' in html
     audit = html.split('id="command-audit"')[1]
-    assert "Mia Manager" in audit and "<td>Pause</td>" in audit and "Refused: not running" in audit
+    # The ack code explained in the page's language, the bridge's words after it as detail.
+    explained = escape(capabilities.ack_explanation("invalid_state"))
+    assert "Mia Manager" in audit and "<td>Pause</td>" in audit
+    assert f"Refused: {explained} (not running)" in audit
     client.force_login(board["maker_a"])
     html = client.get(machine_url()).content.decode()
     assert 'id="command-audit"' not in html and "Mia Manager" not in html

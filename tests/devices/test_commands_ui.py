@@ -17,8 +17,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
-from devices import commands
+from devices import capabilities, commands
 from devices.models import Bridge, Command, MachineLink
 from devices.routing import websocket_urlpatterns
 from firmware_bridge import protocol
@@ -229,4 +230,5 @@ def test_the_bridge_ack_reaches_the_manager_live_and_lands_in_the_audit(
     audited = Command.objects.get(pk=command.id)
     assert audited.result == Command.Result.FAILED and audited.answered_at is not None
     page = client.get(reverse("devices:machine", args=["board-lab", "printer-1"])).content.decode()
-    assert "Refused: not paused" in page.split('id="command-audit"')[1]
+    explained = escape(capabilities.ack_explanation("invalid_state"))
+    assert f"Refused: {explained} (not paused)" in page.split('id="command-audit"')[1]

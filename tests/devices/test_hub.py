@@ -231,7 +231,7 @@ def test_a_command_is_written_without_any_broker(settings):
     lab = LabFactory(slug="bxl-centre")
     machine = make_machine(lab, slug="prusa-1")
     settings.MQTT_URL = "mqtt://127.0.0.1:1"  # the web process never connects: the hub publishes
-    cmd = commands.issue_command(machine=machine, action="disable", issued_by=UserFactory())
+    cmd = commands.issue_command(machine=machine, action="pause", issued_by=UserFactory())
     assert (cmd.state, cmd.result) == ("pending", "sent")
 
 

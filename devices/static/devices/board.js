@@ -182,6 +182,7 @@
 
     var form = card.querySelector("form.commands");
     if (form) {
+      if (Array.isArray(data.commands)) syncButtons(form, data.commands);
       var show = {
         pause: state === "running",
         resume: state === "paused",
@@ -195,6 +196,31 @@
     }
     // The machine page's charts (charts.js) take their live points from the same frame as the card.
     list.dispatchEvent(new CustomEvent("board:painted", { detail: data }));
+  }
+
+  // A card offers only the commands its machine can carry out ("commands", in the server's order).
+  function syncButtons(form, commands) {
+    var wanted = {};
+    commands.forEach(function (action) { wanted[action] = true; });
+    Array.prototype.forEach.call(form.querySelectorAll("button[name=action]"), function (button) {
+      if (!wanted[button.value]) button.remove();
+    });
+    var before = null;
+    for (var i = commands.length - 1; i >= 0; i--) {
+      var action = commands[i];
+      var button = form.querySelector('button[name=action][value="' + action + '"]');
+      if (!button) {
+        var danger = T.confirm && T.confirm[action];
+        button = el("button", "button small" + (danger ? " danger" : ""), T.actions[action] || action);
+        button.type = "submit";
+        button.name = "action";
+        button.value = action;
+        if (danger) button.dataset.confirm = action;
+      }
+      form.insertBefore(button, before);
+      before = button;
+    }
+    form.hidden = commands.length === 0;
   }
 
   // The server re-checks the viewer's rights; a snapshot with manager: false means they were taken away.
@@ -228,9 +254,18 @@
     paint(merged);
   }
 
+  // Why a command failed, in the page's language; the bridge's own words follow as detail
+  // (command frames reach lab managers only).
+  function explainError(error) {
+    if (!error) return "";
+    var codes = T.ack_codes || {};
+    var text = codes[error.code] || codes[""] || error.code;
+    return error.message && error.message !== text ? text + " (" + error.message + ")" : text;
+  }
+
   function commandStatus(frame) {
     var label = T.actions[frame.action] || frame.action;
-    var message = frame.error ? (frame.error.message || frame.error.code) : "";
+    var message = explainError(frame.error);
     if (frame.result === "ok") return { text: fmt(T.done, { action: label }), cls: "ok" };
     if (frame.result === "failed") return { text: fmt(T.refused, { action: label, message: message }), cls: "failed" };
     if (frame.result === "no_answer") return { text: fmt(T.no_answer, { action: label }), cls: "failed" };
@@ -252,7 +287,7 @@
       var body = audit.tBodies[0];
       var row = body.querySelector('tr[data-command="' + frame.id + '"]');
       var resultText = (T.results[frame.result] || frame.result) +
-        (frame.error ? ": " + (frame.error.message || frame.error.code) : "");
+        (frame.error ? ": " + explainError(frame.error) : "");
       if (!row) {
         var empty = body.querySelector("tr.empty");
         if (empty) empty.remove();
