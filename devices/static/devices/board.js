@@ -198,16 +198,18 @@
     list.dispatchEvent(new CustomEvent("board:painted", { detail: data }));
   }
 
-  // A card offers only the commands its machine can carry out ("commands", in the server's order).
+  // A card offers only the commands its machine can carry out ("commands"), in the page's order of
+  // the buttons (T.actions), as the server renders them.
   function syncButtons(form, commands) {
     var wanted = {};
     commands.forEach(function (action) { wanted[action] = true; });
     Array.prototype.forEach.call(form.querySelectorAll("button[name=action]"), function (button) {
       if (!wanted[button.value]) button.remove();
     });
+    var order = Object.keys(T.actions).filter(function (action) { return wanted[action]; });
     var before = null;
-    for (var i = commands.length - 1; i >= 0; i--) {
-      var action = commands[i];
+    for (var i = order.length - 1; i >= 0; i--) {
+      var action = order[i];
       var button = form.querySelector('button[name=action][value="' + action + '"]');
       if (!button) {
         var danger = T.confirm && T.confirm[action];
@@ -220,7 +222,7 @@
       form.insertBefore(button, before);
       before = button;
     }
-    form.hidden = commands.length === 0;
+    form.hidden = order.length === 0;
   }
 
   // The server re-checks the viewer's rights; a snapshot with manager: false means they were taken away.
