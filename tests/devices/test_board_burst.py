@@ -189,7 +189,9 @@ async def _settle(comm: WebsocketCommunicator, view: View, expected: dict[str, d
     await _take(comm, view, QUIET_S)
 
 
-def test_every_viewer_ends_on_each_machines_final_state_after_a_burst(layer):
+def test_every_viewer_ends_on_each_machines_final_state_after_a_burst(layer, caplog):
+    caplog.set_level("INFO", logger="channels_redis.core")
+    stall = layer == "redis-capacity-5"
     lab, slugs, users = _make_lab()
     slow_user = users[MANAGERS + 1]  # a maker who holds machine 1 (running at the end)
     t0 = int(time.time() * 1000) - 60_000
@@ -213,6 +215,8 @@ def test_every_viewer_ends_on_each_machines_final_state_after_a_burst(layer):
         readers = [pk for pk in comms if pk != slow_user.pk]
         while not burst.done():  # the others read while the hub pushes
             await asyncio.gather(*(_take(comms[pk], views[pk], 0.01) for pk in readers))
+            if stall:  # the web process stalls (a long request, a GC pause): messages pile up in Redis
+                time.sleep(0.3)
         await burst
         from channels.db import database_sync_to_async
 
@@ -228,6 +232,9 @@ def test_every_viewer_ends_on_each_machines_final_state_after_a_burst(layer):
         return expected, views, views[slow_user.pk].frames - frames_before
 
     expected, views, slow_frames = async_to_sync(scenario)()
+
+    if stall:  # the layer did refuse messages: the repair is what is tested here
+        assert "over capacity" in caplog.text
 
     final = expected[users[0].pk]
     assert {final[s]["state"] for s in slugs} == {protocol.RUNNING, protocol.PAUSED, protocol.IDLE}
@@ -245,7 +252,7 @@ def test_every_viewer_ends_on_each_machines_final_state_after_a_burst(layer):
     # The blocked viewer was not sent a backlog: the frame it was stuck on, then the latest per machine.
     assert slow_frames <= 1 + MACHINES
     # Everyone else kept up and saw the burst go by (coalescing is for those who fall behind).
-    assert min(views[u.pk].frames for u in users if u is not slow_user) > MACHINES
+    assert stall or min(views[u.pk].frames for u in users if u is not slow_user) > MACHINES
 
 
 # ---------------------------------------------------------------- versions and repairs, one by one
