@@ -216,12 +216,14 @@ class Hub:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
-        self.index.reload()
-        self.writer.start()
+        # Connect first: the broker's handshake and its first messages (queued in the inbox,
+        # handled only once run() starts) overlap the machine index's load.
         self.client.connect_async(
             self.target.host, self.target.port, keepalive=30, clean_start=False, properties=props
         )
         self.client.loop_start()
+        self.writer.start()
+        self.index.reload()
         if self.publisher is not None:
             self.publisher.start()
 
@@ -235,9 +237,16 @@ class Hub:
         next_housekeeping = time.monotonic() + 1.0
         next_stats = time.monotonic() + self.stats_interval
         try:
+            first_batch = True
             while not self._stop.is_set():
                 self._wake.clear()
                 self._drain_inbox()
+                if first_batch and self._batch.acks:
+                    # The first batch goes to the writer as soon as the first pass over the inbox
+                    # ends, not after batch_size lines or batch_interval: after a start (a backlog
+                    # waiting, the writer idle) the first points are in InfluxDB within a pass.
+                    first_batch = False
+                    self._cut_batch()
                 now = time.monotonic()
                 if self._batch.acks and now - self._batch.started >= self.batch_interval:
                     self._cut_batch()
