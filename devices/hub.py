@@ -67,6 +67,8 @@ log = logging.getLogger("devices.hub")
 
 SESSION_EXPIRY_S = 24 * 3600
 MAX_RECEIVE_MAXIMUM = 65535
+#: Messages in the first pass over the inbox after the start, which is written at once.
+FIRST_PASS = 500
 
 
 class Hub:
@@ -240,11 +242,11 @@ class Hub:
             first_batch = True
             while not self._stop.is_set():
                 self._wake.clear()
-                self._drain_inbox()
+                # The first batch goes to the writer as soon as the first pass over the inbox ends
+                # (a short one), not after batch_size lines or batch_interval: after a start, with
+                # a backlog waiting and the writer idle, the first points are in InfluxDB at once.
+                self._drain_inbox(limit=FIRST_PASS if first_batch else 2000)
                 if first_batch and self._batch.acks:
-                    # The first batch goes to the writer as soon as the first pass over the inbox
-                    # ends, not after batch_size lines or batch_interval: after a start (a backlog
-                    # waiting, the writer idle) the first points are in InfluxDB within a pass.
                     first_batch = False
                     self._cut_batch()
                 now = time.monotonic()

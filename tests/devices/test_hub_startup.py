@@ -80,6 +80,9 @@ def test_run_hub_forks_its_workers_replaces_a_dead_one_and_stops_them_all(
         workers = wait_until(lambda: len(worker_pids(hub.proc.pid)) == 2 and worker_pids(hub.proc.pid))
         log = hub.log()
         assert "as hub-fork-0" in log and "as hub-fork-1" in log
+        # Forked from the supervisor (Django set up, the hub imported), not a new manage.py each.
+        supervisor_cmdline = Path(f"/proc/{hub.proc.pid}/cmdline").read_bytes()
+        assert all(Path(f"/proc/{pid}/cmdline").read_bytes() == supervisor_cmdline for pid in workers)
         for seq in range(20):
             publisher.message(telemetry(seq, sid), "bxl-centre", "plug-1")
         wait_until(lambda: points(influx) == 20, what="20 points from the two workers")
