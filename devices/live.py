@@ -112,8 +112,12 @@ class _Pusher:
     #: Frames waiting beyond which they collapse to the newest per machine.
     max_waiting = 2000
     #: The least time between two sends: under load, frames gather into batches meanwhile,
-    #: and the hub's thread is not interrupted for every single frame.
-    min_gap_s = 0.01
+    #: and the hub's thread is not interrupted for every single frame. Each message costs the
+    #: web process a chain of Redis round trips to receive (channels_redis reads one message
+    #: at a time, on the loop that also serves the sockets): at 10 ms (100 messages a second
+    #: per lab) twenty boards fell behind by hundreds of ms; at 25 ms they keep up
+    #: (docs/benchmarks.md, bench_board).
+    min_gap_s = 0.025
     #: After a lab's last message, marks are sent this long after it (seconds).
     mark_after_s = (0.25, 2.0)
 
