@@ -303,6 +303,9 @@ def test_an_unconfirmed_disable_is_not_acked_ok_and_stays_wanted_after_a_restart
     b.start()
     try:
         wait_until(lambda: b.machines[f"{LAB}/stuck"].ready, what="adapter ready")
+        # The bridge subscribes to its cmd topics before it publishes anything on a connection:
+        # once its status arrives, a command sent now cannot be lost.
+        wait_until(lambda: status(collector, "stuck"), what="the bridge's first status")
         assert ack_of(collector, "stuck", send(collector, "stuck", "enable")).ok
         ack = ack_of(collector, "stuck", send(collector, "stuck", "disable"))
         assert not ack.ok and ack.error.code == protocol.NOT_CONFIRMED
