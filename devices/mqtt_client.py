@@ -23,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt import _packet as _paho_packet
 from paho.mqtt.client import PUBACK
+from paho.mqtt.client import MalformedPacket as _MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -73,6 +74,64 @@ def install_fast_properties() -> None:
     _paho_packet.Properties = FastProperties
 
 
+def _empty_in_packet() -> dict[str, Any]:
+    """paho's ``_in_packet`` between packets (as ``_packet_read`` resets it)."""
+    return {
+        "command": 0,
+        "have_remaining": 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": 0,
+        "packet": bytearray(b""),
+        "to_process": 0,
+        "pos": 0,
+    }
+
+
+class FastMessage(mqtt.MQTTMessage):
+    """paho's received message without its ``MQTTMessageInfo`` (built on first use), topic decoded once.
+
+    A received message's ``info`` (a ``threading.Condition`` each) is only for outgoing messages'
+    ``wait_for_publish``; paho builds one per PUBLISH received. ``topic`` raises
+    ``UnicodeDecodeError`` for a topic that is not UTF-8, as paho's does.
+    """
+
+    def __init__(self, mid: int = 0, topic: bytes = b"") -> None:
+        self.timestamp = 0.0
+        self.state = mqtt.mqtt_ms_invalid
+        self.dup = False
+        self.mid = mid
+        self._topic = topic
+        self._topic_str: str | None = None
+        self.payload = b""
+        self.qos = 0
+        self.retain = False
+        self._info: mqtt.MQTTMessageInfo | None = None
+        self.properties = None
+
+    @property
+    def info(self) -> mqtt.MQTTMessageInfo:  # type: ignore[override]
+        if self._info is None:
+            self._info = mqtt.MQTTMessageInfo(self.mid)
+        return self._info
+
+    @info.setter
+    def info(self, value: mqtt.MQTTMessageInfo) -> None:
+        self._info = value
+
+    @property
+    def topic(self) -> str:  # type: ignore[override]
+        topic = self._topic_str
+        if topic is None:
+            topic = self._topic_str = self._topic.decode("utf-8")
+        return topic
+
+    @topic.setter
+    def topic(self, value: bytes) -> None:
+        self._topic = value
+        self._topic_str = None
+
+
 class BufferedClient(mqtt.Client):
     """paho's client, reading the socket in large chunks.
 
@@ -105,8 +164,130 @@ class BufferedClient(mqtt.Client):
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         rc = super().loop_read(max_packets)
         while rc == mqtt.MQTT_ERR_SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
+            if self._in_packet["command"] == 0:
+                rc = self._handle_buffered()
+                if rc != mqtt.MQTT_ERR_SUCCESS or self._rpos >= len(self._rbuf):
+                    break
+            # A packet cut by the end of the buffer (or a malformed length): paho reads it.
             rc = super().loop_read(max_packets)
         return rc
+
+    def _handle_buffered(self) -> mqtt.MQTTErrorCode:
+        """Hand every complete packet in the buffer to paho's ``_packet_handle``, as ``_packet_read`` does.
+
+        The same state paho's reader leaves in ``_in_packet`` for the handlers (command, remaining
+        length, the packet after the fixed header), without its four ``recv`` calls and dictionary
+        updates per packet. Stops at a packet the buffer does not hold whole, or whose remaining
+        length is malformed (more than 4 bytes): paho's reader takes it from there.
+        """
+        buf = self._rbuf
+        end = len(buf)
+        pos = self._rpos
+        rc = mqtt.MQTT_ERR_SUCCESS
+        try:
+            while pos < end and self._sock is not None:
+                i = pos + 1
+                length = 0
+                mult = 1
+                while True:
+                    if i >= end or i - pos > 4:
+                        return rc
+                    byte = buf[i]
+                    i += 1
+                    length += (byte & 127) * mult
+                    mult *= 128
+                    if not byte & 128:
+                        break
+                if i + length > end:
+                    return rc
+                self._in_packet = {
+                    "command": buf[pos],
+                    "have_remaining": 1,
+                    "remaining_count": list(buf[pos + 1 : i]),
+                    "remaining_mult": mult,
+                    "remaining_length": length,
+                    "packet": buf[i : i + length],
+                    "to_process": 0,
+                    "pos": 0,
+                }
+                pos = self._rpos = i + length
+                try:
+                    rc = self._packet_handle()
+                except _MalformedPacket as exc:
+                    self._easy_log(mqtt.MQTT_LOG_DEBUG, "Received malformed packet: %s", exc)
+                    rc = mqtt.MQTT_ERR_PROTOCOL
+                self._in_packet = _empty_in_packet()
+                if rc > 0:
+                    return self._loop_rc_handle(rc)
+            return rc
+        finally:
+            with self._msgtime_mutex:
+                self._last_bytes_received = mqtt.time_func()
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        """paho's ``_handle_publish`` for the common PUBLISH (QoS 0 or 1, MQTT 5, no properties).
+
+        The same message, acknowledged the same way (``manual_ack``), but built as a
+        :class:`FastMessage` (no ``MQTTMessageInfo`` and its ``threading.Condition`` per message,
+        the topic decoded once) and handed to ``on_message`` without matching the topic against
+        per-filter callbacks when there are none, and without building debug log arguments when
+        nothing logs. Anything else (QoS 2, properties, MQTT 3, a short packet): paho's own.
+        """
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        packet = self._in_packet["packet"]
+        if qos > 1 or self._protocol != mqtt.MQTTv5 or len(packet) < 2:
+            return super()._handle_publish()
+        slen = (packet[0] << 8) | packet[1]
+        at = 2 + slen
+        if qos:
+            if len(packet) < at + 3:
+                return super()._handle_publish()
+            mid = (packet[at] << 8) | packet[at + 1]
+            at += 2
+        else:
+            mid = 0
+            if len(packet) < at + 1:
+                return super()._handle_publish()
+        if packet[at] != 0:  # properties present
+            return super()._handle_publish()
+        message = FastMessage(mid, packet[2 : 2 + slen])
+        message.dup = (header & 0x08) != 0
+        message.qos = qos
+        message.retain = (header & 0x01) != 0
+        message.properties = _paho_packet.Properties(PacketTypes.PUBLISH)
+        message.payload = packet[at + 1 :]
+        if self._logger is not None or self.on_log is not None:
+            try:
+                print_topic = message._topic.decode("utf-8")
+            except UnicodeDecodeError:
+                print_topic = f"TOPIC WITH INVALID UTF-8: {message._topic!r}"
+            self._easy_log(
+                mqtt.MQTT_LOG_DEBUG,
+                "Received PUBLISH (d%d, q%d, r%d, m%d), '%s', properties=%s, ...  (%d bytes)",
+                message.dup, message.qos, message.retain, message.mid,
+                print_topic, message.properties, len(message.payload),
+            )  # fmt: skip
+        message.timestamp = mqtt.time_func()
+        self._handle_on_message(message)
+        if qos == 0 or self._manual_ack:
+            return mqtt.MQTT_ERR_SUCCESS
+        return self._send_puback(message.mid)
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        root = self._on_message_filtered._root
+        if root._children or root._content is not None:
+            return super()._handle_on_message(message)
+        with self._callback_mutex:
+            on_message = self.on_message
+        if on_message:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         self._rbuf, self._rpos = b"", 0
