@@ -24,7 +24,8 @@ after its point is written; Node-RED's MQTT node (MQTT.js) acknowledges QoS 1 on
 before its write — a weaker guarantee, but the comparison the project asked for.
 
 Prints a markdown table. Usage:
-``python scripts/bench_hub.py [--messages 50000] [--workers 1,2] [--peer node-red|none]``.
+``python scripts/bench_hub.py [--messages 50000] [--workers 1,2] [--peer node-red|none]
+[--node-red-flows flows-batch.json]``.
 """
 
 from __future__ import annotations
@@ -358,6 +359,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--peer", choices=["node-red", "none"], default="node-red")
+    parser.add_argument(
+        "--node-red-flows",
+        default=",".join(NODE_RED_FLOWS),
+        help=f"the peer's flows to run, comma-separated (default: {','.join(NODE_RED_FLOWS)})",
+    )
     parser.add_argument("--keep", help="work in this (new) directory and keep it: logs, databases")
     args = parser.parse_args()
     n = args.messages - args.messages % MACHINES
@@ -378,7 +384,9 @@ def main() -> None:
 
             rows.append(run_config(workdir / f"hub-w{w}", make_hub, n))
         if args.peer == "node-red":
-            for flow in NODE_RED_FLOWS:
+            for flow in (f for f in args.node_red_flows.split(",") if f):
+                if flow not in NODE_RED_FLOWS:
+                    parser.error(f"--node-red-flows: {flow!r} is not one of {', '.join(NODE_RED_FLOWS)}")
 
                 def make_peer(d, broker, influx, flow=flow):
                     return NodeRed(d, broker, influx, flow)
