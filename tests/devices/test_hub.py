@@ -354,3 +354,70 @@ def test_fast_properties_decode_like_paho():
     empty = FastProperties(PacketTypes.PUBLISH)
     empty.unpack(Properties(PacketTypes.PUBLISH).pack())
     assert empty.json() == {}
+
+
+def _publish_packet(topic: bytes, payload: bytes, *, qos: int, mid: int, props: bytes = b"\x00", dup=False, retain=False):
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"") + props + payload
+    length, remaining = len(body), b""
+    while True:
+        byte, length = length % 128, length // 128
+        remaining += bytes([byte | (0x80 if length else 0)])
+        if not length:
+            break
+    return bytes([0x30 | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)]) + remaining + body
+
+
+class _FakeSocket:
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def recv(self, n: int) -> bytes:
+        if self.pos >= len(self.data):
+            raise BlockingIOError
+        out = self.data[self.pos : self.pos + min(n, self.step)]
+        self.pos += len(out)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _received_by(client_cls, data: bytes, step: int) -> list[tuple]:
+    client = client_cls(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True)
+    got = []
+
+    def on_message(c, userdata, msg):
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = None
+        props = {k: v for k, v in vars(msg.properties).items() if k not in ("packetType", "types", "names", "properties")}
+        got.append((topic, msg._topic, bytes(msg.payload), msg.qos, msg.mid, msg.dup, msg.retain, props, msg.info.mid))
+
+    client.on_message = on_message
+    client._sock = _FakeSocket(data, step)
+    while client._sock.pos < len(data) or (hasattr(client, "_rbuf") and client._rpos < len(client._rbuf)):
+        assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+    client._sock = None
+    return got
+
+
+@pytest.mark.parametrize("step", [1, 7, 300, 1 << 20])
+def test_the_buffered_client_receives_like_paho(step):
+    """BufferedClient's own packet reader and PUBLISH handler give on_message what stock paho gives."""
+    from devices.mqtt_client import BufferedClient, install_fast_properties
+
+    install_fast_properties()
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("k", "v")]
+    packed = props.pack()
+    packets = [
+        _publish_packet(b"fablab/v1/lab/m-1/telemetry", b'{"v":1}', qos=1, mid=7),
+        _publish_packet(b"a/b", b"x" * 300, qos=0, mid=0, retain=True),
+        _publish_packet(b"a/\xff", b"bad topic", qos=1, mid=8, dup=True),
+        _publish_packet(b"with/props", b"p", qos=1, mid=9, props=packed),
+        _publish_packet(b"", b"", qos=1, mid=10),
+        _publish_packet(b"big", bytes(range(256)) * 600, qos=1, mid=11),
+    ]
+    data = b"".join(packets * 3)
+    assert _received_by(BufferedClient, data, step) == _received_by(mqtt.Client, data, step)
