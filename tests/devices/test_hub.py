@@ -356,7 +356,9 @@ def test_fast_properties_decode_like_paho():
     assert empty.json() == {}
 
 
-def _publish_packet(topic: bytes, payload: bytes, *, qos: int, mid: int, props: bytes = b"\x00", dup=False, retain=False):
+def _publish_packet(
+    topic: bytes, payload: bytes, *, qos: int, mid: int, props: bytes = b"\x00", dup=False, retain=False
+):
     body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"") + props + payload
     length, remaining = len(body), b""
     while True:
@@ -383,7 +385,9 @@ class _FakeSocket:
 
 
 def _received_by(client_cls, data: bytes, step: int) -> list[tuple]:
-    client = client_cls(mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True)
+    client = client_cls(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="t", protocol=mqtt.MQTTv5, manual_ack=True
+    )
     got = []
 
     def on_message(c, userdata, msg):
@@ -391,8 +395,24 @@ def _received_by(client_cls, data: bytes, step: int) -> list[tuple]:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = None
-        props = {k: v for k, v in vars(msg.properties).items() if k not in ("packetType", "types", "names", "properties")}
-        got.append((topic, msg._topic, bytes(msg.payload), msg.qos, msg.mid, msg.dup, msg.retain, props, msg.info.mid))
+        props = {
+            k: v
+            for k, v in vars(msg.properties).items()
+            if k not in ("packetType", "types", "names", "properties")
+        }
+        got.append(
+            (
+                topic,
+                msg._topic,
+                bytes(msg.payload),
+                msg.qos,
+                msg.mid,
+                msg.dup,
+                msg.retain,
+                props,
+                msg.info.mid,
+            )
+        )
 
     client.on_message = on_message
     client._sock = _FakeSocket(data, step)

@@ -627,7 +627,9 @@ _json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
-    st.sampled_from([0, 1, -1, 2**53, 2**53 + 1, -(2**53), p.MAX_INT, p.MAX_INT + 1, p.MAX_TS_MS, p.MAX_TS_MS + 1]),
+    st.sampled_from(
+        [0, 1, -1, 2**53, 2**53 + 1, -(2**53), p.MAX_INT, p.MAX_INT + 1, p.MAX_TS_MS, p.MAX_TS_MS + 1]
+    ),
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from([0.0, -0.0, 1.5, 1e300, 2.0**53, 9007199254740993.0]),
     st.text(max_size=8),
@@ -642,13 +644,23 @@ _sids = st.one_of(
 )
 _ts = st.one_of(
     st.sampled_from(
-        [_FAST_NOW, _FAST_NOW - p.MAX_AGE_MS, _FAST_NOW - p.MAX_AGE_MS - 1, _FAST_NOW + p.MAX_FUTURE_SKEW_MS,
-         _FAST_NOW + p.MAX_FUTURE_SKEW_MS + 1, 0, -1, p.MAX_TS_MS]
-    ),  # fmt: skip
+        [
+            _FAST_NOW,
+            _FAST_NOW - p.MAX_AGE_MS,
+            _FAST_NOW - p.MAX_AGE_MS - 1,
+            _FAST_NOW + p.MAX_FUTURE_SKEW_MS,
+            _FAST_NOW + p.MAX_FUTURE_SKEW_MS + 1,
+            0,
+            -1,
+            p.MAX_TS_MS,
+        ]
+    ),
     st.integers(min_value=_FAST_NOW - 2 * p.MAX_AGE_MS, max_value=_FAST_NOW + 10**6),
     _json_scalars,
 )
-_values = st.one_of(st.dictionaries(_names, _json_scalars, max_size=5), _json_scalars, st.lists(_json_scalars, max_size=2))
+_values = st.one_of(
+    st.dictionaries(_names, _json_scalars, max_size=5), _json_scalars, st.lists(_json_scalars, max_size=2)
+)
 _telemetry_dicts = st.fixed_dictionaries(
     {},
     optional={
@@ -665,12 +677,16 @@ _telemetry_dicts = st.fixed_dictionaries(
 _good_numbers = st.one_of(
     st.integers(min_value=-(2**53), max_value=2**53), st.floats(min_value=-(2.0**53), max_value=2.0**53)
 )
+
+
 def _mostly(valid, odd):
     """``valid`` nine times in ten, else ``odd`` (so that the fast path is taken often)."""
     return st.integers(min_value=0, max_value=9).flatmap(lambda i: valid if i else odd)
 
 
-_valid_values = st.dictionaries(st.from_regex(p.NAME_RE, fullmatch=True), _good_numbers, min_size=1, max_size=4)
+_valid_values = st.dictionaries(
+    st.from_regex(p.NAME_RE, fullmatch=True), _good_numbers, min_size=1, max_size=4
+)
 _nearly_valid = st.fixed_dictionaries(
     {
         "v": _mostly(st.just(1), st.sampled_from([1.0, True, 2])),
@@ -678,7 +694,8 @@ _nearly_valid = st.fixed_dictionaries(
         "sid": _mostly(st.one_of(st.just(SID), st.uuids().map(str)), _sids),
         "seq": _mostly(st.integers(min_value=0, max_value=p.MAX_INT), _json_scalars),
         "values": _mostly(
-            _valid_values, st.dictionaries(_names, st.one_of(_good_numbers, _json_scalars), max_size=p.MAX_READINGS + 2)
+            _valid_values,
+            st.dictionaries(_names, st.one_of(_good_numbers, _json_scalars), max_size=p.MAX_READINGS + 2),
         ),
     },
     optional={"extra": _json_scalars, "job": _json_scalars},
@@ -694,7 +711,9 @@ def _payloads():
         [
             b'{"v":1,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"power_w":NaN}}',
             b'{"v":1,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"power_w":1e999}}',
-            b'{"v":1,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"power_w":1,"power_w":"x"}}',
+            b'{"v":1,"ts":1800000000000,"sid":"'
+            + SID.encode()
+            + b'","seq":1,"values":{"power_w":1,"power_w":"x"}}',
             b'{"v":1,"v":2,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"power_w":1}}',
             b'{"v":1,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"p\\u006fwer_w":1}}',
             b"\xff\xfe",
@@ -703,7 +722,9 @@ def _payloads():
         ]
     )
     valid = _nearly_valid.map(lambda d: json.dumps(d).encode())
-    return st.one_of(valid, valid, valid, as_json, mutated, texts, st.binary(max_size=40), valid.map(bytearray))
+    return st.one_of(
+        valid, valid, valid, as_json, mutated, texts, st.binary(max_size=40), valid.map(bytearray)
+    )
 
 
 def _decode_or_error(payload, now_ms):
@@ -723,7 +744,9 @@ def test_the_telemetry_fast_path_agrees_with_the_full_decoder(payload, now_ms):
         full = _decode_or_error(payload, now_ms)
     assert not isinstance(full, Exception), f"fast path accepted what the full decoder refuses: {full}"
     assert full == fast and full.refused == fast.refused == ()
-    assert [(k, type(v), v) for k, v in full.values.items()] == [(k, type(v), v) for k, v in fast.values.items()]
+    assert [(k, type(v), v) for k, v in full.values.items()] == [
+        (k, type(v), v) for k, v in fast.values.items()
+    ]
 
 
 @contextlib.contextmanager
