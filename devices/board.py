@@ -1,8 +1,9 @@
 """What the live floor board shows, and to whom (reads only).
 
 One *card* per machine of a lab: its live status (the hub's
-:func:`devices.live.machine_frame`), its open alerts and its bookings (who
-holds the current one, when the next one starts).
+:func:`devices.live.machine_frame`), its open alerts, the commands it
+offers (``commands``: :func:`devices.capabilities.offered`) and its bookings
+(who holds the current one, when the next one starts).
 
 Privacy: a lab manager sees everything. Anyone else sees no one's name but
 their own — a booking held by somebody else is just "booked", and the job
@@ -23,9 +24,9 @@ from fablab.booking.models import Booking
 from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 
-from . import machine_errors
+from . import capabilities, machine_errors
 from .live import machine_frame
-from .models import Alert, MachineStatus
+from .models import Alert, MachineLink, MachineStatus
 
 #: Bookings that mean someone holds (or will hold) the machine.
 HOLDING = (Booking.Status.CONFIRMED, Booking.Status.CHECKED_IN, Booking.Status.PENDING)
@@ -99,6 +100,9 @@ def cards_for(
     now = now or timezone.now()
     ids = [m.pk for m in machines]
     statuses = {s.machine_id: s for s in MachineStatus.objects.filter(machine_id__in=ids)}
+    # The links matter only for machines whose bridge declared no capabilities (the fallback).
+    undeclared = [i for i in ids if not isinstance(getattr(statuses.get(i), "capabilities", None), list)]
+    links = {link.machine_id: link for link in MachineLink.objects.filter(machine_id__in=undeclared)}
     alerts: dict[int, list[dict[str, Any]]] = {}
     for alert in Alert.objects.filter(machine_id__in=ids, cleared_at__isnull=True).order_by("raised_at"):
         alerts.setdefault(alert.machine_id, []).append(
@@ -127,6 +131,8 @@ def cards_for(
         frame["name"] = machine.name
         frame["machine_type"] = machine.machine_type.name
         frame["alerts"] = alerts.get(machine.pk, [])
+        # The commands the card offers: only what the machine can carry out (devices.capabilities).
+        frame["commands"] = list(capabilities.offered(status, links.get(machine.pk)))
         frame["booking"] = _booking_dict(current.get(machine.pk), viewer)
         frame["next_booking"] = _booking_dict(upcoming.get(machine.pk), viewer)
         cards.append(for_viewer(frame, viewer, mine=bool(frame["booking"] and frame["booking"]["mine"])))

@@ -6,8 +6,17 @@ member the read-only version that names no one but themselves; anyone else
 is closed with 4401 (not logged in), an unknown lab with 4404. It then joins
 the lab's group (:func:`devices.live.group_name`), sends one snapshot frame
 ``{"type": "snapshot", "manager": <bool>, "machines": [...]}`` and forwards every change the hub
-pushes (``board.frame``), filtered for the viewer. Command outcomes
+pushes (``board.frames``), filtered for the viewer. Command outcomes
 (``board.command``) go to managers only.
+
+Nothing a viewer is sent can leave them on a stale machine (see
+:mod:`devices.live`): the channel-layer handlers only put frames in the
+connection's outbox (the latest per machine, by version) and one sender task
+writes it to the socket, so a slow browser gets each machine's latest state
+instead of a backlog and the consumer always reads its channel at once; a
+frame older than what the viewer was already sent is never sent; a gap in a
+sender's sequence (a message the layer lost) gets the viewer a fresh snapshot
+within :data:`REPAIR_MIN_S`.
 
 The browser may send ``{"type": "refresh"}`` to get a fresh snapshot (the
 page does so every minute, which also moves the bookings on).
@@ -26,7 +35,9 @@ receiving names and command frames within :data:`RECHECK_EVERY_S`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import json
 import logging
 import time
 from importlib import import_module
@@ -41,7 +52,7 @@ from django.utils.crypto import constant_time_compare
 
 from fablab.labs.models import Lab
 
-from . import board
+from . import board, live
 from .live import group_name
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -58,6 +69,11 @@ RIGHTS_TTL_S = 30.0
 RECHECK_EVERY_S = 30.0
 #: Close code when the server could not re-read the viewer's rights (the browser reconnects).
 CLOSE_INTERNAL_ERROR = 1011
+#: The least time between two snapshots sent to repair a lost message (seconds).
+REPAIR_MIN_S = 1.0
+#: How often a board joins its lab's group again, so that its membership never expires
+#: (``group_expiry`` in ``fablab.settings.redis_channel_layer`` is a few times this).
+REJOIN_EVERY_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +131,7 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
     #: Set once the socket is being closed: nothing more is sent.
     revoked: bool = False
     _rechecker: asyncio.Task | None = None
+    _sender: asyncio.Task | None = None
 
     async def connect(self) -> None:
         self.lab_slug = self.scope["url_route"]["kwargs"]["lab"]
@@ -138,19 +155,37 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         self.held: set[str] = set()
         self.held_read_at = 0.0
         self.last_snapshot_at = 0.0
+        # What waits for the socket: the latest frame per machine, command frames in order.
+        self._outbox: dict[str, dict[str, Any]] = {}
+        self._commands: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        # The version of each machine the viewer was sent last (by a frame or a snapshot).
+        self._sent_v: dict[str, list[int]] = {}
+        self._send_lock = asyncio.Lock()
+        self._seqs: dict[str, int] = {}
+        self._repair: asyncio.TimerHandle | None = None
+        self._repair_due = False
+        loop = asyncio.get_running_loop()
+        live.serve_in_process(loop)
         self.group = group_name(self.lab_slug)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.joined_at = time.monotonic()
         await self.accept()
         await self.send_snapshot()
-        self._rechecker = asyncio.get_running_loop().create_task(self._recheck_periodically())
+        self._sender = loop.create_task(self._send_outbox())
+        self._rechecker = loop.create_task(self._recheck_periodically())
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
 
     async def _leave(self) -> None:
-        task, self._rechecker = self._rechecker, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
+        for name in ("_rechecker", "_sender"):
+            task = getattr(self, name)
+            setattr(self, name, None)
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        if self._repair is not None:
+            self._repair.cancel()
         group, self.group = self.group, None
         if group is not None:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -169,10 +204,16 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             await self.send_snapshot()
 
     async def send_snapshot(self) -> None:
-        cards = await database_sync_to_async(board.lab_cards)(self.lab, self.viewer)
-        self.held = {c["machine"] for c in cards if c["booking"] and c["booking"]["mine"]}
-        self.held_read_at = self.last_snapshot_at = time.monotonic()
-        await self.send_json({"type": "snapshot", "manager": self.viewer.manager, "machines": cards})
+        """Send every machine as the database has it now; frames older than it are not sent afterwards."""
+        # Under the send lock from the read to the send: no frame slips in between, so the
+        # viewer never gets a frame newer than the snapshot just before it.
+        async with self._send_lock:
+            cards = await database_sync_to_async(board.lab_cards)(self.lab, self.viewer)
+            self.held = {c["machine"] for c in cards if c["booking"] and c["booking"]["mine"]}
+            self.held_read_at = self.last_snapshot_at = time.monotonic()
+            self._sent_v = {c["machine"]: c["v"] for c in cards if c.get("v") is not None}
+            self._repair_due = False
+            await self.send_json({"type": "snapshot", "manager": self.viewer.manager, "machines": cards})
 
     # ------------------------------------------------------------ re-checking rights
 
@@ -228,9 +269,15 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
 
     async def _recheck_periodically(self) -> None:
         while not self.revoked:
-            # Wake when the last reading (by a frame, a refresh or this timer) turns RECHECK_EVERY_S old.
-            await asyncio.sleep(max(0.0, self.rights_read_at + RECHECK_EVERY_S - time.monotonic()))
+            # Wake when the last reading (by a frame, a refresh or this timer) turns RECHECK_EVERY_S old,
+            # or when it is time to join the group again.
+            now = time.monotonic()
+            await asyncio.sleep(
+                max(0.0, min(self.rights_read_at + RECHECK_EVERY_S, self.joined_at + REJOIN_EVERY_S) - now)
+            )
             try:
+                if time.monotonic() - self.joined_at >= REJOIN_EVERY_S:
+                    await self._rejoin()
                 if time.monotonic() - self.rights_read_at >= RECHECK_EVERY_S:
                     await self.recheck()
             except asyncio.CancelledError:
@@ -250,26 +297,163 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             self.held_read_at = time.monotonic()
         return machine_slug in self.held
 
+    async def _rejoin(self) -> None:
+        """Join the group again: the layer forgets a member ``group_expiry`` seconds after it joined."""
+        self.joined_at = time.monotonic()
+        if self.group is not None and not self.revoked:
+            await self.channel_layer.group_add(self.group, self.channel_name)
+
     # ------------------------------------------------------------ channel-layer handlers
+    #
+    # The handlers never wait for the socket nor the database: they put what came in the
+    # outbox and return, so the consumer reads its channel as fast as the layer delivers.
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch, minus its database clean-up for the board's own messages.
+
+        Channels closes stale database connections before every handler, on the
+        one thread all consumers share for synchronous work: with 20 boards and
+        100 messages a second that is 2,000 trips a second through one thread,
+        and the frames wait in line for it. The ``board.*`` handlers never touch
+        the database; what does (rights, snapshots) goes through
+        ``database_sync_to_async``, which cleans up around each call itself.
+        """
+        if message.get("type", "") in _BOARD_MESSAGES:
+            await getattr(self, _BOARD_MESSAGES[message["type"]])(message)
+        else:
+            await super().dispatch(message)
 
     async def board_frame(self, event: dict[str, Any]) -> None:
-        """One machine changed (``devices.live.push_status``)."""
-        if not await self._rights_fresh():
-            return
-        frame = event["frame"]
-        if frame.get("type") == "command":  # a command's outcome sent as a plain frame: managers only
-            if self.viewer.manager:
-                await self.send_json(frame)
-            return
-        mine = await self._holds(frame.get("machine", ""))
-        await self.send_json(board.for_viewer(frame, self.viewer, mine=mine))
+        """One machine changed (a single frame; :func:`devices.live.push_status` sends ``board.frames``)."""
+        self._note_seq(event, is_mark=False)
+        await self._take(event["frame"])
 
     async def board_frames(self, event: dict[str, Any]) -> None:
-        """Several changes at once (the hub's pusher batches them): one browser frame each, in order."""
+        """Several changes at once (the hub's pusher batches them), in order."""
+        self._note_seq(event, is_mark=False)
         for frame in event["frames"]:
-            await self.board_frame({"frame": frame})
+            await self._take(frame)
+
+    async def board_mark(self, event: dict[str, Any]) -> None:
+        """A sender's last ``seq`` after it fell quiet: a gap means its last message(s) were lost."""
+        self._note_seq(event, is_mark=True)
 
     async def board_command(self, event: dict[str, Any]) -> None:
         """A remote command was sent or answered (``devices.live.push_command``): managers only."""
-        if await self._rights_fresh() and self.viewer.manager:
-            await self.send_json(event["command"])
+        self._commands.append(event["command"])
+        self._wake.set()
+
+    async def _take(self, frame: dict[str, Any]) -> None:
+        if self.revoked:
+            return
+        if frame.get("type") == "command":  # a command's outcome sent as a plain frame: managers only
+            self._commands.append(frame)
+        else:
+            slug = frame.get("machine", "")
+            waiting = self._outbox.get(slug)
+            if live.older(frame, waiting) or live.older(frame, {"v": self._sent_v.get(slug)}):
+                return
+            self._outbox[slug] = frame
+        self._wake.set()
+        # Let the sender run: a viewer that keeps up gets every frame, one that does not the latest.
+        await asyncio.sleep(0)
+
+    def _note_seq(self, event: dict[str, Any], *, is_mark: bool) -> None:
+        origin, seq = event.get("origin"), event.get("seq")
+        if not isinstance(origin, str) or not isinstance(seq, int):
+            return
+        last = self._seqs.get(origin)
+        if last is None or seq > last:
+            self._seqs[origin] = seq
+        # A frame message should be last + 1; a mark repeats the last one.
+        if last is not None and seq > last + (0 if is_mark else 1):
+            log.info(
+                "board %s lost %d message(s) from %s: sending a fresh snapshot",
+                self.group,
+                seq - last - 1,
+                origin,
+            )
+            self._schedule_repair()
+
+    def _schedule_repair(self) -> None:
+        """Send a fresh snapshot, at most one per :data:`REPAIR_MIN_S` (later, not never)."""
+        if self._repair is not None or self.revoked:
+            return
+        delay = max(0.0, self.last_snapshot_at + REPAIR_MIN_S - time.monotonic())
+        self._repair = asyncio.get_running_loop().call_later(delay, self._repair_now)
+
+    def _repair_now(self) -> None:
+        self._repair = None
+        self._repair_due = True
+        self._wake.set()
+
+    async def _send_outbox(self) -> None:
+        """The connection's one sender: writes the outbox to the socket, latest per machine."""
+        try:
+            while not self.revoked:
+                await self._wake.wait()
+                self._wake.clear()
+                while not self.revoked and (self._outbox or self._commands or self._repair_due):
+                    if not await self._rights_fresh():
+                        return
+                    if self._repair_due:
+                        await self.send_snapshot()
+                        continue
+                    commands, self._commands = self._commands, []
+                    frames, self._outbox = self._outbox, {}
+                    if commands and self.viewer.manager:
+                        async with self._send_lock:
+                            for command in commands:
+                                await self.send_json(command)
+                    for slug, frame in frames.items():
+                        mine = await self._holds(slug)
+                        async with self._send_lock:
+                            # Checked at the send, after every wait: a snapshot may have gone out meanwhile.
+                            if self.revoked or live.older(frame, {"v": self._sent_v.get(slug)}):
+                                continue
+                            if frame.get("v") is not None:
+                                self._sent_v[slug] = frame["v"]
+                            await self.send(text_data=_encoded(frame, self.viewer.manager, mine))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A socket that cannot be written to is closing; the browser reconnects and gets a snapshot.
+            log.exception("could not send the board's frames")
+            with contextlib.suppress(Exception):
+                await self._revoke(CLOSE_INTERNAL_ERROR)
+
+
+#: Frames encoded lately, by the frame's identity and the kind of view: ``id -> (frame, {view: text})``.
+_ENCODED: collections.OrderedDict[int, tuple[dict[str, Any], dict[tuple[bool, bool], str]]] = (
+    collections.OrderedDict()
+)
+_ENCODED_MAX = 4096
+
+
+def _encoded(frame: dict[str, Any], manager: bool, mine: bool) -> str:
+    """``frame`` as JSON for a view (manager, or maker holding it or not), encoded once for all viewers.
+
+    The channel layer hands one message to every board of a process as the same
+    object, so twenty managers watching cost one ``json.dumps`` a frame, not twenty.
+    The frame is kept with its text so that its ``id`` cannot be reused meanwhile.
+    """
+    view = (manager, mine and not manager)
+    entry = _ENCODED.get(id(frame))
+    if entry is None or entry[0] is not frame:
+        entry = _ENCODED[id(frame)] = (frame, {})
+        if len(_ENCODED) > _ENCODED_MAX:
+            _ENCODED.popitem(last=False)
+    text = entry[1].get(view)
+    if text is None:
+        viewer = board.Viewer(user_id=None, manager=manager)
+        text = entry[1][view] = json.dumps(board.for_viewer(frame, viewer, mine=mine))
+    return text
+
+
+#: The channel-layer messages the board handles without channels' database clean-up (see ``dispatch``).
+_BOARD_MESSAGES = {
+    "board.frame": "board_frame",
+    "board.frames": "board_frames",
+    "board.mark": "board_mark",
+    "board.command": "board_command",
+}

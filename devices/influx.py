@@ -1,9 +1,10 @@
 """The telemetry store: one class over InfluxDB's two wire APIs.
 
 * v1 API — ``POST /write?db=&precision=ms`` and InfluxQL ``/query`` — which
-  InfluxDB 1.x, 2.x (DBRP mapping) and 3.x all accept. It is carried by
-  influxdb-client's low-level ``ApiClient.call_api`` (the library's high-level
-  APIs are v2-only, and Debian's InfluxDB 1.6 answers 404 to every ``/api/v2``).
+  InfluxDB 1.x, 2.x (DBRP mapping) and 3.x all accept. Plain HTTP requests over
+  urllib3's connection pool (influxdb-client's high-level APIs are v2-only, and
+  Debian's InfluxDB 1.6 answers 404 to every ``/api/v2``); influxdb-client itself
+  (about 0.15 s of imports) is loaded only for v2 writes, so a hub on v1 starts sooner.
 * v2 API — ``/api/v2/write`` through influxdb-client's *synchronous* write API,
   for InfluxDB 2.x/3.x/Cloud with a token; chosen when ``INFLUX_TOKEN`` is set
   (org and bucket from ``INFLUX_ORG``/``INFLUX_BUCKET``). Queries still use
@@ -41,11 +42,13 @@ import math
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from influxdb_client import InfluxDBClient, Point, WritePrecision
-from influxdb_client.client.write_api import SYNCHRONOUS
-from influxdb_client.rest import ApiException
+import urllib3
+
+if TYPE_CHECKING:
+    from influxdb_client import Point
+    from influxdb_client.rest import ApiException
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,8 @@ def telemetry_line(tags: Mapping[str, str], values: Mapping[str, float], ts_ms: 
 
 def telemetry_point(tags: Mapping[str, str], values: Mapping[str, float], ts_ms: int) -> Point:
     """The same reading as an influxdb-client ``Point`` (the reference the fast formatter matches)."""
+    from influxdb_client import Point, WritePrecision
+
     point = Point(TELEMETRY)
     for key, value in tags.items():
         point.tag(key, value)
@@ -156,7 +161,20 @@ def telemetry_point(tags: Mapping[str, str], values: Mapping[str, float], ts_ms:
 
 
 def state_line(tags: Mapping[str, str], state: str, ts_ms: int) -> str:
-    """A ``machine_state`` line: ``state`` as a string field plus its numeric ``code``."""
+    """A ``machine_state`` line: ``state`` as a string field plus its numeric ``code``.
+
+    Byte-identical to :func:`state_point`'s ``to_line_protocol()`` (``tests/devices/test_influx.py``).
+    """
+    code = _float(STATE_CODES.get(state, -1.0))
+    return (
+        f'{tag_prefix(MACHINE_STATE, tags)}code={code},state="{state.translate(_ESCAPE_STRING)}" {int(ts_ms)}'
+    )
+
+
+def state_point(tags: Mapping[str, str], state: str, ts_ms: int) -> Point:
+    """The same state as an influxdb-client ``Point`` (the reference :func:`state_line` matches)."""
+    from influxdb_client import Point, WritePrecision
+
     point = (
         Point(MACHINE_STATE)
         .field("state", state)
@@ -165,7 +183,7 @@ def state_line(tags: Mapping[str, str], state: str, ts_ms: int) -> str:
     )
     for key, value in tags.items():
         point.tag(key, value)
-    return point.to_line_protocol()
+    return point
 
 
 # ------------------------------------------------------------------------------------ store
@@ -205,23 +223,27 @@ class InfluxStore:
             raise ValueError("INFLUX_TOKEN is set: INFLUX_ORG and INFLUX_BUCKET are needed too")
         if not self.v2 and not self.database:
             raise ValueError("INFLUX_DATABASE must name the database")
-        # retries=False: a failed write surfaces at once; the hub decides (spool) instead of blocking.
-        self._client = InfluxDBClient(
-            url=self.url,
-            token=self.token or None,
-            org=org or None,
-            timeout=int(timeout_s * 1000),
-            retries=False,
+        # retries=False: a failed request surfaces at once; the hub decides (spool) instead of blocking.
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=timeout_s), retries=False, maxsize=4, block=False
         )
-        self._api = self._client.api_client
-        # Explicit header: the generated auth_settings() also builds basic auth and fails without a user.
+        # Explicit header: never credentials in the query string, which servers log.
         self._auth_headers: dict[str, str] = {}
         if self.v2:
             self._auth_headers = {"Authorization": f"Token {self.token}"}
         elif self.username:
             pair = f"{self.username}:{password or ''}".encode()
             self._auth_headers = {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-        self._write_api = self._client.write_api(write_options=SYNCHRONOUS) if self.v2 else None
+        self._client = None
+        self._write_api = None
+        if self.v2:
+            from influxdb_client import InfluxDBClient
+            from influxdb_client.client.write_api import SYNCHRONOUS
+
+            self._client = InfluxDBClient(
+                url=self.url, token=self.token, org=org or None, timeout=int(timeout_s * 1000), retries=False
+            )
+            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
     @classmethod
     def from_settings(cls) -> InfluxStore:
@@ -240,7 +262,20 @@ class InfluxStore:
         return "v2" if self.v2 else "v1"
 
     def close(self) -> None:
-        self._client.close()
+        self._http.clear()
+        if self._client is not None:
+            self._client.close()
+
+    def _request(self, method: str, path: str, what: str, *, params: list[tuple[str, str]], **kwargs: Any):
+        """One HTTP request to the server; :class:`InfluxError` unless it answered 2xx."""
+        url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
+        try:
+            resp = self._http.request(method, url, **kwargs)
+        except Exception as exc:  # connection refused, timeouts, resets
+            raise InfluxUnavailable(f"InfluxDB {what} on {self.url} failed: {exc}") from None
+        if resp.status >= 300:
+            raise self._http_error(resp.status, resp.data, what)
+        return resp
 
     # -- writes
 
@@ -249,22 +284,23 @@ class InfluxStore:
         if not lines:
             return
         body = "\n".join(lines)
+        if self._write_api is None:
+            self._request(
+                "POST",
+                "/write",
+                "write",
+                params=[("db", self.database), ("precision", "ms")],
+                body=body.encode("utf-8"),
+                headers={"Content-Type": "text/plain; charset=utf-8", **self._auth_headers},
+            )
+            return
+        from influxdb_client import WritePrecision
+        from influxdb_client.rest import ApiException
+
         try:
-            if self._write_api is not None:
-                self._write_api.write(
-                    bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.MS
-                )
-            else:
-                self._api.call_api(
-                    "/write",
-                    "POST",
-                    query_params=[("db", self.database), ("precision", "ms")],
-                    header_params={"Content-Type": "text/plain; charset=utf-8", **self._auth_headers},
-                    body=body.encode("utf-8"),
-                    response_type=None,
-                    auth_settings=[],
-                    _return_http_data_only=True,
-                )
+            self._write_api.write(
+                bucket=self.bucket, org=self.org, record=body, write_precision=WritePrecision.MS
+            )
         except ApiException as exc:
             raise self._api_error(exc, "write") from None
         except Exception as exc:  # urllib3 connection errors, timeouts, resets
@@ -300,16 +336,20 @@ class InfluxStore:
                     pending.extend((chunk[mid:], chunk[:mid]))
         return refused
 
+    @classmethod
+    def _api_error(cls, exc: ApiException, what: str) -> InfluxError:
+        return cls._http_error(exc.status, exc.body, what)
+
     @staticmethod
-    def _api_error(exc: ApiException, what: str) -> InfluxError:
-        body = (exc.body or b"")[:500] if isinstance(exc.body, bytes | str) else ""
+    def _http_error(status: int | None, body: Any, what: str) -> InfluxError:
+        body = (body or b"")[:500] if isinstance(body, bytes | str) else ""
         if isinstance(body, bytes):
             body = body.decode("utf-8", "replace")
-        message = f"InfluxDB {what}: HTTP {exc.status} {body}".strip()
-        if exc.status in (401, 403):
+        message = f"InfluxDB {what}: HTTP {status} {body}".strip()
+        if status in (401, 403):
             message += " (wrong or missing credentials: user:password in INFLUX_URL, or INFLUX_TOKEN)"
         # 404 = database/bucket not found (yet): a configuration the operator can fix, keep the data.
-        if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 408, 429):
+        if status is not None and 400 <= status < 500 and status not in (401, 403, 404, 408, 429):
             return InfluxRejected(message)
         return InfluxUnavailable(message)
 
@@ -321,22 +361,17 @@ class InfluxStore:
         db = self.database if database is None else database
         if db:
             params.append(("db", db))
+        resp = self._request(
+            "POST",
+            "/query",
+            "query",
+            params=params,
+            headers={"Accept": "application/json", **self._auth_headers},
+        )
         try:
-            resp = self._api.call_api(
-                "/query",
-                "POST",
-                query_params=params,
-                header_params={"Accept": "application/json", **self._auth_headers},
-                response_type=None,
-                auth_settings=[],
-                _preload_content=False,
-                _return_http_data_only=True,
-            )
             data = json.loads(resp.data)
-        except ApiException as exc:
-            raise self._api_error(exc, "query") from None
-        except Exception as exc:
-            raise InfluxUnavailable(f"InfluxDB query on {self.url} failed: {exc}") from None
+        except ValueError as exc:
+            raise InfluxUnavailable(f"InfluxDB query on {self.url}: not JSON: {exc}") from None
         result = (data.get("results") or [{}])[0]
         if "error" in result:
             raise InfluxRejected(f"InfluxQL error: {result['error']}")
@@ -344,7 +379,7 @@ class InfluxStore:
 
     def ping(self) -> bool:
         try:
-            return bool(self._client.ping())
+            return self._http.request("GET", f"{self.url}/ping").status == 204
         except Exception:
             return False
 
@@ -378,6 +413,37 @@ class InfluxStore:
                     if value is None or name in tag_columns or isinstance(value, str):
                         continue
                     out.setdefault(name, []).append((ts, float(value)))
+        return out
+
+    def chart_series(
+        self, lab: str, machine: str, start: datetime, end: datetime, *, points: int = 300
+    ) -> dict[str, list[tuple[int, float]]]:
+        """The machine's telemetry from ``start`` to ``end`` averaged for a chart: ``{field: [(ts_ms, mean), …]}``.
+
+        InfluxDB averages the readings into about ``points`` buckets (``GROUP BY
+        time``, empty buckets left out), so a day of one-second telemetry is a few
+        hundred points, not 86,400 rows; a bucket's time is its start. Fields are
+        the reading names; points come in time order.
+        """
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        bucket_s = max(1, (end_ms - start_ms) // 1000 // max(points, 1))
+        conditions = [
+            f"{quote_ident('lab')} = {quote_str(lab)}",
+            f"{quote_ident('machine')} = {quote_str(machine)}",
+            f"time >= {start_ms}ms",
+            f"time <= {end_ms}ms",
+        ]
+        # Every value is quoted by quote_ident/quote_str or is an integer.
+        q = f"SELECT mean(*) FROM {quote_ident(TELEMETRY)} WHERE {' AND '.join(conditions)} "  # noqa: S608
+        q += f"GROUP BY time({bucket_s}s) fill(none)"
+        out: dict[str, list[tuple[int, float]]] = {}
+        for block in self.query(q):
+            columns = block.get("columns", [])
+            for row in block.get("values", []):
+                for column, value in zip(columns[1:], row[1:], strict=False):
+                    if value is None or isinstance(value, str | bool):
+                        continue
+                    out.setdefault(column.removeprefix("mean_"), []).append((int(row[0]), float(value)))
         return out
 
 

@@ -6,9 +6,38 @@ consumers (``devices/consumers.py``) are members of the lab's group and
 forward each frame to their browser (minus what the viewer may not see).
 
 Group per lab: ``lab.<slug>``. Channel-layer messages:
-``{"type": "board.frame", "frame": <machine_frame(...)>}``, or several at once
-``{"type": "board.frames", "frames": [...]}``, and
+``{"type": "board.frames", "frames": [<machine_frame(...)>, ...], "origin": ..., "seq": ...}``
+(``board.frame`` with one ``"frame"`` is understood too),
+``{"type": "board.mark", "origin": ..., "seq": ...}`` and
 ``{"type": "board.command", "command": <command_frame(...)>}``.
+
+A board that drops nothing
+--------------------------
+
+A channel layer may lose a message: channels_redis refuses a group message
+for a process whose queue already holds ``capacity`` messages ("over
+capacity in group ...") and an in-process buffer that is full drops its
+oldest. What a viewer must never be left with is a *stale* machine, so:
+
+* every frame carries its version ``"v"`` (:func:`frame_version`): an older
+  frame never replaces a newer one, in the consumer nor in the browser;
+* the consumer coalesces per viewer: frames go into a per-connection dict
+  (latest per machine) that one sender task drains to the socket, so a slow
+  browser never keeps the consumer from reading its channel, and a viewer
+  that cannot keep up gets each machine's latest state, not a backlog. A
+  viewer that keeps up gets every frame (the machine page's charts plot them);
+* the hub's :class:`_Pusher` batches per lab and, when it falls behind,
+  collapses the waiting frames to the latest per machine;
+* lost messages are repaired: each message carries its sender's ``origin``
+  and a per-lab ``seq``; a consumer that sees a gap sends its viewer a fresh
+  snapshot from the database, and ``board.mark`` messages after a burst reveal
+  the loss of its last message;
+* the Redis layer's capacity is raised and stale channels leave the groups
+  soon (``fablab.settings.redis_channel_layer``); consumers re-join their group
+  regularly so that a long-open board never expires from it.
+
+Command frames (``board.command``) are not versioned: they are few, and the
+machine page reads the audit from the database.
 """
 
 from __future__ import annotations
@@ -20,6 +49,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -58,16 +88,38 @@ class _Pusher:
 
     The hub must not wait for Redis after each status: it queues the frame
     and goes on. This thread takes everything queued, groups it by lab and
-    sends one ``board.frames`` message per lab (``board.frame`` when there is
-    only one), so a burst of N statuses costs a few Redis round trips, not N.
-    Frames keep their order. Only for layers that cross processes (Redis);
-    the in-memory layer of a single process is sent to directly.
+    sends one ``board.frames`` message per lab, so a burst of N statuses
+    costs a few Redis round trips, not N. Frames keep their order.
+
+    When the thread falls behind (more than :attr:`max_waiting` frames
+    waiting, e.g. Redis is slow), the waiting frames collapse to the newest
+    per machine: the queue is bounded by the number of machines, and what is
+    skipped is a state some newer frame replaces anyway.
+
+    Every message carries ``origin`` (this pusher, new in every process) and
+    ``seq`` (per lab, +1 a message), so a consumer notices a message the layer
+    lost (see the module's docstring); ``board.mark`` messages repeat the last
+    ``seq`` a little after a lab falls quiet, so the loss of the *last*
+    message of a burst is noticed too.
+
+    With the in-memory layer (one process: tests, a single-process server) the
+    messages are sent on the event loop that serves the consumers
+    (:func:`serve_in_process`), because that layer's queues may only be touched
+    from their own loop.
     """
 
     max_batch = 500
+    #: Frames waiting beyond which they collapse to the newest per machine.
+    max_waiting = 2000
     #: The least time between two sends: under load, frames gather into batches meanwhile,
-    #: and the hub's thread is not interrupted for every single frame.
-    min_gap_s = 0.01
+    #: and the hub's thread is not interrupted for every single frame. Each message costs the
+    #: web process a chain of Redis round trips to receive (channels_redis reads one message
+    #: at a time, on the loop that also serves the sockets): at 10 ms (100 messages a second
+    #: per lab) twenty boards fell behind by hundreds of ms; at 25 ms they keep up
+    #: (docs/benchmarks.md, bench_board).
+    min_gap_s = 0.025
+    #: After a lab's last message, marks are sent this long after it (seconds).
+    mark_after_s = (0.25, 2.0)
 
     def __init__(self) -> None:
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
@@ -76,46 +128,99 @@ class _Pusher:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._in_flight = 0
+        self.origin = ""
+        self._seq: dict[str, int] = {}
+        #: Per lab: when its last message went out and how many marks followed it.
+        self._last_sent: dict[str, tuple[float, int]] = {}
 
     def submit(self, group: str, frame: dict[str, Any]) -> None:
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
             self._start()
         self._queue.append((group, frame))
+        if len(self._queue) > self.max_waiting:
+            self._collapse()
         self._wake.set()
+
+    def _collapse(self) -> None:
+        """Keep only the newest waiting frame of each machine (in the order of those newest frames)."""
+        with self._lock:
+            newest: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+            while self._queue:
+                group, frame = self._queue.popleft()
+                key = (group, frame.get("machine", ""))
+                kept = newest.pop(key, None)
+                newest[key] = (group, kept[1]) if kept and older(frame, kept[1]) else (group, frame)
+            self._queue.extend(newest.values())
 
     def _start(self) -> None:
         with self._lock:
             if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
                 return
             self._pid = os.getpid()
+            # A new process (a fork) or a new thread starts a new sequence: consumers tell them apart.
+            self.origin = uuid.uuid4().hex
+            self._seq = {}
+            self._last_sent = {}
             self._thread = threading.Thread(target=self._run, name="board-pusher", daemon=True)
             self._thread.start()
+
+    def _next_mark_in(self) -> float | None:
+        now = time.monotonic()
+        due = [at + self.mark_after_s[n] - now for at, n in self._last_sent.values()]
+        return max(0.0, min(due)) if due else None
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         while True:
-            self._wake.wait()
+            self._wake.wait(self._next_mark_in())
             self._wake.clear()
             while self._queue:
                 batch: dict[str, list[dict[str, Any]]] = {}
-                for _ in range(min(len(self._queue), self.max_batch)):
-                    group, frame = self._queue.popleft()
-                    batch.setdefault(group, []).append(frame)
-                    self._in_flight += 1
-                layer = get_channel_layer()
+                with self._lock:
+                    for _ in range(min(len(self._queue), self.max_batch)):
+                        group, frame = self._queue.popleft()
+                        batch.setdefault(group, []).append(frame)
+                        self._in_flight += 1
                 for group, frames in batch.items():
-                    if len(frames) == 1:
-                        message = {"type": "board.frame", "frame": frames[0]}
-                    else:
-                        message = {"type": "board.frames", "frames": frames}
+                    seq = self._seq[group] = self._seq.get(group, 0) + 1
+                    message = {"type": "board.frames", "frames": frames, "origin": self.origin, "seq": seq}
                     try:
-                        if layer is not None:
-                            loop.run_until_complete(layer.group_send(group, message))
+                        self._send(loop, group, message)
                     except Exception:  # the board is best effort; the database is the truth
                         log.exception("could not push %d frame(s) to %s", len(frames), group)
                     finally:
                         self._in_flight -= len(frames)
+                        self._last_sent[group] = (time.monotonic(), 0)
                 time.sleep(self.min_gap_s)
+            self._send_marks(loop)
+
+    def _send_marks(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = time.monotonic()
+        for group, (at, n) in list(self._last_sent.items()):
+            if now < at + self.mark_after_s[n]:
+                continue
+            if n + 1 < len(self.mark_after_s):
+                self._last_sent[group] = (at, n + 1)
+            else:
+                del self._last_sent[group]
+            message = {"type": "board.mark", "origin": self.origin, "seq": self._seq[group]}
+            try:
+                self._send(loop, group, message)
+            except Exception:
+                log.exception("could not mark %s", group)
+
+    @staticmethod
+    def _send(loop: asyncio.AbstractEventLoop, group: str, message: dict[str, Any]) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        if not _in_process(layer):
+            loop.run_until_complete(layer.group_send(group, message))
+            return
+        target = _consumer_loop
+        if target is None or target.is_closed() or not target.is_running():
+            return  # no consumer serves the in-memory layer in this process: no one is watching
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, message), target).result(10.0)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued has been sent (True) or ``timeout`` passed (False)."""
@@ -129,6 +234,13 @@ class _Pusher:
 
 _pusher = _Pusher()
 atexit.register(_pusher.flush, 2.0)
+_consumer_loop: asyncio.AbstractEventLoop | None = None
+
+
+def serve_in_process(loop: asyncio.AbstractEventLoop) -> None:
+    """Deliver in-memory layer messages on ``loop`` (the board consumers call this as they connect)."""
+    global _consumer_loop
+    _consumer_loop = loop
 
 
 def flush(timeout: float = 5.0) -> bool:
@@ -147,8 +259,14 @@ def group_name(lab_slug: str) -> str:
 
 
 def machine_frame(status) -> dict[str, Any]:
-    """The JSON frame of one machine's live status (no personal data)."""
-    return {
+    """The JSON frame of one machine's live status (no personal data).
+
+    ``commands``, the actions the machine offers (:func:`devices.capabilities.offered`), is in
+    the frame when its bridge declared them; for a bridge that declared none the fallback needs
+    the machine's link, which the hub does not read per status: the board's cards
+    (:mod:`devices.board`) add it, and the page keeps it across the live frames without it.
+    """
+    frame = {
         "type": "machine",
         "machine": status.machine.slug,
         "state": status.state,
@@ -158,8 +276,40 @@ def machine_frame(status) -> dict[str, Any]:
         "job": {"name": status.job_name, "progress_pct": status.progress_pct} if status.job_name else None,
         "error": {"code": status.error_code, "message": status.error_message} if status.error_code else None,
         "readings": status.last_reading,
+        # When those readings were taken (epoch ms): the machine page's charts plot them at this time.
+        "readings_at": int(status.last_reading_at.timestamp() * 1000) if status.last_reading_at else None,
         "ts": status.status_ts,
+        "v": frame_version(status),
     }
+    if isinstance(status.capabilities, list):
+        from devices.capabilities import offered  # inside, as the models are: see open_alerts()
+
+        frame["commands"] = list(offered(status))
+    return frame
+
+
+def frame_version(status) -> list[int]:
+    """The version of a machine's frame: ``[status ts, readings ts]`` (epoch ms, 0 for none).
+
+    Both only grow in the database (the hub applies a status or a reading only
+    if it is newer than the one applied), and every frame is a picture of the
+    row after a commit, so of two frames of one machine the later picture has
+    the greater (or an equal) version, compared as a list.
+    """
+    readings_at = int(status.last_reading_at.timestamp() * 1000) if status.last_reading_at else 0
+    return [status.status_ts or 0, readings_at]
+
+
+def older(frame: dict[str, Any], than: dict[str, Any] | None) -> bool:
+    """True when ``frame`` is a strictly older picture of its machine than ``than``.
+
+    Frames without a version (``"v"``) are never older: nothing is known of them.
+    Equal versions are not older: the later one (e.g. an alert raised) wins.
+    """
+    if than is None:
+        return False
+    a, b = frame.get("v"), than.get("v")
+    return a is not None and b is not None and list(a) < list(b)
 
 
 def open_alerts(machine_id: int) -> list[dict[str, Any]]:
@@ -186,8 +336,8 @@ def push_status(status, *, ts: int | None = None, alerts: list[dict[str, Any]] |
     ``alerts``: the machine's open alerts as :func:`open_alerts` gives them, when the caller
     knows them already (the hub's batches); else they are read here.
 
-    With a cross-process layer (Redis) the frame is queued and sent by a
-    background thread (see :class:`_Pusher`); this returns at once.
+    The frame is queued and sent by a background thread (see :class:`_Pusher`);
+    this returns at once. :func:`flush` waits for it.
     """
     layer = get_channel_layer()
     if layer is None:
@@ -196,11 +346,7 @@ def push_status(status, *, ts: int | None = None, alerts: list[dict[str, Any]] |
     if ts is not None:
         frame["ts"] = ts
     frame["alerts"] = open_alerts(status.machine_id) if alerts is None else alerts
-    group = group_name(status.machine.lab.slug)
-    if _in_process(layer):
-        group_send(group, {"type": "board.frame", "frame": frame})
-    else:
-        _pusher.submit(group, frame)
+    _pusher.submit(group_name(status.machine.lab.slug), frame)
 
 
 def command_frame(command) -> dict[str, Any]:
@@ -218,7 +364,10 @@ def command_frame(command) -> dict[str, Any]:
         "action": command.action,
         "result": command.result,
         "error": error,
-        "by": command.issued_by.get_full_name() or command.issued_by.get_username(),
+        # A system command, or a member since erased: say which kind of issuer it was.
+        "by": (command.issued_by.get_full_name() or command.issued_by.get_username())
+        if command.issued_by is not None
+        else str(command.get_source_display()),
         "at": command.issued_at.isoformat() if command.issued_at else None,
     }
 

@@ -3,7 +3,7 @@ credentials, live status, state history, usage sessions, alerts and commands.
 
 The hub (``manage.py run_hub``) is the only writer of the live tables
 (``MachineStatus``, ``StateChange``, ``UsageSession``, ``Alert``,
-``ProcessedEvent``); lab managers write ``Command`` rows through the board.
+``ProcessedEvent``); the pages, the API and the system write ``Command`` rows, which the hub publishes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from fablab.labs.models import Lab, Machine, slug_validator
 
 from .mqtt_names import hub_username, validate_mqtt_name, validate_mqtt_topic
+from .plug_topics import plug_topic_conflict
 
 STATE_CHOICES = [
     ("offline", _("Offline")),
@@ -156,12 +157,10 @@ class PowerPlug(models.Model):
         """The user name is not the hub's or a bridge's; the topics are the plug's alone.
 
         A Tasmota topic is one level. The topics the broker's ACL grants for this
-        plug (its adapter's ``broker_acl``) may not overlap another plug's, nor the
+        plug (:func:`firmware_bridge.protocol.plug_acl`) may not overlap another plug's, nor the
         MQTT contract's ``fablab/v1/#``: a Shelly prefix ``tele`` would otherwise
         hand this plug every Tasmota plug's telemetry.
         """
-        from .mqtt_auth import plug_topic_conflict  # mqtt_auth imports this module
-
         errors: dict[str, list[ValidationError]] = {}
         if self.mqtt_username and validate_quietly(validate_mqtt_name, self.mqtt_username):
             problem = username_taken(self.mqtt_username, plug=self)
@@ -175,7 +174,8 @@ class PowerPlug(models.Model):
                     )
                 ]
             else:
-                conflict = plug_topic_conflict(self.kind, self.topic, exclude_pk=self.pk)
+                others = PowerPlug.objects.exclude(pk=self.pk).select_related("machine").order_by("pk")
+                conflict = plug_topic_conflict(self.kind, self.topic, others)
                 if conflict is not None:
                     errors["topic"] = [conflict]
         if errors:
@@ -247,6 +247,10 @@ class MachineStatus(models.Model):
     last_reading_at = models.DateTimeField(null=True, blank=True)
     #: Source ``ts`` (epoch ms) of the newest status applied: older ones are ignored.
     status_ts = models.BigIntegerField(default=0)
+    #: The actions the bridge declared in that status (``status.capabilities``), in the contract's
+    #: order; null when it declared none (a bridge older than the field): then
+    #: :func:`devices.capabilities.offered` falls back on the adapter's and the link's.
+    capabilities = models.JSONField(_("capabilities"), null=True, blank=True)
     last_message_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -354,7 +358,20 @@ class ProcessedEvent(models.Model):
 
 
 class Command(models.Model):
-    """A remote command sent to a machine's bridge, and what came of it (the audit trail)."""
+    """A command to a machine: a row written by whoever issues it, published by the hub.
+
+    Two things are tracked apart. ``state`` is the delivery: ``pending`` (written,
+    not yet taken by a hub), ``claimed`` (a hub took it at ``claimed_at`` and is
+    publishing it; a claim older than the hub's claim timeout without ``published``
+    is taken again, so delivery is at least once and the bridge de-duplicates by
+    ``id``), ``published`` (the broker acknowledged it) or ``expired`` (its
+    lifetime ran out before any hub published it: never sent). ``result`` is the
+    machine's answer: ``sent`` until the bridge acks, then ``ok`` or ``failed``,
+    or ``no_answer`` well after expiry.
+
+    ``issued_by`` is nullable so that erasing a member keeps the audit trail
+    (``source`` still says a member issued it).
+    """
 
     class Result(models.TextChoices):
         SENT = "sent", _("Sent")
@@ -362,12 +379,36 @@ class Command(models.Model):
         FAILED = "failed", _("Refused")
         NO_ANSWER = "no_answer", _("No answer")
 
+    class State(models.TextChoices):
+        PENDING = "pending", _("Waiting for the hub")
+        CLAIMED = "claimed", _("Being sent")
+        PUBLISHED = "published", _("Delivered to the broker")
+        EXPIRED = "expired", _("Expired before sending")
+
+    class Source(models.TextChoices):
+        MEMBER = "member", _("Member")
+        SYSTEM = "system", _("System")
+        SCHEDULER = "scheduler", _("Scheduler")
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="commands")
     action = models.CharField(max_length=10)
-    issued_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.MEMBER)
+    issued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    booking = models.ForeignKey(
+        "booking.Booking", on_delete=models.SET_NULL, null=True, blank=True, related_name="commands"
+    )
     issued_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    #: The hub that holds the claim (its MQTT client id), and when it took it.
+    claimed_by = models.CharField(max_length=64, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    #: How many times a hub claimed it (more than one: a hub died or lost the broker mid-send).
+    attempts = models.PositiveSmallIntegerField(default=0)
     result = models.CharField(max_length=10, choices=Result.choices, default=Result.SENT)
     error_code = models.CharField(max_length=20, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
@@ -375,6 +416,15 @@ class Command(models.Model):
 
     class Meta:
         ordering = ["-issued_at"]
+        indexes = [
+            # The hub's claim query: rows not yet published, oldest first. Partial, so
+            # it stays as small as the backlog however long the audit grows.
+            models.Index(
+                fields=["issued_at"],
+                name="command_unsent",
+                condition=models.Q(state__in=["pending", "claimed"]),
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.action} {self.machine} ({self.result})"
+        return f"{self.action} {self.machine} ({self.state}, {self.result})"

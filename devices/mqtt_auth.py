@@ -30,15 +30,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.utils.translation import gettext_lazy as _
 
 from firmware_bridge import protocol
-from firmware_bridge.adapters.base import ADAPTERS
 
 from . import mqtt_names
 from .models import Bridge, MachineLink, PowerPlug
-from .mqtt_names import filter_problem, filters_overlap, name_problem, topic_problem
+from .mqtt_names import filter_problem, name_problem, topic_problem
+from .plug_topics import is_plug_kind, plug_overlap, plug_rules
 
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$
 SALT_BYTES = 12
@@ -90,63 +88,6 @@ def hub_credentials() -> tuple[str, str]:
     """The hub's user name and password, from MQTT_URL."""
     parts = urlsplit(settings.MQTT_URL)
     return unquote(parts.username or ""), unquote(parts.password or "")
-
-
-def _plug_rules(kind: str, topic: str) -> tuple[list[Rule], list[Rule]]:
-    """(rules for the plug itself, rules for the bridge that talks to it), from the adapter."""
-    adapter = ADAPTERS.get(kind)
-    rules = getattr(adapter, "broker_acl", None)
-    if rules is None:
-        raise RuntimeError(f"the {kind} adapter does not declare its broker_acl")
-    return rules(topic)
-
-
-def _is_plug_kind(kind: str) -> bool:
-    return kind in PowerPlug.Kind.values and hasattr(ADAPTERS.get(kind), "broker_acl")
-
-
-def plug_filters(kind: str, topic: str) -> list[str]:
-    """Every topic filter the ACL grants for a plug, to the plug or to its bridge."""
-    plug, bridge = _plug_rules(kind, topic)
-    return sorted({topic_filter for _access, topic_filter in plug + bridge})
-
-
-def _plug_overlap(kind: str, topic: str, others: Iterable[PowerPlug]) -> PowerPlug | str | None:
-    """The contract's filter (a str) or the first of ``others`` whose topics overlap this plug's."""
-    mine = plug_filters(kind, topic)
-    everything = protocol.filter_everything()
-    if any(filters_overlap(f, everything) for f in mine):
-        return everything
-    for other in others:
-        if not _is_plug_kind(other.kind) or topic_problem(other.topic):
-            continue  # reported on its own row
-        theirs = plug_filters(other.kind, other.topic)
-        if any(filters_overlap(a, b) for a in mine for b in theirs):
-            return other
-    return None
-
-
-def plug_topic_conflict(kind: str, topic: str, *, exclude_pk: int | None = None) -> ValidationError | None:
-    """Why a plug of ``kind`` may not use ``topic`` (for :meth:`PowerPlug.clean`), or None."""
-    if not _is_plug_kind(kind):
-        return None  # the field's choices report it
-    others = PowerPlug.objects.exclude(pk=exclude_pk).select_related("machine").order_by("pk")
-    conflict = _plug_overlap(kind, topic, others)
-    if isinstance(conflict, str):
-        return ValidationError(
-            _("These topics overlap the platform's own topics (%(filter)s)."),
-            code="plug_topic_contract",
-            params={"filter": conflict},
-        )
-    if conflict is not None:
-        return ValidationError(
-            _(
-                "These topics overlap those of the power plug of %(machine)s: each plug needs topics of its own."
-            ),
-            code="plug_topic_overlap",
-            params={"machine": conflict.machine.name},
-        )
-    return None
 
 
 def data_problems() -> list[str]:
@@ -210,7 +151,7 @@ def data_problems() -> list[str]:
         password_hash(where, plug.mqtt_password_hash)
         owners.setdefault(plug.mqtt_username, []).append(f"{where} mqtt_username={plug.mqtt_username!r}")
         problem = topic_problem(plug.topic)
-        if not _is_plug_kind(plug.kind):
+        if not is_plug_kind(plug.kind) or plug.kind not in PowerPlug.Kind.values:
             bad(where, "kind", plug.kind, "is not a power plug kind")
         elif problem:
             bad(where, "topic", plug.topic, problem)
@@ -218,7 +159,7 @@ def data_problems() -> list[str]:
             bad(where, "topic", plug.topic, "has more than one level (a Tasmota topic is one level)")
         else:
             # Each pair once: against the plugs after this one.
-            conflict = _plug_overlap(plug.kind, plug.topic, plugs[i + 1 :])
+            conflict = plug_overlap(plug.kind, plug.topic, plugs[i + 1 :])
             if isinstance(conflict, str):
                 bad(where, "topic", plug.topic, f"overlaps the MQTT contract's topics ({conflict})")
             elif conflict is not None:
@@ -259,7 +200,7 @@ def bridge_rules(bridge: Bridge) -> list[Rule]:
         ]
         plug = getattr(link.machine, "power_plug", None)
         if plug is not None:
-            rules += _plug_rules(plug.kind, plug.topic)[1]
+            rules += plug_rules(plug.kind, plug.topic)[1]
     return rules
 
 
@@ -279,7 +220,7 @@ def acl_text() -> str:
     def block(user: str, rules: Iterable[Rule], *, hub: bool = False) -> None:
         lines.append(f"user {user}")
         for access, topic in rules:
-            # The last guard, whatever produced the filter (e.g. a plug adapter's broker_acl).
+            # The last guard, whatever produced the filter (e.g. a plug's rules in the contract).
             problem = filter_problem(topic, plus=hub)
             if problem or access not in ("read", "write", "readwrite"):
                 unsafe.append(f"ACL rule for user {user!r}: {access} {topic!r} {problem or 'bad access'}")
@@ -292,7 +233,7 @@ def acl_text() -> str:
     for bridge in Bridge.objects.order_by("slug"):
         block(bridge.slug, bridge_rules(bridge))
     for plug in PowerPlug.objects.order_by("mqtt_username"):
-        block(plug.mqtt_username, _plug_rules(plug.kind, plug.topic)[0])
+        block(plug.mqtt_username, plug_rules(plug.kind, plug.topic)[0])
     if unsafe:
         raise MqttDataError(unsafe)
     return "\n".join(lines)

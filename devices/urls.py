@@ -1,12 +1,15 @@
-"""The live floor board and the machines' live pages (mounted at the site root by ``fablab/urls.py``)."""
+"""The live floor board, the machines' live pages and the command API (mounted at the site root by ``fablab/urls.py``)."""
 
 from django.urls import path
 
-from . import views
+from . import api, views
 
 app_name = "devices"
 urlpatterns = [
     path("labs/<slug:lab>/board/", views.lab_board, name="board"),
     path("labs/<slug:lab>/machines/<slug:machine>/live/", views.machine_live, name="machine"),
     path("labs/<slug:lab>/machines/<slug:machine>/command/", views.machine_command, name="command"),
+    # The command API lives with the commands; mounted before the booking API's catch-all.
+    path("api/v1/machines/<int:pk>/commands/", api.MachineCommandsView.as_view(), name="api-commands"),
+    path("api/v1/commands/<uuid:pk>/", api.CommandDetailView.as_view(), name="api-command"),
 ]

@@ -1,7 +1,7 @@
 """The live floor board, a machine's live page with its telemetry charts, and remote commands.
 
 Thin views: what a card shows comes from :mod:`devices.board`, commands go
-through :func:`devices.services.send_command`, telemetry comes from the hub's
+through :func:`devices.commands.issue_command` (rows the hub publishes), telemetry comes from the hub's
 store (:class:`devices.influx.InfluxStore`).
 """
 
@@ -18,14 +18,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 
-from . import board, charts, services
-from .live import command_frame, push_command
+from . import board, capabilities, charts, commands
+from .live import command_frame
 from .models import STATE_CHOICES, Alert, Command
 
 logger = logging.getLogger(__name__)
@@ -40,8 +40,9 @@ ACTIONS = {
 }
 #: Actions that stop someone's work: the browser asks before sending them.
 CONFIRM = {"cancel", "disable"}
-HOURS_CHOICES = (1, 3, 6, 12, 24)
-DEFAULT_HOURS = 3
+#: The periods a machine page's charts may show, in minutes.
+PERIODS = (15, 60, 180, 1440)
+DEFAULT_MINUTES = 60
 AUDIT_ROWS = 50
 
 
@@ -51,7 +52,7 @@ def _client_strings() -> dict[str, object]:
 
     return {
         "states": {key: str(label) for key, label in _state_labels().items()},
-        "readings": {key: str(value) for key, value in charts.LABELS.items()},
+        "readings": {key: charts.label(key) for key in charts.LABELS},
         "units": {name: charts.unit_of(name)[0] for name in charts.LABELS},
         "actions": {key: str(value) for key, value in ACTIONS.items()},
         "results": {key: str(label) for key, label in Command.Result.choices},
@@ -78,6 +79,7 @@ def _client_strings() -> dict[str, object]:
         "refused": _("%(action)s refused: %(message)s"),
         "no_answer": _("%(action)s: the machine did not answer."),
         "failed_to_send": _("%(action)s could not be sent: %(message)s"),
+        "ack_codes": capabilities.ack_strings(),
         "live": _("Live"),
         "reconnecting": _("Connection lost, reconnecting…"),
         "closed": _("Live updates are not available: please log in again."),
@@ -122,60 +124,94 @@ CHART_POINTS = 300
 def telemetry_series(machine: Machine, start: dt.datetime, end: dt.datetime) -> dict[str, list]:
     """``{field: [(epoch ms, mean), ...]}`` of the machine from ``start`` to ``end``, from the hub's store.
 
-    InfluxDB averages the readings into about :data:`CHART_POINTS` buckets
-    (``GROUP BY time``), so a day of one-second telemetry is a few hundred
-    points, not 86,400 rows. Raises :class:`LookupError` when no store is
-    configured, anything else when the store does not answer.
+    The query is the store's (:meth:`devices.influx.InfluxStore.chart_series`, about
+    :data:`CHART_POINTS` averaged points a series). Raises :class:`LookupError` when no
+    store is configured, anything else when the store does not answer.
     """
     try:
-        from .influx import TELEMETRY, InfluxStore, quote_ident, quote_str
+        from .influx import InfluxStore
     except ImportError as exc:
         raise LookupError("no telemetry store") from exc
     try:
         store = InfluxStore.from_settings()
     except ValueError as exc:  # a missing database name or v2 settings
         raise LookupError(str(exc)) from exc
-    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-    bucket_s = max(1, (end_ms - start_ms) // 1000 // CHART_POINTS)
-    conditions = [
-        f"{quote_ident('lab')} = {quote_str(machine.lab.slug)}",
-        f"{quote_ident('machine')} = {quote_str(machine.slug)}",
-        f"time >= {start_ms}ms",
-        f"time <= {end_ms}ms",
-    ]
-    # InfluxQL; every value is quoted by the store's helpers or is an integer.
-    query = f"SELECT mean(*) FROM {quote_ident(TELEMETRY)} WHERE {' AND '.join(conditions)} "  # noqa: S608
-    query += f"GROUP BY time({bucket_s}s) fill(none)"
     try:
-        result = store.query(query)
+        return store.chart_series(machine.lab.slug, machine.slug, start, end, points=CHART_POINTS)
     finally:
         store.close()
-    series: dict[str, list] = {}
-    for block in result:
-        columns = block.get("columns", [])
-        for row in block.get("values", []):
-            for column, value in zip(columns[1:], row[1:], strict=False):
-                if value is not None:
-                    series.setdefault(column.removeprefix("mean_"), []).append((row[0], value))
-    return series
 
 
-def _telemetry(machine: Machine, start: dt.datetime, end: dt.datetime) -> tuple[list[charts.Chart], str]:
-    """The machine's charts, or none and a sentence that says why."""
+def _telemetry(
+    machine: Machine, start: dt.datetime, end: dt.datetime, live: dict
+) -> tuple[list[charts.Chart], str, bool]:
+    """``(charts, note, store answered)``: the machine's charts, or none and a sentence why.
+
+    ``live``: the machine's live readings (the card's numbers), the legend's "now".
+    """
     try:
         series = telemetry_series(machine, start, end)
     except LookupError:
-        return [], _("No telemetry store is configured, so there are no charts.")
+        return [], _("No telemetry store is configured, so there are no charts."), False
     except Exception:
         # The charts are a convenience: a store that is down must not take the page with it.
         logger.warning(
             "telemetry store query failed for %s/%s", machine.lab.slug, machine.slug, exc_info=True
         )
-        return [], _("The telemetry store did not answer; the charts will be back when it does.")
-    built = charts.build_charts(series, start=start, end=end)
+        return [], _("The telemetry store did not answer; the charts will be back when it does."), False
+    built = charts.build_charts(series, now=live)
     if not built:
-        return [], _("No telemetry in this period.")
-    return built, ""
+        return [], _("No telemetry in this period."), True
+    return built, "", True
+
+
+def _period(request) -> int:
+    """The chosen period in minutes (``?minutes=``; the old ``?hours=`` links still work)."""
+    raw = request.GET.get("minutes")
+    factor = 1
+    if raw is None and "hours" in request.GET:
+        raw, factor = request.GET["hours"], 60
+    try:
+        minutes = int(raw) * factor if raw is not None else DEFAULT_MINUTES
+    except ValueError:
+        return DEFAULT_MINUTES
+    return minutes if minutes in PERIODS else DEFAULT_MINUTES
+
+
+def _period_choices(current: int) -> list[dict[str, object]]:
+    """The period links: minutes, their label and whether it is the one shown."""
+    out = []
+    for minutes in PERIODS:
+        if minutes < 60:
+            text = ngettext("Last minute", "Last %(counter)s minutes", minutes) % {"counter": minutes}
+        else:
+            hours = minutes // 60
+            # The same msgids as the template's former {% blocktranslate count %}.
+            text = ngettext("Last hour", "Last %(counter)s hours", hours) % {"counter": hours}
+        out.append({"minutes": minutes, "label": text, "current": minutes == current})
+    return out
+
+
+def _chart_client(
+    chart_list: list[charts.Chart], live: dict, minutes: int, lab: Lab, *, store_ok: bool
+) -> dict[str, object]:
+    """What charts.js needs: the charts, the vocabulary for live series, the translated strings.
+
+    ``live`` (charts.js may start charts from the live frames) is off when the store did not answer:
+    a page that says there are no charts must not grow some.
+    """
+    return {
+        "live": store_ok,
+        "charts": [c.to_json() for c in chart_list],
+        "names": charts.vocabulary(list(live)),
+        "period_ms": minutes * 60_000,
+        "time_zone": str(lab.tz),
+        "palette": charts.PALETTE,
+        "strings": {
+            # The same msgid as charts.legend_text: one translation for the server's text and the live one.
+            "legend": _("now %(last)s %(unit)s (lowest %(low)s, highest %(high)s)"),
+        },
+    }
 
 
 @login_required
@@ -185,34 +221,32 @@ def machine_live(request, lab, machine):
     )
     lab = machine.lab
     viewer = board.viewer_for(request.user, lab)
-    try:
-        hours = int(request.GET.get("hours", DEFAULT_HOURS))
-    except ValueError:
-        hours = DEFAULT_HOURS
-    if hours not in HOURS_CHOICES:
-        hours = DEFAULT_HOURS
+    minutes = _period(request)
     end = timezone.now()
-    start = end - dt.timedelta(hours=hours)
+    start = end - dt.timedelta(minutes=minutes)
     with timezone.override(lab.tz):
-        chart_list, telemetry_note = _telemetry(machine, start, end)
-        commands = []
+        card = board.machine_card(machine, viewer)
+        live = card["readings"] if isinstance(card.get("readings"), dict) else {}
+        chart_list, telemetry_note, store_ok = _telemetry(machine, start, end, live)
+        audit = []
         if viewer.manager:
-            commands = list(Command.objects.filter(machine=machine).select_related("issued_by")[:AUDIT_ROWS])
-            for command in commands:
+            audit = list(Command.objects.filter(machine=machine).select_related("issued_by")[:AUDIT_ROWS])
+            for command in audit:
                 command.action_label = ACTIONS.get(command.action, command.action)
         context = {
             "lab": lab,
             "machine": machine,
-            "cards": [board.machine_card(machine, viewer)],
+            "cards": [card],
             "manager": viewer.manager,
             "actions": ACTIONS.items(),
             "states": STATE_CHOICES,
             "confirm": CONFIRM,
             "charts": chart_list,
+            "chart_client": _chart_client(chart_list, live, minutes, lab, store_ok=store_ok),
             "telemetry_note": telemetry_note,
-            "hours": hours,
-            "hours_choices": HOURS_CHOICES,
-            "commands": commands,
+            "minutes": minutes,
+            "periods": _period_choices(minutes),
+            "commands": audit,
             "ws_path": _ws_path(lab),
             "client": _client_strings(),
             "time_zone": str(lab.tz),
@@ -241,22 +275,14 @@ def machine_command(request, lab, machine):
             return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
         messages.error(request, message)
         return redirect(back)
-    command = services.send_command(machine, action, request.user)
+    # A row for the hub to publish: this process never speaks MQTT (it holds no broker credentials).
     try:
-        # Other managers watching the board see it go out too.
-        push_command(command)
-    except Exception:
-        logger.warning("could not push command %s to the board", command.pk, exc_info=True)
-    if command.result == Command.Result.FAILED:
-        message = command.error_message or command.error_code
+        command = commands.issue_command(machine=machine, action=action, issued_by=request.user)
+    except capabilities.CommandRefused as refused:  # nothing written: the machine cannot do it
         if _wants_json(request):
-            return JsonResponse(command_frame(command), status=502)
-        messages.error(
-            request,
-            _("%(action)s could not be sent: %(message)s") % {"action": ACTIONS[action], "message": message},
-        )
+            return JsonResponse({"error": {"code": refused.code, "message": refused.message}}, status=409)
+        messages.error(request, refused.message)
         return redirect(back)
-
     if _wants_json(request):
         return JsonResponse(command_frame(command), status=202)
     messages.success(

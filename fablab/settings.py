@@ -175,6 +175,7 @@ INSTALLED_APPS = [
     "fablab.booking",
     "fablab.reports",
     "devices",
+    "fablab.demo",
 ]
 
 MIDDLEWARE = [
@@ -268,9 +269,22 @@ def redis_channel_layer(url: str) -> dict:
     # redis-py 8 reads with a 5 s socket timeout by default, and channels_redis
     # waits for messages with a 5 s BZPOPMIN: an idle WebSocket consumer then
     # dies with "Timeout reading from ..." (redis/redis-py#4091). Read longer.
+    #
+    # capacity: messages that may wait for one web process before channels_redis refuses
+    # more ("over capacity"); the board's consumers read at once and repair a loss with a
+    # snapshot (devices/live.py), so this only absorbs a process that stalls for seconds.
+    # group_expiry: a channel left in a group by a process that died leaves it after a quarter
+    # of an hour instead of a day (each group message would try to reach it until then, and
+    # be refused as "over capacity" once 1000 wait). Members join again well within it: the
+    # boards every 30 s (devices.consumers.REJOIN_EVERY_S), the hub's command wake-ups every
+    # 10 minutes (devices.command_publisher).
     return {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": url, "socket_timeout": 30}]},
+        "CONFIG": {
+            "hosts": [{"address": url, "socket_timeout": 30}],
+            "capacity": 1000,
+            "group_expiry": 900,
+        },
     }
 
 
@@ -341,8 +355,27 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "refusals": {"()": "fablab.log_filters.ExpectedRefusalsWithoutTraceback"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        # Server errors to ADMINS, through the masking reporter (DEFAULT_EXCEPTION_REPORTER).
+        "mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler",
+            "level": "ERROR",
+            "filters": ["require_debug_false"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # Django's default config gives "django" its own console handler (with DEBUG on); the
+        # record then reached stderr twice, through it and through root. Root alone writes it.
+        "django": {"handlers": [], "level": env("LOG_LEVEL", "INFO"), "propagate": True},
+        # An expected 403 is one warning line, not a traceback.
+        "django.request": {"handlers": ["mail_admins"], "filters": ["refusals"], "propagate": True},
+    },
 }
 
 if "pytest" in sys.modules:

@@ -1,10 +1,14 @@
 from django.contrib import admin
+from django.shortcuts import redirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="labs:list", permanent=False)),
+    # Browsers ask for /favicon.ico whatever the page links; send them to the static file.
+    path("favicon.ico", lambda request: redirect(static("fablab/favicon.ico"))),
     path("admin/", admin.site.urls),
     path("accounts/", include("fablab.members.urls")),
     # Before labs/: "labs/<lab>/board/" would otherwise read as a machine called "board".

@@ -29,6 +29,11 @@ commanded state was persisted; that state is passed to the adapter as
 ``enabled=`` and once more as ``set_enabled(state, initial=True)`` after each
 successful ``setup()``, so a restart restores it without toggling a relay
 that is already right. ``status.enabled`` is what the adapter reports.
+
+Capabilities: every status carries ``capabilities``, the adapter class's job
+actions plus ``enable``/``disable`` when the machine is interlocked
+(:func:`firmware_bridge.protocol.machine_capabilities`), also while the machine is
+offline, so the server offers only commands the machine can carry out.
 """
 
 from __future__ import annotations
@@ -96,6 +101,14 @@ class MachineRunner:
         self.initial_enabled = (persisted if persisted is not None else False) if cfg.interlock else True
         self.poll_failures = 0
         self._command_threads: list[threading.Thread] = []  # adapter calls that outlived their wait
+        # Known before the adapter is made (a machine whose setup fails still shows what it can do);
+        # an adapter that is not available can do nothing.
+        adapter_cls = ADAPTERS.get(cfg.adapter)
+        self.capabilities = (
+            protocol.machine_capabilities(adapter_cls.capabilities, interlock=cfg.interlock)
+            if adapter_cls is not None
+            else ()
+        )
 
     # --------------------------------------------------------------- sink API
 
@@ -198,6 +211,7 @@ class MachineRunner:
                 job=self._job,
                 error=self._error,
                 spool_dropped=self.bridge.spool.dropped(self.key),
+                capabilities=self.capabilities,
             )
 
     def publish_status(self, *, force: bool = False) -> None:

@@ -119,7 +119,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"{path}: no such file", file=sys.stderr)
         return 1
     try:
-        from firmware_bridge.adapters.grbl import send_file
+        from firmware_bridge.adapters.grbl.sender import send_file
     except ImportError as exc:
         print(f"the grbl adapter is not available: {exc}", file=sys.stderr)
         return 1

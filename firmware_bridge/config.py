@@ -32,7 +32,6 @@ import math
 import os
 import re
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -221,26 +220,9 @@ def _resolve(path_text: str, base: Path | None) -> Path:
     return path
 
 
-def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
-    """Split ``mqtt[s]://[user[:password]@]host[:port]`` into (host, port, tls, user, password).
-
-    Raises ValueError with a one-line reason. User and password are URL-decoded.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts"):
-        raise ValueError(f"must start with mqtt:// or mqtts://, got {url.split('://')[0]!r}")
-    if not parts.hostname:
-        raise ValueError("has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("must not have a path, query or fragment")
-    tls = parts.scheme == "mqtts"
-    try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    user = urllib.parse.unquote(parts.username) if parts.username is not None else None
-    password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-    return parts.hostname, port, tls, user, password
+#: ``mqtt[s]://[user[:password]@]host[:port]`` -> (host, port, tls, user, password); the hub reads its
+#: ``MQTT_URL`` with the same function.
+parse_mqtt_url = protocol.parse_mqtt_url
 
 
 def _bridge(data: Mapping[str, Any], base: Path | None, problems: _Problems) -> BridgeSection | None:

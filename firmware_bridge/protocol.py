@@ -97,8 +97,43 @@ PAUSED = "paused"
 ERROR = "error"
 STATES = (OFFLINE, IDLE, RUNNING, PAUSED, ERROR)
 
-# Command actions.
-ACTIONS = ("enable", "disable", "pause", "resume", "cancel")
+# Command actions. A *capability* is an action's name: a status's ``capabilities`` lists the actions
+# the machine carries out, so the server offers (and sends) only those.
+ENABLE = "enable"
+DISABLE = "disable"
+PAUSE = "pause"
+RESUME = "resume"
+CANCEL = "cancel"
+ACTIONS = (ENABLE, DISABLE, PAUSE, RESUME, CANCEL)
+#: The interlock's actions: a bridge declares them for a machine with ``interlock = true`` only.
+INTERLOCK_ACTIONS = (ENABLE, DISABLE)
+#: The actions on a running job.
+JOB_ACTIONS = (PAUSE, RESUME, CANCEL)
+#: What each adapter shipped with contract v1 could do before ``status.capabilities`` existed
+#: (interlock actions aside). The server falls back on it for a bridge that sends no
+#: ``capabilities``; an adapter name not listed here is offered no job action.
+LEGACY_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "octoprint": JOB_ACTIONS,
+    "grbl": JOB_ACTIONS,
+    "counter": JOB_ACTIONS,
+    "tasmota": (),
+    "shelly": (),
+}
+#: Most capabilities a status may list (a newer contract may add actions; not without end).
+MAX_CAPABILITIES = 32
+
+
+def machine_capabilities(adapter_actions: tuple[str, ...] | list[str], *, interlock: bool) -> tuple[str, ...]:
+    """The capabilities of a machine: its adapter's job actions, plus the interlock's when it has one.
+
+    In :data:`ACTIONS` order, each once; names that are not actions (or interlock actions an
+    adapter listed itself) are left out, since only the interlock configuration grants those.
+    """
+    wanted = {a for a in adapter_actions if a in JOB_ACTIONS}
+    if interlock:
+        wanted.update(INTERLOCK_ACTIONS)
+    return tuple(a for a in ACTIONS if a in wanted)
+
 
 # Ack error codes.
 EXPIRED = "expired"
@@ -634,6 +669,30 @@ def _job_or_none(value: object, field: str = "job", now_ms: int | None = None) -
     return job
 
 
+def _capability_names(value: object) -> list[str]:
+    """``status.capabilities`` as a list of names; :class:`ProtocolError` unless a list of names."""
+    if not isinstance(value, list | tuple):
+        raise ProtocolError(f"capabilities: must be a list of action names, got {_show(value)}")
+    if len(value) > MAX_CAPABILITIES:
+        raise ProtocolError(f"capabilities: {len(value)} names, more than {MAX_CAPABILITIES}")
+    for name in value:
+        _name(name, "capabilities")
+    return list(value)
+
+
+def _decode_capabilities(value: object) -> tuple[str, ...] | None:
+    """A received ``capabilities``: the actions of this contract it names, in :data:`ACTIONS` order.
+
+    Absent or null stays ``None`` (a bridge from before the field). Well-formed names of
+    actions this receiver does not know are left out (a newer bridge's); anything else that
+    is not a list of names is a :class:`ProtocolError`.
+    """
+    if value is None:
+        return None
+    names = set(_capability_names(value))
+    return tuple(a for a in ACTIONS if a in names)
+
+
 def _received(msg: Any, now_ms: int | None) -> Any:
     """Validate ``msg`` and, when the receiver gave its clock, the window of its ``ts``."""
     msg.validate()
@@ -649,6 +708,11 @@ class Status:
     ``enabled`` is the interlock's truth (always true for machines without an
     interlock). ``spool_dropped`` (an extension of v1; absent means 0) counts
     telemetry and events the bridge's spool dropped because it was full.
+    ``capabilities`` (an extension of v1) lists the actions the machine carries
+    out, in :data:`ACTIONS` order (see :func:`machine_capabilities`); ``None``
+    (absent) means a bridge from before the field, whose receiver falls back on
+    :data:`LEGACY_CAPABILITIES`. Decoding leaves out names that are not actions
+    of this contract (a newer bridge's), as it ignores unknown fields.
     """
 
     state: str
@@ -659,6 +723,7 @@ class Status:
     job: Job | None = None
     error: MachineError | None = None
     spool_dropped: int = 0
+    capabilities: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         if self.state not in STATES:
@@ -668,9 +733,16 @@ class Status:
         _str(self.adapter, "adapter", max_len=64, allow_empty=False)
         _ts(self.ts)
         _int(self.spool_dropped, "spool_dropped")
+        if self.capabilities is not None:
+            names = _capability_names(self.capabilities)
+            unknown = [n for n in names if n not in ACTIONS]
+            if unknown:
+                raise ProtocolError(f"capabilities: {_show(unknown[0])} is not one of {', '.join(ACTIONS)}")
+            if len(set(names)) != len(names):
+                raise ProtocolError("capabilities: lists an action twice")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "v": VERSION,
             "state": self.state,
             "enabled": self.enabled,
@@ -681,6 +753,9 @@ class Status:
             "ts": self.ts,
             "spool_dropped": self.spool_dropped,
         }
+        if self.capabilities is not None:
+            data["capabilities"] = list(self.capabilities)
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -910,8 +985,62 @@ def decode_status(payload: bytes | str, *, now_ms: int | None = None) -> Status:
         job=_job_or_none(data.get("job"), now_ms=now_ms),
         error=None if error is None else MachineError.from_dict(error),
         spool_dropped=0 if spool_dropped is None else spool_dropped,
+        capabilities=_decode_capabilities(data.get("capabilities")),
     )
     return _received(msg, now_ms)
+
+
+#: Reading names known to match :data:`NAME_RE` (bounded: a flood of new names cannot grow it).
+_GOOD_NAMES: set[str] = set()
+
+
+def _decode_telemetry_fast(payload: object, now_ms: int | None) -> Telemetry | None:
+    """The common, well-formed ``telemetry`` payload decoded with fewer steps, else ``None``.
+
+    Returns only what :func:`decode_telemetry`'s full path returns for the same payload:
+    every check below is one of the full path's, narrowed (exact ``int``/``float``/``str``
+    types, no reading refused, ``ts`` inside the window); whatever it does not accept
+    whole — a refusal, a left-out reading, anything unusual — gives ``None``, and the full
+    path decides (and words the refusal). ``tests/firmware_bridge/test_protocol.py``
+    checks both agree on arbitrary payloads.
+    """
+    if type(payload) is not bytes and type(payload) is not bytearray:
+        return None
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return None
+    try:
+        data = _JSON_DECODER.decode(payload.decode("utf-8"))
+    except Exception:  # not UTF-8, not JSON, NaN, too deep, too long an integer: the full path
+        return None
+    if type(data) is not dict:
+        return None
+    v = data.get("v")
+    ts = data.get("ts")
+    sid = data.get("sid")
+    seq = data.get("seq")
+    raw = data.get("values")
+    if type(v) is not int or v != VERSION or type(ts) is not int or type(seq) is not int:
+        return None
+    if type(raw) is not dict or not 0 < len(raw) <= MAX_READINGS or type(sid) is not str:
+        return None
+    if not 0 <= ts <= MAX_TS_MS or not 0 <= seq <= MAX_INT:
+        return None
+    if now_ms is not None and not now_ms - MAX_AGE_MS <= ts <= now_ms + MAX_FUTURE_SKEW_MS:
+        return None
+    good = _GOOD_NAMES
+    for key, value in raw.items():
+        kind = type(value)
+        if (kind is not int and kind is not float) or not -MAX_READING <= value <= MAX_READING:
+            return None  # NaN and the infinities fail the comparison too
+        if key not in good:
+            if type(key) is not str or NAME_RE.fullmatch(key) is None:
+                return None
+            if len(good) < 4096:
+                good.add(key)
+    canonical = _canonical_uuid(sid)
+    if canonical is None:
+        return None
+    return Telemetry(ts=ts, sid=canonical, seq=seq, values=raw, refused=())
 
 
 def decode_telemetry(payload: bytes | str, *, now_ms: int | None = None) -> Telemetry:
@@ -921,6 +1050,9 @@ def decode_telemetry(payload: bytes | str, *, now_ms: int | None = None) -> Tele
     message is refused (:class:`ProtocolError`) when no valid reading is left, or when it
     holds more than :data:`MAX_READINGS`.
     """
+    fast = _decode_telemetry_fast(payload, now_ms)
+    if fast is not None:
+        return fast
     data = load_payload(payload)
     raw = _obj(_required(data, "values"), "values")
     if len(raw) > MAX_READINGS:
@@ -1049,3 +1181,67 @@ def decode(topic: str, payload: bytes | str, *, now_ms: int | None = None) -> tu
 def now_ms() -> int:
     """Milliseconds since the Unix epoch (the contract's ``ts``)."""
     return time.time_ns() // 1_000_000
+
+
+# ------------------------------------------------------------ what the server needs besides the topics
+# The server (``devices``) imports nothing else from the bridge: broker URLs and the power plugs'
+# own topics are spelled here, once, for both sides.
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
+    """Split ``mqtt[s]://[user[:password]@]host[:port]`` into (host, port, tls, user, password).
+
+    Raises ValueError with a one-line reason. User and password are URL-decoded. The bridge's
+    ``[mqtt] url`` and the hub's ``MQTT_URL`` are both read with this.
+    """
+    from urllib.parse import unquote, urlsplit  # only the URL parsers need it
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError(f"must start with mqtt:// or mqtts://, got {url.split('://')[0]!r}")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("must not have a path, query or fragment")
+    tls = parts.scheme == "mqtts"
+    try:
+        port = parts.port or (8883 if tls else 1883)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port, tls, user, password
+
+
+#: The power plugs a bridge drives over the broker itself (adapter names).
+TASMOTA = "tasmota"
+SHELLY = "shelly"
+PLUG_KINDS = (TASMOTA, SHELLY)
+
+#: A broker ACL rule: (access, topic filter), access one of read, write, readwrite.
+AclRule = tuple[str, str]
+
+
+def plug_acl(kind: str, topic: str) -> tuple[list[AclRule], list[AclRule]]:
+    """The broker rules of a power plug: (for the plug's own MQTT user, for the bridge that drives it).
+
+    ``topic`` is Tasmota's ``%topic%`` or a Shelly's topic prefix. A Tasmota plug publishes
+    ``tele/`` and ``stat/`` and reads ``cmnd/``; a Shelly owns everything under its prefix (it
+    also answers RPCs to ``<prefix>/fablab-bridge/rpc``), and its bridge reads it all and may only
+    send commands (Gen2 RPC, Gen1 relay and update commands). The server's ``mqtt_sync`` writes
+    these rules so that each plug may only use its own topics. ValueError for another ``kind``.
+    """
+    if kind == TASMOTA:
+        plug = [("write", f"tele/{topic}/#"), ("write", f"stat/{topic}/#"), ("read", f"cmnd/{topic}/#")]
+        bridge = [("read", f"tele/{topic}/#"), ("read", f"stat/{topic}/#"), ("write", f"cmnd/{topic}/#")]
+        return plug, bridge
+    if kind == SHELLY:
+        plug = [("readwrite", f"{topic}/#")]
+        bridge = [
+            ("read", f"{topic}/#"),
+            ("write", f"{topic}/rpc"),
+            ("write", f"{topic}/relay/0/command"),
+            ("write", f"{topic}/command"),
+        ]
+        return plug, bridge
+    raise ValueError(f"{kind!r} is not a power plug kind ({', '.join(PLUG_KINDS)})")

@@ -125,7 +125,7 @@ class Demo:
 
     def grbl_sender(self, key: str, kind: str) -> None:
         """Stream a demo job through the adapter, rest, repeat; never dies of an error."""
-        from firmware_bridge.adapters.grbl import send_file
+        from firmware_bridge.adapters.grbl.sender import send_file
         from firmware_bridge.simulators.gcode_jobs import demo_job, write_job
 
         job_file = write_job(self.workdir / f"{key.replace('/', '-')}.nc", demo_job(kind))

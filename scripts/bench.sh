@@ -11,5 +11,7 @@ echo "# Benchmarks — $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m)"
 env -u DATABASE_URL $PY scripts/bench_booking.py
 pg_virtualenv -t -o fsync=off sh -c 'DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE" "$0" scripts/bench_booking.py' "$PY"
 $PY scripts/bench_bridge.py
-$PY scripts/bench_hub.py --messages 100000 --workers 1,2,3
+# The hub (1 and 2 workers) then its peer, Node-RED (pinned, installed under var/bench/ on the
+# first run): 50,000 queued QoS 1 messages each, timed from the process start.
+$PY scripts/bench_hub.py --messages 50000 --workers 1,2 --peer node-red
 $PY scripts/bench_board.py --machines 200,20 --duration 60

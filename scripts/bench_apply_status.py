@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Micro-benchmark of the hub's status path: how many statuses a second ``devices.services`` applies.
+"""Micro-benchmark of the hub's status path: how many statuses a second ``devices.status`` applies.
 
 A scratch SQLite database with ``--machines`` machines (default 200) gets ``--statuses`` statuses
 (default 2,000; every machine in turn, newer ``ts`` each round, an idle round every 10th so
@@ -37,7 +37,7 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from devices import services
+    from devices import machines, status
     from devices.models import MachineLink, StateChange
     from fablab.labs.models import Lab, Machine, MachineType
     from firmware_bridge import protocol
@@ -51,7 +51,7 @@ def main() -> None:
     for i in range(args.machines):
         m = Machine.objects.create(lab=lab, slug=f"m-{i:03d}", name=f"M {i}", machine_type=kind)
         MachineLink.objects.create(machine=m, bridge=bridge, adapter="octoprint", telemetry_interval_s=86400)
-    index = services.MachineIndex()
+    index = machines.MachineIndex()
     index.reload()
     infos = sorted(index.all(), key=lambda i: i.slug)
 
@@ -79,13 +79,13 @@ def main() -> None:
     one = statuses(t0)
     start = time.perf_counter()
     for info, msg in one:
-        services.apply_status(info, msg)
+        status.apply_status(info, msg)
     rows.append(("one by one (apply_status)", time.perf_counter() - start))
-    if hasattr(services, "apply_statuses"):
+    if hasattr(status, "apply_statuses"):
         batched = statuses(t0 + 10_000_000)
         start = time.perf_counter()
         for i in range(0, len(batched), args.batch):
-            services.apply_statuses(batched[i : i + args.batch])
+            status.apply_statuses(batched[i : i + args.batch])
         rows.append((f"batches of {args.batch} (apply_statuses)", time.perf_counter() - start))
     print(
         f"{args.statuses} statuses, {args.machines} machines, SQLite; state changes: {StateChange.objects.count()}"

@@ -4,14 +4,14 @@
 ``--machines`` machines (default 200, then 20) each publish a status once a second
 (QoS 1, retained, as bridges do) on a private Mosquitto. ``manage.py run_hub``
 (a subprocess) applies each one and pushes it through a private Redis channel
-layer to the site, served by uvicorn (another subprocess), where ``--clients``
-lab managers (default 1) watch the board over a WebSocket. The latency of a
+layer to the site, served by uvicorn (another subprocess), where ``--viewers``
+lab managers (default 20) watch the board over a WebSocket each. The latency of a
 status is the time from just before its ``publish()`` to its frame reaching a
 client (matched by machine and source ``ts``); the first ``--warmup`` seconds
 are not counted. Everything runs on this one machine, so the figures include
 the competition for its cores.
 
-    .venv/bin/python scripts/bench_board.py [--machines 200,20] [--duration 60] [--append docs/benchmarks.md]
+    .venv/bin/python scripts/bench_board.py [--machines 200,20] [--viewers 20] [--duration 60] [--append docs/benchmarks.md]
 
 Each machine count runs in a process of its own; the second (20) shows the
 path's own latency when the hub keeps up.
@@ -147,9 +147,15 @@ class StatusPublisher(threading.Thread):
 
 async def watch(
     url: str, origin: str, cookie: str, received: list, stop: asyncio.Event, ready: asyncio.Event
-):
+) -> int:
+    """One viewer: record each text frame with its arrival time; return the snapshots after the first.
+
+    Frames are decoded after the run, so that the measuring client takes as
+    little of the machine's CPU as it can while the server works.
+    """
     from websockets.asyncio.client import connect
 
+    raw_frames: list[tuple[str, float]] = []
     async with connect(url, origin=origin, additional_headers=[("Cookie", cookie)], max_size=2**24) as ws:
         first = json.loads(await ws.recv())
         assert first["type"] == "snapshot", first
@@ -159,10 +165,15 @@ async def watch(
                 raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
             except TimeoutError:
                 continue
-            now = time.perf_counter()
-            frame = json.loads(raw)
-            if frame.get("type") == "machine":
-                received.append((frame["machine"], frame["ts"], now))
+            raw_frames.append((raw, time.perf_counter()))
+    snapshots = 0
+    for raw, arrived in raw_frames:
+        frame = json.loads(raw)
+        if frame.get("type") == "machine":
+            received.append((frame["machine"], frame["ts"], arrived))
+        elif frame.get("type") == "snapshot":
+            snapshots += 1  # a repair (a lost channel-layer message) or a change of rights
+    return snapshots
 
 
 def cpu_seconds(pid: int) -> float:
@@ -233,9 +244,9 @@ def run(args: argparse.Namespace) -> dict:
         origin = f"http://127.0.0.1:{web_port}"
         url = f"ws://127.0.0.1:{web_port}/ws/labs/{LAB}/"
 
-        async def main() -> StatusPublisher:
+        async def main() -> tuple[StatusPublisher, int]:
             stop = asyncio.Event()
-            readies = [asyncio.Event() for _ in range(args.clients)]
+            readies = [asyncio.Event() for _ in range(args.viewers)]
             tasks = [
                 asyncio.create_task(watch(url, origin, f"sessionid={cookie}", received, stop, ready))
                 for ready in readies
@@ -247,14 +258,15 @@ def run(args: argparse.Namespace) -> dict:
             await asyncio.get_running_loop().run_in_executor(None, publisher.join, 30)
             await asyncio.sleep(args.tail)
             stop.set()
-            await asyncio.gather(*tasks)
-            return publisher
+            return publisher, sum(await asyncio.gather(*tasks))
 
         hub_pid, web_pid = procs[0].pid, procs[1].pid
         cpu_before = {pid: cpu_seconds(pid) for pid in (hub_pid, web_pid)}
         wall_before = time.monotonic()
-        publisher = asyncio.run(main())
+        own_before = time.process_time()
+        publisher, repairs = asyncio.run(main())
         wall = time.monotonic() - wall_before
+        own_cpu = (time.process_time() - own_before) / wall * 100
         cpu = {pid: (cpu_seconds(pid) - cpu_before[pid]) / wall * 100 for pid in (hub_pid, web_pid)}
         publisher.close()
         first_counted = min(publisher.sent.values()) + args.warmup
@@ -265,7 +277,7 @@ def run(args: argparse.Namespace) -> dict:
             if sent_at is not None:
                 latencies.append((arrived - sent_at) * 1000)
         latencies.sort()
-        expected = len(counted) * args.clients
+        expected = len(counted) * args.viewers
         hub_log = (work / "hub.log").read_text(errors="replace")
         if not latencies:
             raise SystemExit(f"bench_board: no frame arrived\nhub log:\n{hub_log[-3000:]}")
@@ -275,7 +287,7 @@ def run(args: argparse.Namespace) -> dict:
         return {
             "machines": args.machines,
             "offered": len(counted) / args.duration,
-            "delivered": len(matched) / args.clients / span if span else float("nan"),
+            "delivered": len(matched) / args.viewers / span if span else float("nan"),
             "published": len(counted),
             "received": len(latencies),
             "missing": expected - len(latencies),
@@ -286,6 +298,9 @@ def run(args: argparse.Namespace) -> dict:
             "load": os.getloadavg()[0],
             "hub_cpu": cpu[hub_pid],
             "web_cpu": cpu[web_pid],
+            "client_cpu": own_cpu,
+            "repairs": repairs,
+            "viewers": args.viewers,
         }
     finally:
         for proc in reversed(procs):
@@ -322,28 +337,31 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"### Live board latency: MQTT publish → hub → Redis → WebSocket frame ({time.strftime('%Y-%m-%d')})",
         "",
         f"Each machine publishes a status {args.rate:g}× a second for {args.duration:g} s (after {args.warmup:g} s "
-        f"of warm-up, not counted); {args.clients} lab manager(s) watch the board. Hub: `manage.py run_hub`; "
+        f"of warm-up, not counted); each of the viewers is a lab manager's WebSocket. Hub: `manage.py run_hub`; "
         f"web: uvicorn; private Mosquitto, Redis and InfluxDB; SQLite; all on this {os.cpu_count()}-core "
         f"{platform.machine()} machine, shared with whatever else runs (load average at the end in the last "
         "column). Latency is from just before `publish()` to the frame's arrival in the client. CPU: share of "
-        "one core used by the hub and by the web process during the run.",
+        "one core used by the hub, the web process and the measuring client (the publisher and every viewer, "
+        "in one process) during the run. Snapshots: fresh snapshots the viewers got after their first, "
+        "i.e. repairs of a lost channel-layer message.",
         "",
-        "| machines | statuses/s sent | statuses/s delivered | received / sent | p50 | p90 | p99 | max "
-        "| hub CPU | web CPU | load |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| machines | viewers | statuses/s sent | statuses/s delivered | received / sent | p50 | p90 | p99 | max "
+        "| hub CPU | web CPU | client CPU | snapshots | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['machines']} | {r['offered']:.0f} | {r['delivered']:.0f} | {r['received']:,} / "
-            f"{r['published'] * args.clients:,} | {r['p50']:.0f} ms | {r['p90']:.0f} ms | {r['p99']:.0f} ms | "
-            f"{r['max']:.0f} ms | {r['hub_cpu']:.0f} % | {r['web_cpu']:.0f} % | {r['load']:.1f} |"
+            f"| {r['machines']} | {r['viewers']} | {r['offered']:.0f} | {r['delivered']:.0f} | {r['received']:,} / "
+            f"{r['published'] * args.viewers:,} | {r['p50']:.0f} ms | {r['p90']:.0f} ms | {r['p99']:.0f} ms | "
+            f"{r['max']:.0f} ms | {r['hub_cpu']:.0f} % | {r['web_cpu']:.0f} % | {r['client_cpu']:.0f} % | "
+            f"{r['repairs']} | {r['load']:.1f} |"
         )
     lines += [
         "",
         "When the hub applies statuses more slowly than they come, they queue (on the broker, for the hub's "
         "session) and the latency grows with the length of the run: then the delivered rate is the figure "
         "that matters. Command: `.venv/bin/python scripts/bench_board.py --machines "
-        f"{','.join(str(r['machines']) for r in rows)} --duration {args.duration:g}`.",
+        f"{','.join(str(r['machines']) for r in rows)} --viewers {args.viewers} --duration {args.duration:g}`.",
     ]
     return "\n".join(lines)
 
@@ -356,7 +374,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds not counted at the start")
     parser.add_argument("--tail", type=float, default=5.0, help="seconds to wait for the last frames")
-    parser.add_argument("--clients", type=int, default=1, help="WebSocket clients watching the board")
+    parser.add_argument(
+        "--viewers", type=int, default=20, help="lab managers watching the board (default 20)"
+    )
+    parser.add_argument("--clients", dest="viewers", type=int, help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--append", type=Path, help="also write the table into this markdown file")
     args = parser.parse_args()
     counts = [int(n) for n in str(args.machines).split(",") if n.strip()]
@@ -368,7 +389,7 @@ def main() -> int:
     for count in counts:
         argv = [sys.executable, __file__, "--json", "--machines", str(count), "--rate", str(args.rate)]
         argv += ["--duration", str(args.duration), "--warmup", str(args.warmup), "--tail", str(args.tail)]
-        argv += ["--clients", str(args.clients)]
+        argv += ["--viewers", str(args.viewers)]
         out = subprocess.run(argv, check=True, capture_output=True, text=True, cwd=REPO)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     text = table(rows, args)

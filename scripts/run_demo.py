@@ -25,6 +25,8 @@ PY = sys.executable
 HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = int(os.environ.get("PORT", "8000"))
 MQTT_PORT, INFLUX_PORT, INFLUX_BIND_PORT, REDIS_PORT = 18830, 18086, 18088, 16379
+#: The servers the hub, the bridges and the web write to: started first, stopped last.
+SERVERS = ("mosquitto", "influxdb", "redis")
 
 
 def say(message: str) -> None:
@@ -69,16 +71,29 @@ class Supervisor:
         return proc
 
     def stop_all(self) -> None:
-        for _name, proc, *_ in reversed(self.procs):
+        """Stop the web, the bridges and the hub first, then the servers they write to.
+
+        The hub flushes its last batches into InfluxDB and acknowledges them to
+        Mosquitto as it stops; both must still be there until it has gone.
+        """
+        clients = [entry for entry in self.procs if entry[0] not in SERVERS]
+        servers = [entry for entry in self.procs if entry[0] in SERVERS]
+        for group in (clients, servers):
+            self._stop(group)
+
+    @staticmethod
+    def _stop(group: list) -> None:
+        for _name, proc, *_ in reversed(group):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        for _name, proc, *_ in reversed(self.procs):
+        for _name, proc, *_ in reversed(group):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def watch(self) -> None:
         """Restart what may restart (hub, bridges); stop everything when anything else ends."""
@@ -166,7 +181,7 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    from devices import demo
+    from fablab.demo import machines as demo
 
     own_mqtt = "MQTT_URL" not in os.environ
     own_influx = "INFLUX_URL" not in os.environ
@@ -296,7 +311,8 @@ def main() -> int:
                 "--log-level",
                 "warning",
             ],
-            env=env,
+            # The web server holds no broker credentials: it writes commands as rows, the hub publishes them.
+            env={k: v for k, v in env.items() if k != "MQTT_URL"},
         )
         wait_port(PORT, "web", web)
         print(

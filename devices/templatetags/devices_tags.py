@@ -6,9 +6,8 @@ import datetime as dt
 from typing import Any
 
 from django import template
-from django.utils import formats
 
-from devices.charts import LABELS, unit_of
+from devices.charts import LABELS, format_value, unit_of
 
 register = template.Library()
 
@@ -43,7 +42,7 @@ def card_readings(readings: Any) -> list[tuple[str, str, str]]:
         if value is None:
             continue
         unit, _title = unit_of(name)
-        shown = formats.number_format(value, 0 if abs(value) >= 1000 else 1)
+        shown = format_value(value)  # as the chart legend's "now" below the card
         out.append((name, str(LABELS.get(name, name)), f"{shown} {unit}".strip()))
     return out
 

@@ -7,18 +7,17 @@ answered with 404, so ids reveal nothing.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.authtoken.models import Token
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -29,8 +28,8 @@ from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 from fablab.members.models import MemberProfile
 
-from . import selectors, services
-from .api_errors import IdempotencyKeyReused, InvalidCredentials, describe_codes
+from . import idempotency, selectors, services
+from .api_errors import InvalidCredentials, describe_codes
 from .errors import RULES, BookingError
 from .models import Booking
 from .serializers import (
@@ -55,6 +54,9 @@ AUTH_ERRORS = {
     ),
 }
 NOT_FOUND = OpenApiResponse(ErrorSerializer, description=describe_codes("not_found"))
+PAGE_NOT_FOUND = OpenApiResponse(
+    ErrorSerializer, description="A `page` after the last one. " + describe_codes("not_found")
+)
 ID_PARAMETER = OpenApiParameter("id", int, OpenApiParameter.PATH)
 #: Rules a new booking can break, grouped by HTTP status for the schema.
 CREATE_CODES = [code for code in RULES if code not in ("not_cancellable", "not_pending", "forbidden")]
@@ -83,6 +85,23 @@ def _check_range(params: dict) -> None:
             _("A range may span at most %(days)s days.")
             % {"days": AvailabilityQuerySerializer.MAX_SPAN.days},
         )
+
+
+class Pages(PageNumberPagination):
+    """Every list of the API comes in pages: ``?page=2``, ``?page_size=`` up to 200 (default 50).
+
+    The body is ``{"count", "next", "previous", "results"}``; ``next`` is the link to follow.
+    """
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def _page(view: APIView, request: Request, queryset, serializer_class) -> Response:
+    paginator = view.pagination_class()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 class MemberAPIView(APIView):
@@ -143,17 +162,21 @@ class TokenView(APIView):
 
 
 class LabListView(MemberAPIView):
+    pagination_class = Pages
+
     @extend_schema(
         operation_id="labs_list",
         summary="List the labs",
-        responses={200: LabSerializer(many=True), **AUTH_ERRORS},
+        responses={200: LabSerializer(many=True), 404: PAGE_NOT_FOUND, **AUTH_ERRORS},
         tags=["labs"],
     )
     def get(self, request: Request) -> Response:
-        return Response(LabSerializer(Lab.objects.order_by("name"), many=True).data)
+        return _page(self, request, Lab.objects.order_by("name", "pk"), LabSerializer)
 
 
 class MachineListView(MemberAPIView):
+    pagination_class = Pages
+
     @extend_schema(
         operation_id="machines_list",
         summary="List the machines, optionally of one lab and one type",
@@ -161,6 +184,7 @@ class MachineListView(MemberAPIView):
         responses={
             200: MachineSerializer(many=True),
             400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid")),
+            404: PAGE_NOT_FOUND,
             **AUTH_ERRORS,
         },
         tags=["machines"],
@@ -172,7 +196,7 @@ class MachineListView(MemberAPIView):
             machines = machines.filter(lab__slug=filters["lab"])
         if "type" in filters:
             machines = machines.filter(machine_type__slug=filters["type"])
-        return Response(MachineSerializer(machines.order_by("lab__name", "name"), many=True).data)
+        return _page(self, request, machines.order_by("lab__name", "name", "pk"), MachineSerializer)
 
 
 def _machine(pk: int) -> Machine:
@@ -239,17 +263,21 @@ def _booking(request: Request, pk: int) -> Booking:
 
 
 class BookingListView(MemberAPIView):
+    pagination_class = Pages
+
     @extend_schema(
         operation_id="bookings_list",
         summary="Your bookings (lab managers: a managed lab's bookings with ?lab=)",
         description=(
             "Without `lab`, your own bookings. With `lab`, every booking of that lab if you manage it, "
-            "otherwise your own bookings there. `from`/`to` keep the bookings that overlap the range."
+            "otherwise your own bookings there. `from`/`to` keep the bookings that overlap the range. "
+            "In pages of `page_size` (default 50, at most 200), oldest first; follow `next`."
         ),
         parameters=[BookingFilterSerializer],
         responses={
             200: BookingSerializer(many=True),
             400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid", "invalid_range")),
+            404: PAGE_NOT_FOUND,
             **AUTH_ERRORS,
         },
         tags=["bookings"],
@@ -273,7 +301,7 @@ class BookingListView(MemberAPIView):
             bookings = bookings.filter(end__gt=filters["from"])
         if "to" in filters:
             bookings = bookings.filter(start__lt=filters["to"])
-        return Response(BookingSerializer(bookings.order_by("start", "pk"), many=True).data)
+        return _page(self, request, bookings.order_by("start", "pk"), BookingSerializer)
 
     @extend_schema(
         operation_id="bookings_create",
@@ -291,10 +319,12 @@ class BookingListView(MemberAPIView):
                 description=(
                     "Optional. Retrying a POST with the same key (and the same body) returns the booking "
                     "the first attempt made, with the header `Idempotent-Replayed: true`, instead of a "
-                    "second booking or `slot_taken`. The same key with another body is "
-                    "`idempotency_key_reused`. Keys are remembered per member for a day; after that, "
-                    "a retry with a key still gets your identical booking (same machine, times and "
-                    "purpose) if it is active."
+                    "second booking or a 409. The same key with another body is "
+                    "`idempotency_key_reused`; while the first request with the key is still being "
+                    "handled, a retry gets `idempotency_key_in_flight`. A refused request gives its key "
+                    "back. Keys are remembered per member for a day, by every server process; after "
+                    "that, a retry with a key still gets your identical booking (same machine, times "
+                    "and purpose) if it is active."
                 ),
             )
         ],
@@ -302,7 +332,7 @@ class BookingListView(MemberAPIView):
             201: BookingSerializer,
             400: _codes_with_status(400, CREATE_CODES, "invalid"),
             403: _codes_with_status(403, CREATE_CODES),
-            409: _codes_with_status(409, CREATE_CODES, "idempotency_key_reused"),
+            409: _codes_with_status(409, CREATE_CODES, "idempotency_key_reused", "idempotency_key_in_flight"),
             **AUTH_ERRORS,
         },
         tags=["bookings"],
@@ -310,35 +340,48 @@ class BookingListView(MemberAPIView):
     def post(self, request: Request) -> Response:
         data = _valid(BookingCreateSerializer, request.data)
         key = _idempotency_key(request)
-        if key is not None:
-            replayed = _replay(request.user, key, data)
-            if replayed is not None:
-                return replayed
+        if key is None:
+            return Response(BookingSerializer(_create(request, data)).data, status=status.HTTP_201_CREATED)
+        earlier = idempotency.begin(request.user, key, idempotency.fingerprint(_fingerprint(data)))
+        if earlier is not None:
+            return _answer(earlier, replayed=True)
+        # This request holds the key: record what it made, or give the key back.
         try:
-            booking = services.booking_create(
-                machine=data["machine"],
-                member=request.user,
-                start=data["start"],
-                end=data["end"],
-                purpose=data["purpose"],
-            )
+            booking = _create(request, data)
         except BookingError as exc:
-            # A retry whose first attempt won but whose answer was lost (or a twin request
-            # racing it): the slot is taken by this very booking, so answer with it.
-            same = _identical_booking(request.user, data) if key and exc.code == "slot_taken" else None
+            # A retry whose first attempt won but whose answer was lost, after the key was
+            # forgotten: the time is taken by this very booking, so answer with it.
+            same = (
+                _identical_booking(request.user, data)
+                if exc.code in ("already_booked_by_you", "slot_taken")
+                else None
+            )
             if same is None:
+                idempotency.abandon(request.user, key)
                 raise
-            return _remember_and_answer(request.user, key, data, same, replayed=True)
-        if key is not None:
-            return _remember_and_answer(request.user, key, data, booking, replayed=False)
-        return Response(BookingSerializer(booking).data, status=status.HTTP_201_CREATED)
+            idempotency.finish(request.user, key, same)
+            return _answer(same, replayed=True)
+        except BaseException:
+            idempotency.abandon(request.user, key)
+            raise
+        idempotency.finish(request.user, key, booking)
+        return _answer(booking, replayed=False)
+
+
+def _create(request: Request, data: dict) -> Booking:
+    return services.booking_create(
+        machine=data["machine"],
+        member=request.user,
+        start=data["start"],
+        end=data["end"],
+        purpose=data["purpose"],
+    )
 
 
 # Idempotent creation: a client may send ``Idempotency-Key: <any unique string>`` and retry
-# the same POST safely. The key is remembered per member for a day in the cache; should
-# the cache have forgotten it (another process, a restart), the no-overlap rule still stops
-# a second booking and the identical booking is found and returned instead.
-IDEMPOTENCY_TTL = 24 * 3600
+# the same POST safely. Keys live in the database (fablab.booking.idempotency), shared by
+# every server process, for a day; after that the no-overlap rule still stops a second
+# booking and the identical booking is found and returned instead.
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -357,22 +400,6 @@ def _fingerprint(data: dict) -> list:
     return [data["machine"].pk, data["start"].isoformat(), data["end"].isoformat(), data["purpose"]]
 
 
-def _cache_key(member, key: str) -> str:
-    return f"booking-idempotency:{member.pk}:{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def _replay(member, key: str, data: dict) -> Response | None:
-    remembered = cache.get(_cache_key(member, key))
-    if remembered is None:
-        return None
-    if remembered["fingerprint"] != _fingerprint(data):
-        raise IdempotencyKeyReused()
-    booking = visible_bookings(member).filter(pk=remembered["booking"], member=member).first()
-    if booking is None:
-        return None
-    return _answer(booking, replayed=True)
-
-
 def _identical_booking(member, data: dict) -> Booking | None:
     return (
         Booking.objects.select_related("machine", "machine__lab", "member")
@@ -386,13 +413,6 @@ def _identical_booking(member, data: dict) -> Booking | None:
         )
         .first()
     )
-
-
-def _remember_and_answer(member, key: str, data: dict, booking: Booking, *, replayed: bool) -> Response:
-    cache.set(
-        _cache_key(member, key), {"fingerprint": _fingerprint(data), "booking": booking.pk}, IDEMPOTENCY_TTL
-    )
-    return _answer(booking, replayed=replayed)
 
 
 def _answer(booking: Booking, *, replayed: bool) -> Response:
@@ -447,7 +467,12 @@ class _DecisionView(MemberAPIView):
 
 DECISION_RESPONSES = {
     200: BookingSerializer,
-    403: OpenApiResponse(ErrorSerializer, description=describe_codes("forbidden")),
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description=describe_codes("forbidden")
+        + " Approving also checks the member's certification again: "
+        + describe_codes("not_certified", "certification_expired"),
+    ),
     404: NOT_FOUND,
     409: OpenApiResponse(ErrorSerializer, description=describe_codes("not_pending")),
     **AUTH_ERRORS,

@@ -32,6 +32,10 @@ API_CODES: dict[str, tuple[int, str]] = {
     "permission_denied": (403, "You may not use this endpoint."),
     "not_found": (404, "No such object, or not one you may see."),
     "idempotency_key_reused": (409, "This `Idempotency-Key` was already used with another request body."),
+    "idempotency_key_in_flight": (
+        409,
+        "A request with this `Idempotency-Key` is still being handled; retry in a moment.",
+    ),
     "method_not_allowed": (405, "The endpoint does not accept this HTTP method."),
     "not_acceptable": (406, "The `Accept` header asks for a format the API cannot give."),
     "unsupported_media_type": (415, "The `Content-Type` of the body is not supported."),
@@ -49,6 +53,12 @@ class IdempotencyKeyReused(exceptions.APIException):
     status_code = 409
     default_detail = _("This Idempotency-Key was already used for a different booking request.")
     default_code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInFlight(exceptions.APIException):
+    status_code = 409
+    default_detail = _("A request with this Idempotency-Key is still being handled; retry in a moment.")
+    default_code = "idempotency_key_in_flight"
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:

@@ -27,6 +27,7 @@ RULES: dict[str, tuple[int, object]] = {
     "outside_opening_hours": (400, _("The booking is not within the lab's opening hours.")),
     "maintenance": (409, _("The machine is planned for maintenance at that time.")),
     "slot_taken": (409, _("Someone else has already booked this time.")),
+    "already_booked_by_you": (409, _("You already have a booking for this time.")),
     "quota_exceeded": (409, _("This booking would exceed your weekly hours for this type of machine.")),
     "too_many_bookings": (
         409,

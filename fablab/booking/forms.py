@@ -113,21 +113,16 @@ class BookingForm(forms.Form):
         return self.start_moment + dt.timedelta(minutes=self.cleaned_data["duration"])
 
 
-class MaintenanceWindowForm(forms.ModelForm):
-    """Start and end are read in the lab's time zone (the view activates it)."""
+class StartEndMixin:
+    """A ``start`` and an ``end`` typed into ``datetime-local`` inputs (in the lab's time zone, which
+    the view activates): accepted with or without seconds, within reach, and the end after the start."""
 
-    class Meta:
-        model = MaintenanceWindow
-        fields = ["start", "end", "reason"]
-        widgets = {
-            "start": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-            "end": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        }
+    INPUT_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name in ("start", "end"):
-            self.fields[name].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+            self.fields[name].input_formats = self.INPUT_FORMATS
 
     def clean_start(self):
         return within_reach(self.fields["start"], self.cleaned_data.get("start"))
@@ -141,3 +136,15 @@ class MaintenanceWindowForm(forms.ModelForm):
         if start and end and end <= start:
             self.add_error("end", _("The end must be after the start."))
         return cleaned
+
+
+class MaintenanceWindowForm(StartEndMixin, forms.ModelForm):
+    """Start and end are read in the lab's time zone (the view activates it)."""
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["start", "end", "reason"]
+        widgets = {
+            "start": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+            "end": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        }

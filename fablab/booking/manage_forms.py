@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
 from fablab.members.forms import ExactMemberField
 
-from .forms import within_reach
+from .forms import StartEndMixin, within_reach
 from .models import QuotaPolicy
 
 #: The booking policy a lab manager sets on the manager pages.
@@ -109,7 +109,7 @@ class QuotaPolicyForm(forms.ModelForm):
         return cleaned
 
 
-class ManagerBookingForm(forms.Form):
+class ManagerBookingForm(StartEndMixin, forms.Form):
     """A manager books a machine of their lab for a member, named exactly (see ``ExactMemberField``).
 
     Start and end are read in the lab's time zone (the view activates it). The form only parses
@@ -126,24 +126,6 @@ class ManagerBookingForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     purpose = forms.CharField(label=_("Purpose (optional)"), max_length=300, required=False)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name in ("start", "end"):
-            self.fields[name].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
-
-    def clean_start(self):
-        return within_reach(self.fields["start"], self.cleaned_data.get("start"))
-
-    def clean_end(self):
-        return within_reach(self.fields["end"], self.cleaned_data.get("end"))
-
-    def clean(self):
-        cleaned = super().clean()
-        start, end = cleaned.get("start"), cleaned.get("end")
-        if start and end and end <= start:
-            self.add_error("end", _("The end must be after the start."))
-        return cleaned
 
     @staticmethod
     def initial_start(lab: Lab, day: dt.date) -> dt.datetime | None:

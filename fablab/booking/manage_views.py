@@ -333,34 +333,31 @@ def edit_quota(request, lab: str, pk: int):
     return render(request, "booking/manage/quota.html", {"lab": policy.lab, "policy": policy, "form": form})
 
 
+def _delete_lab_row(request, model, lab: str, pk: int, done: str):
+    """Delete one of a managed lab's rows (found through the lab in the address), then go back."""
+    row = get_object_or_404(model.objects.select_related("lab"), pk=pk, lab__slug=lab)
+    _require_lab(request.user, row.lab)
+    row.delete()
+    messages.success(request, done)
+    return redirect("booking:lab_settings", lab=lab)
+
+
 @login_required
 @require_POST
 def delete_quota(request, lab: str, pk: int):
-    policy = get_object_or_404(QuotaPolicy.objects.select_related("lab"), pk=pk, lab__slug=lab)
-    _require_lab(request.user, policy.lab)
-    policy.delete()
-    messages.success(request, _("Quota policy deleted."))
-    return redirect("booking:lab_settings", lab=lab)
+    return _delete_lab_row(request, QuotaPolicy, lab, pk, _("Quota policy deleted."))
 
 
 @login_required
 @require_POST
 def delete_opening_hours(request, lab: str, pk: int):
-    hours = get_object_or_404(OpeningHours.objects.select_related("lab"), pk=pk, lab__slug=lab)
-    _require_lab(request.user, hours.lab)
-    hours.delete()
-    messages.success(request, _("Opening hours deleted."))
-    return redirect("booking:lab_settings", lab=lab)
+    return _delete_lab_row(request, OpeningHours, lab, pk, _("Opening hours deleted."))
 
 
 @login_required
 @require_POST
 def delete_closure(request, lab: str, pk: int):
-    closure = get_object_or_404(Closure.objects.select_related("lab"), pk=pk, lab__slug=lab)
-    _require_lab(request.user, closure.lab)
-    closure.delete()
-    messages.success(request, _("Closure deleted."))
-    return redirect("booking:lab_settings", lab=lab)
+    return _delete_lab_row(request, Closure, lab, pk, _("Closure deleted."))
 
 
 @login_required

@@ -146,3 +146,29 @@ class QuotaPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.machine_type} – {self.lab or _('all labs')}"
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` a member sent with ``POST /api/v1/bookings/``, shared by every server process.
+
+    The unique (member, key) pair decides between concurrent requests with one key: the request whose
+    insert succeeds makes the booking; the others replay it or, while it is still being made, get 409.
+    Only hashes are kept: the key and the body are the client's and may be anything.
+    """
+
+    member = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key_hash = models.CharField(max_length=64)
+    #: SHA-256 of the request body that first used the key (machine, times, purpose).
+    fingerprint = models.CharField(max_length=64)
+    #: Empty while the first request is in flight.
+    booking = models.ForeignKey(Booking, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["member", "key_hash"], name="idempotency_key_per_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}:{self.key_hash[:12]}"

@@ -21,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from fablab.labs.models import Machine, MaintenanceWindow
 from fablab.members import roles
@@ -83,7 +84,8 @@ def booking_create(
                 )
         except IntegrityError as exc:
             if NO_OVERLAP_CONSTRAINT in str(exc):
-                raise BookingError("slot_taken") from exc
+                # A concurrent insert won; it has committed, so it can be seen now.
+                raise BookingError(_overlap_code(machine, member, start, end + machine.buffer)) from exc
             raise
         _notify_on_commit(booking, "confirmed" if status == Booking.Status.CONFIRMED else "requested")
     return booking
@@ -105,7 +107,7 @@ def check_booking_rules(
     if MaintenanceWindow.objects.filter(machine=machine, start__lt=end, end__gt=start).exists():
         raise BookingError("maintenance")
     if _overlapping(machine, start, end + machine.buffer).exists():
-        raise BookingError("slot_taken")
+        raise BookingError(_overlap_code(machine, member, start, end + machine.buffer))
     _check_quota(machine, member, start, end, now)
 
 
@@ -125,17 +127,41 @@ def _overlapping(machine: Machine, start: dt.datetime, blocked_until: dt.datetim
     )
 
 
-def _check_certification(machine: Machine, member, end: dt.datetime) -> None:
+def _overlap_code(machine: Machine, member, start: dt.datetime, blocked_until: dt.datetime) -> str:
+    """``already_booked_by_you`` when one of the overlapping bookings is the member's own, else ``slot_taken``.
+
+    A member's repeated request (a double click, a retry) must not be told that someone else has the time.
+    """
+    if _overlapping(machine, start, blocked_until).filter(member_id=member.pk).exists():
+        return "already_booked_by_you"
+    return "slot_taken"
+
+
+def _check_certification(machine: Machine, member, end: dt.datetime, *, for_manager: bool = False) -> None:
+    """The member holds an unrevoked certification for the machine's training, valid until ``end``.
+
+    ``for_manager`` words the refusal for the manager deciding on someone else's booking.
+    """
     if machine.required_training_id is None:
         return
     certs = Certification.objects.filter(
         member=member, training_id=machine.required_training_id, revoked_at=None
     )
     if not certs.exists():
-        raise BookingError("not_certified")
+        raise BookingError(
+            "not_certified",
+            _("The member no longer has the training this machine needs.") if for_manager else None,
+        )
     # The certification must still hold when the booking ends.
     if not certs.filter(Q(expires_at__isnull=True) | Q(expires_at__gte=end)).exists():
-        raise BookingError("certification_expired")
+        raise BookingError(
+            "certification_expired",
+            _(
+                "The member's certification for this machine has expired or expires before the end of this booking."
+            )
+            if for_manager
+            else None,
+        )
 
 
 def _check_timing(machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
@@ -253,6 +279,10 @@ def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking
             raise BookingError("forbidden")
         if booking.status != Booking.Status.PENDING:
             raise BookingError("not_pending")
+        if approve:
+            # The certification may have been revoked, or may now expire before the
+            # booking ends, since the member asked: check it again, under the lock.
+            _check_certification(booking.machine, booking.member, booking.end, for_manager=True)
         booking.decided_by = by
         booking.decided_at = now
         fields = ["status", "decided_by", "decided_at", "updated_at"]

@@ -27,6 +27,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
+from firmware_bridge import protocol
+
 # Machine states of contract v1.
 OFFLINE = "offline"
 IDLE = "idle"
@@ -35,8 +37,8 @@ PAUSED = "paused"
 ERROR = "error"
 STATES = (OFFLINE, IDLE, RUNNING, PAUSED, ERROR)
 
-# Command actions of contract v1.
-ACTIONS = ("enable", "disable", "pause", "resume", "cancel")
+# Command actions of contract v1 (spelled once, in the contract), re-exported for the adapters.
+ACTIONS = protocol.ACTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +112,12 @@ class Adapter(abc.ABC):
     name: ClassVar[str]
     #: Seconds between two calls of :meth:`poll`.
     poll_interval_s: ClassVar[float] = 1.0
+    #: The job actions (:data:`firmware_bridge.protocol.JOB_ACTIONS`) :meth:`command` carries out.
+    #: The bridge adds the interlock's ``enable``/``disable`` for a machine configured with
+    #: ``interlock = true`` and publishes the result as ``status.capabilities``, so that the
+    #: server offers only these. Declare exactly what :meth:`command` does: a job action
+    #: listed here must not answer ``unsupported``.
+    capabilities: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -148,7 +156,7 @@ class Adapter(abc.ABC):
 
     def command(self, action: str, params: Mapping[str, Any] | None = None) -> None:
         """Carry out ``action`` or raise :class:`CommandError`."""
-        if action in ("enable", "disable"):
+        if action in protocol.INTERLOCK_ACTIONS:
             if not self.interlock:
                 raise CommandError("unsupported", f"{self.machine} has no interlock")
             self.set_enabled(action == "enable")

@@ -29,6 +29,7 @@ from firmware_bridge.adapters.base import (
     JobInfo,
     register,
 )
+from firmware_bridge.protocol import JOB_ACTIONS
 
 _OPTIONS = {"interval_s": float, "job_s": float, "fail_setup": int, "fail_poll_every": int, "limit": int}
 
@@ -38,6 +39,8 @@ class CounterAdapter(Adapter):
     """Test/demo adapter: a counter and a fake job; see the module docstring."""
 
     name = "counter"
+    #: Its fake jobs pause, resume and cancel (see :meth:`command`).
+    capabilities = JOB_ACTIONS
     poll_interval_s = 1.0
 
     def __init__(self, machine: str, options: Mapping[str, Any], sink: Any, **kw: Any) -> None:

@@ -307,6 +307,9 @@ class PlugAdapter(Adapter):
     """
 
     poll_interval_s = 0.5
+    #: A plug only switches the machine's power (the interlock, which the bridge adds when
+    #: configured): it cannot pause, resume or cancel the machine's job.
+    capabilities = ()
 
     def __init__(
         self,

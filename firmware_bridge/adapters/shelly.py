@@ -34,10 +34,24 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from firmware_bridge import protocol
 from firmware_bridge.adapters.base import register
 from firmware_bridge.adapters.plug_common import PlugAdapter, parse_on_off, validate_plug_options
+from firmware_bridge.adapters.plug_topics import (
+    SHELLY1_COMMAND,
+    SHELLY1_RELAY,
+    SHELLY1_RELAY_COMMAND,
+    SHELLY1_RELAY_ENERGY,
+    SHELLY1_RELAY_POWER,
+    SHELLY_EVENTS_RPC,
+    SHELLY_ONLINE,
+    SHELLY_RPC,
+    SHELLY_STATUS_SWITCH,
+    SHELLY_SWITCH,
+    shelly,
+)
 
-SWITCH = "switch:0"
+SWITCH = SHELLY_SWITCH
 
 
 class MalformedPayload(ValueError):
@@ -82,18 +96,10 @@ class ShellyAdapter(PlugAdapter):
     def broker_acl(cls, prefix: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """Broker access rules: (for the plug's own MQTT user, for the bridge that drives it).
 
-        The plug owns everything under its prefix (it also answers RPCs to
-        ``<prefix>/fablab-bridge/rpc``); the bridge reads it all and may only
-        send commands (Gen2 RPC, Gen1 relay and update commands).
+        The plug owns everything under its prefix; the bridge reads it all and may only send commands.
+        Spelled once, in :func:`firmware_bridge.protocol.plug_acl`.
         """
-        plug = [("readwrite", f"{prefix}/#")]
-        bridge = [
-            ("read", f"{prefix}/#"),
-            ("write", f"{prefix}/rpc"),
-            ("write", f"{prefix}/relay/0/command"),
-            ("write", f"{prefix}/command"),
-        ]
-        return plug, bridge
+        return protocol.plug_acl(protocol.SHELLY, prefix)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -125,24 +131,24 @@ class ShellyAdapter(PlugAdapter):
         handlers: dict[str, Callable[[bytes], None]]
         if self.gen == 2:
             handlers = {
-                f"{p}/online": self._handle_online,
-                f"{p}/status/{SWITCH}": self._handle_full_status,
-                f"{p}/events/rpc": self._handle_notification,
-                f"{self.rpc_src}/rpc": self._handle_rpc_reply,
+                shelly(p, SHELLY_ONLINE): self._handle_online,
+                shelly(p, SHELLY_STATUS_SWITCH): self._handle_full_status,
+                shelly(p, SHELLY_EVENTS_RPC): self._handle_notification,
+                shelly(self.rpc_src, SHELLY_RPC): self._handle_rpc_reply,
             }
         else:
             handlers = {
-                f"{p}/online": self._handle_online,
-                f"{p}/relay/0": self._handle_gen1_relay,
-                f"{p}/relay/0/power": self._handle_gen1_power,
-                f"{p}/relay/0/energy": self._handle_gen1_energy,
+                shelly(p, SHELLY_ONLINE): self._handle_online,
+                shelly(p, SHELLY1_RELAY): self._handle_gen1_relay,
+                shelly(p, SHELLY1_RELAY_POWER): self._handle_gen1_power,
+                shelly(p, SHELLY1_RELAY_ENERGY): self._handle_gen1_energy,
             }
         for topic, handler in handlers.items():
             self.sink.subscribe(topic, self._guarded(handler))
 
     def _rpc(self, method: str, params: Mapping[str, Any]) -> None:
         request = {"id": next(self._ids), "src": self.rpc_src, "method": method, "params": dict(params)}
-        self.sink.publish(f"{self.prefix}/rpc", json.dumps(request), retain=False)
+        self.sink.publish(shelly(self.prefix, SHELLY_RPC), json.dumps(request), retain=False)
 
     def _send_relay(self, on: bool) -> None:
         if self.gen == 2:
@@ -151,13 +157,13 @@ class ShellyAdapter(PlugAdapter):
             # unchanged: the status asked right after it is the plug's confirmation.
             self._rpc("Switch.GetStatus", {"id": 0})
         else:
-            self.sink.publish(f"{self.prefix}/relay/0/command", "on" if on else "off", retain=False)
+            self.sink.publish(shelly(self.prefix, SHELLY1_RELAY_COMMAND), "on" if on else "off", retain=False)
 
     def _query_relay(self) -> None:
         if self.gen == 2:
             self._rpc("Switch.GetStatus", {"id": 0})
         else:
-            self.sink.publish(f"{self.prefix}/command", "update", retain=False)
+            self.sink.publish(shelly(self.prefix, SHELLY1_COMMAND), "update", retain=False)
 
     # -- payloads -------------------------------------------------------------------------------
 

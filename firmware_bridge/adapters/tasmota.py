@@ -24,8 +24,10 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from firmware_bridge import protocol
 from firmware_bridge.adapters.base import register
 from firmware_bridge.adapters.plug_common import PlugAdapter, parse_on_off, validate_plug_options
+from firmware_bridge.adapters.plug_topics import TASMOTA_CMND, TASMOTA_STAT, TASMOTA_TELE, tasmota
 
 
 class MalformedPayload(ValueError):
@@ -75,11 +77,10 @@ class TasmotaAdapter(PlugAdapter):
     def broker_acl(cls, topic: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """Broker access rules: (for the plug's own MQTT user, for the bridge that drives it).
 
-        Used by the server's ``mqtt_sync`` so each plug may only use its own topics.
+        Spelled once, in :func:`firmware_bridge.protocol.plug_acl`, which the server's ``mqtt_sync``
+        uses so each plug may only use its own topics.
         """
-        plug = [("write", f"tele/{topic}/#"), ("write", f"stat/{topic}/#"), ("read", f"cmnd/{topic}/#")]
-        bridge = [("read", f"tele/{topic}/#"), ("read", f"stat/{topic}/#"), ("write", f"cmnd/{topic}/#")]
-        return plug, bridge
+        return protocol.plug_acl(protocol.TASMOTA, topic)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> list[str]:
@@ -96,24 +97,24 @@ class TasmotaAdapter(PlugAdapter):
     def _subscribe(self) -> None:
         t = self.topic
         handlers: dict[str, Callable[[bytes], None]] = {
-            f"tele/{t}/LWT": self._handle_lwt,
-            f"tele/{t}/SENSOR": self._handle_sensor,
-            f"tele/{t}/STATE": self._handle_state,
-            f"stat/{t}/POWER": self._handle_power,
-            f"stat/{t}/RESULT": self._handle_state,
-            f"stat/{t}/STATUS10": self._handle_status_sns,
-            f"stat/{t}/STATUS8": self._handle_status_sns,
+            tasmota(TASMOTA_TELE, t, "LWT"): self._handle_lwt,
+            tasmota(TASMOTA_TELE, t, "SENSOR"): self._handle_sensor,
+            tasmota(TASMOTA_TELE, t, "STATE"): self._handle_state,
+            tasmota(TASMOTA_STAT, t, "POWER"): self._handle_power,
+            tasmota(TASMOTA_STAT, t, "RESULT"): self._handle_state,
+            tasmota(TASMOTA_STAT, t, "STATUS10"): self._handle_status_sns,
+            tasmota(TASMOTA_STAT, t, "STATUS8"): self._handle_status_sns,
         }
         for topic, handler in handlers.items():
             self.sink.subscribe(topic, self._guarded(handler))
 
     def _send_relay(self, on: bool) -> None:
         # Never retained: a retained POWER command switches the relay again at every reconnect.
-        self.sink.publish(f"cmnd/{self.topic}/POWER", "ON" if on else "OFF", retain=False)
+        self.sink.publish(tasmota(TASMOTA_CMND, self.topic, "POWER"), "ON" if on else "OFF", retain=False)
 
     def _query_relay(self) -> None:
-        self.sink.publish(f"cmnd/{self.topic}/POWER", "", retain=False)
-        self.sink.publish(f"cmnd/{self.topic}/Status", "10", retain=False)
+        self.sink.publish(tasmota(TASMOTA_CMND, self.topic, "POWER"), "", retain=False)
+        self.sink.publish(tasmota(TASMOTA_CMND, self.topic, "Status"), "10", retain=False)
 
     # -- payloads -------------------------------------------------------------------------------
 

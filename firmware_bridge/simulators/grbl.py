@@ -49,14 +49,35 @@ import time
 import tty
 from collections.abc import Callable
 
-from firmware_bridge.grbl_protocol import RX_BUFFER_SIZE, RX_BUFFER_USABLE
+# Only the firmware's facts are shared with the adapter, never its parser: the simulator reads and
+# writes the wire format with its own code, so a parsing bug cannot hide on both sides of a test.
+from firmware_bridge.adapters.grbl import facts
+from firmware_bridge.adapters.grbl.facts import LINE_BUFFER_SIZE, RX_BUFFER_SIZE, RX_BUFFER_USABLE
 
 VERSION = "1.1h"
 BUILD = "20190830"
-WELCOME = f"Grbl {VERSION} ['$' for help]"
+WELCOME = facts.WELCOME_FORMAT.format(version=VERSION)
 PLANNER_BLOCKS = 15  # BLOCK_BUFFER_SIZE 16, one kept free
-LINE_BUFFER_SIZE = 80
 HOMING_S = 2.0
+
+_RT_RESET = facts.SOFT_RESET[0]
+_RT_STATUS = facts.STATUS_QUERY[0]
+_RT_FEED_HOLD = facts.FEED_HOLD[0]
+_RT_CYCLE_START = facts.CYCLE_START[0]
+_RT_SAFETY_DOOR = facts.SAFETY_DOOR[0]
+_RT_JOG_CANCEL = facts.JOG_CANCEL[0]
+_FEED_OV_STEPS = {
+    facts.FEED_OV_PLUS_10: 10,
+    facts.FEED_OV_MINUS_10: -10,
+    facts.FEED_OV_PLUS_1: 1,
+    facts.FEED_OV_MINUS_1: -1,
+}
+_SPINDLE_OV_STEPS = {
+    facts.SPINDLE_OV_PLUS_10: 10,
+    facts.SPINDLE_OV_MINUS_10: -10,
+    facts.SPINDLE_OV_PLUS_1: 1,
+    facts.SPINDLE_OV_MINUS_1: -1,
+}
 
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 _FLOAT_SETTINGS = {11, 12, 24, 25, 27, 30, 31, 100, 101, 102, 110, 111, 112, 120, 121, 122, 130, 131, 132}
@@ -501,28 +522,28 @@ class GrblSimulator:
         self._emit_raw(line + "\r\n")
 
     def _on_byte(self, byte: int) -> None:
-        if byte in (0x18, 0x3F, 0x21, 0x7E) or byte >= 0x80:
+        if facts.is_realtime_byte(byte):
             self.realtime_received.append(byte)
-        if byte == 0x18:
+        if byte == _RT_RESET:
             self._reset()
             return
         if self._critical:
             return  # a critical alarm ignores everything but a reset, status queries included
-        if byte == 0x3F:  # '?': two queries before a report give one report
+        if byte == _RT_STATUS:  # two queries before a report give one report
             self._status_requested = True
-        elif byte == 0x21:  # '!'
+        elif byte == _RT_FEED_HOLD:
             self._feed_hold()
-        elif byte == 0x7E:  # '~'
+        elif byte == _RT_CYCLE_START:
             self._cycle_start()
-        elif byte == 0x84:
+        elif byte == _RT_SAFETY_DOOR:
             self._door_event()
-        elif byte == 0x85:
+        elif byte == _RT_JOG_CANCEL:
             if self.state == "Jog":
                 self._planner.clear()
                 self._cur = None
                 self._parser_pos = self.mpos
                 self.state = "Idle"
-        elif 0x90 <= byte <= 0xA1:
+        elif facts.FEED_OV_RESET[0] <= byte <= facts.MIST_TOGGLE[0]:
             self._override(byte)
         elif byte >= 0x80:
             return  # unused extended byte: ignored by GRBL
@@ -599,28 +620,27 @@ class GrblSimulator:
         return min(accels[i] / (abs(d) / length) for i, d in enumerate(delta) if d != 0)
 
     def _override(self, byte: int) -> None:
-        if byte == 0x90:
+        value = bytes([byte])
+        if value == facts.FEED_OV_RESET:
             self.feed_ov = 100
-        elif byte in (0x91, 0x92, 0x93, 0x94):
-            delta = {0x91: 10, 0x92: -10, 0x93: 1, 0x94: -1}[byte]
-            self.feed_ov = min(200, max(10, self.feed_ov + delta))
-        elif byte == 0x95:
+        elif value in _FEED_OV_STEPS:
+            self.feed_ov = min(200, max(10, self.feed_ov + _FEED_OV_STEPS[value]))
+        elif value == facts.RAPID_OV_RESET:
             self.rapid_ov = 100
-        elif byte == 0x96:
+        elif value == facts.RAPID_OV_50:
             self.rapid_ov = 50
-        elif byte == 0x97:
+        elif value == facts.RAPID_OV_25:
             self.rapid_ov = 25
-        elif byte == 0x99:
+        elif value == facts.SPINDLE_OV_RESET:
             self.spindle_ov = 100
-        elif byte in (0x9A, 0x9B, 0x9C, 0x9D):
-            delta = {0x9A: 10, 0x9B: -10, 0x9C: 1, 0x9D: -1}[byte]
-            self.spindle_ov = min(200, max(10, self.spindle_ov + delta))
-        elif byte == 0x9E:
+        elif value in _SPINDLE_OV_STEPS:
+            self.spindle_ov = min(200, max(10, self.spindle_ov + _SPINDLE_OV_STEPS[value]))
+        elif value == facts.SPINDLE_STOP_TOGGLE:
             if self.state == "Hold" and self.substate == 0:
                 self._spindle_stop = not self._spindle_stop
-        elif byte == 0xA0:
+        elif value == facts.FLOOD_TOGGLE:
             self._flood = not self._flood
-        elif byte == 0xA1:
+        elif value == facts.MIST_TOGGLE:
             self._mist = not self._mist
 
     # --- motion ------------------------------------------------------------------------------------

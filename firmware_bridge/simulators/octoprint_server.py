@@ -3,8 +3,9 @@
 OctoPrint pins many packages of its own, so it lives in its own virtualenv
 (``var/octoprint-venv`` by default), built once by :func:`ensure_octoprint_venv`
 and reused after that. :class:`VirtualOctoPrint` runs one server on a loopback
-port with a throw-away base directory and an admin user whose API key is known,
-the recipe of ``HARDWARE_REFERENCE.md`` §8::
+port with a throw-away base directory and an admin user whose API key is known:
+OctoPrint's own ``octoprint serve --iknowwhatimdoing --basedir DIR`` (it refuses
+to run as root without the flag) with its bundled Virtual Printer plugin::
 
     venv = ensure_octoprint_venv()
     with VirtualOctoPrint(tmpdir, venv=venv) as server:
@@ -47,7 +48,7 @@ ADMIN_USER = "fablab-admin"
 
 _BUILD_TIMEOUT_S = 900
 # Plugins that phone home, nag or burn CPU at start; without them OctoPrint
-# answers within 2-3 s instead of ~6 s (measured, HARDWARE_REFERENCE §8).
+# answers within 2-3 s instead of ~6 s (measured on the project's 2-core test machine).
 _DISABLED_PLUGINS = (
     "announcements",
     "discovery",

@@ -1,8 +1,9 @@
 """A power-monitoring plug on MQTT (Tasmota, Shelly Gen2 or Gen1), for the tests and the demo.
 
 :class:`PlugSimulator` connects to a broker with paho-mqtt 2 and speaks the
-plug's own topics and payload shapes, as documented in HARDWARE_REFERENCE.md
-§4 and in the adapters' module docstrings:
+plug's own topics and payload shapes, as their makers document them (Tasmota:
+tasmota/docs, docs/MQTT.md and docs/Commands.md; Shelly: the Gen1 MQTT and Gen2
+MQTT component API pages) and as the adapters' module docstrings summarise:
 
 * ``kind="tasmota"`` (``name`` is the ``%topic%``): ``tele/<t>/LWT``
   ``Online``/``Offline`` (retained, also the Last Will), ``tele/<t>/SENSOR``
@@ -54,6 +55,26 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
+
+# Only the plugs' topics are shared with the adapters, never their payload code: each side reads and
+# writes the payloads itself, so a payload bug cannot hide on both sides of a test.
+from firmware_bridge.adapters.plug_topics import (
+    SHELLY1_COMMAND,
+    SHELLY1_RELAY,
+    SHELLY1_RELAY_COMMAND,
+    SHELLY1_RELAY_ENERGY,
+    SHELLY1_RELAY_POWER,
+    SHELLY_EVENTS_RPC,
+    SHELLY_ONLINE,
+    SHELLY_RPC,
+    SHELLY_STATUS_SWITCH,
+    SHELLY_SWITCH,
+    TASMOTA_CMND,
+    TASMOTA_STAT,
+    TASMOTA_TELE,
+    shelly,
+    tasmota,
+)
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +310,11 @@ class PlugSimulator:
 
     @property
     def lwt_topic(self) -> str:
-        return f"tele/{self.name}/LWT" if self.kind == "tasmota" else f"{self.name}/online"
+        return (
+            tasmota(TASMOTA_TELE, self.name, "LWT")
+            if self.kind == "tasmota"
+            else shelly(self.name, SHELLY_ONLINE)
+        )
 
     def _lwt_payload(self, online: bool) -> str:
         if self.kind == "tasmota":
@@ -339,10 +364,10 @@ class PlugSimulator:
 
     def _command_filters(self) -> list[tuple[str, int]]:
         if self.kind == "tasmota":
-            return [(f"cmnd/{self.name}/#", 1)]
+            return [(tasmota(TASMOTA_CMND, self.name, "#"), 1)]
         if self.kind == "shelly":
-            return [(f"{self.name}/rpc", 1)]
-        return [(f"{self.name}/relay/0/command", 1), (f"{self.name}/command", 1)]
+            return [(shelly(self.name, SHELLY_RPC), 1)]
+        return [(shelly(self.name, SHELLY1_RELAY_COMMAND), 1), (shelly(self.name, SHELLY1_COMMAND), 1)]
 
     def _publish(self, topic: str, payload: Any, *, retain: bool = False) -> None:
         """Under the lock. Plugs publish state, never commands; only the LWT is retained."""
@@ -401,13 +426,13 @@ class PlugSimulator:
         self._power = self._load(now)
         if self.kind == "tasmota":
             state = "ON" if on else "OFF"
-            self._publish(f"stat/{self.name}/RESULT", {"POWER": state})
-            self._publish(f"stat/{self.name}/POWER", state)
+            self._publish(tasmota(TASMOTA_STAT, self.name, "RESULT"), {"POWER": state})
+            self._publish(tasmota(TASMOTA_STAT, self.name, "POWER"), state)
         elif self.kind == "shelly":
             if changed:
                 self._publish_shelly_status(source=source, full=True)
         else:
-            self._publish(f"{self.name}/relay/0", "on" if on else "off")
+            self._publish(shelly(self.name, SHELLY1_RELAY), "on" if on else "off")
         if changed:
             self._report(periodic=False)
 
@@ -418,11 +443,12 @@ class PlugSimulator:
         self._last_reported_power = self._power
         if self.kind == "tasmota":
             self._publish(
-                f"tele/{self.name}/SENSOR", {"Time": _local_time(), "ENERGY": self._tasmota_energy()}
+                tasmota(TASMOTA_TELE, self.name, "SENSOR"),
+                {"Time": _local_time(), "ENERGY": self._tasmota_energy()},
             )
             self._period_wh = 0.0
             if periodic:
-                self._publish(f"tele/{self.name}/STATE", self._tasmota_state())
+                self._publish(tasmota(TASMOTA_TELE, self.name, "STATE"), self._tasmota_state())
         elif self.kind == "shelly":
             full = periodic and (
                 self._tele_count % self.full_status_every == 1 or self.full_status_every == 1
@@ -430,9 +456,11 @@ class PlugSimulator:
             self._publish_shelly_status(source="timer", full=full)
         else:
             if periodic:
-                self._publish(f"{self.name}/relay/0", "on" if self._relay else "off")
-            self._publish(f"{self.name}/relay/0/power", f"{self._power:.2f}")
-            self._publish(f"{self.name}/relay/0/energy", str(int(self._energy_wh * 60)))  # watt-minutes
+                self._publish(shelly(self.name, SHELLY1_RELAY), "on" if self._relay else "off")
+            self._publish(shelly(self.name, SHELLY1_RELAY_POWER), f"{self._power:.2f}")
+            self._publish(
+                shelly(self.name, SHELLY1_RELAY_ENERGY), str(int(self._energy_wh * 60))
+            )  # watt-minutes
 
     def _electrics(self) -> tuple[float, float, float]:
         """Voltage, current and power factor for the present load."""
@@ -496,7 +524,7 @@ class PlugSimulator:
     def _publish_shelly_status(self, *, source: str, full: bool) -> None:
         status = self._shelly_switch(source)
         if full or not self._shelly_last:
-            self._publish(f"{self.name}/status/switch:0", status)
+            self._publish(shelly(self.name, SHELLY_STATUS_SWITCH), status)
         changed = {k: v for k, v in status.items() if self._shelly_last.get(k) != v and k != "source"}
         self._shelly_last = status
         if changed:
@@ -505,9 +533,9 @@ class PlugSimulator:
                 "src": self.name,
                 "dst": f"{self.name}/events",
                 "method": "NotifyStatus",
-                "params": {"ts": round(time.time(), 2), "switch:0": changed},
+                "params": {"ts": round(time.time(), 2), SHELLY_SWITCH: changed},
             }
-            self._publish(f"{self.name}/events/rpc", frame)
+            self._publish(shelly(self.name, SHELLY_EVENTS_RPC), frame)
 
     # -- commands -------------------------------------------------------------------------------
 
@@ -534,8 +562,8 @@ class PlugSimulator:
         if command in ("POWER", "POWER1"):
             if arg in ("", "?"):
                 state = "ON" if self._relay else "OFF"
-                self._publish(f"stat/{self.name}/RESULT", {"POWER": state})
-                self._publish(f"stat/{self.name}/POWER", state)
+                self._publish(tasmota(TASMOTA_STAT, self.name, "RESULT"), {"POWER": state})
+                self._publish(tasmota(TASMOTA_STAT, self.name, "POWER"), state)
             elif arg in ("ON", "1", "TRUE"):
                 self._set_relay(True, source="mqtt")
             elif arg in ("OFF", "0", "FALSE"):
@@ -543,15 +571,15 @@ class PlugSimulator:
             elif arg in ("TOGGLE", "2"):
                 self._set_relay(not self._relay, source="mqtt")
             else:
-                self._publish(f"stat/{self.name}/RESULT", {"Command": "Error"})
+                self._publish(tasmota(TASMOTA_STAT, self.name, "RESULT"), {"Command": "Error"})
         elif command == "STATUS" and arg in ("8", "10"):
             sns = {"StatusSNS": {"Time": _local_time(), "ENERGY": self._tasmota_energy()}}
-            self._publish(f"stat/{self.name}/STATUS{arg}", sns)
+            self._publish(tasmota(TASMOTA_STAT, self.name, f"STATUS{arg}"), sns)
         elif command == "TELEPERIOD" and arg.isdigit():
             self.tele_period_s = max(10, min(3600, int(arg))) if int(arg) else self.tele_period_s
-            self._publish(f"stat/{self.name}/RESULT", {"TelePeriod": int(self.tele_period_s)})
+            self._publish(tasmota(TASMOTA_STAT, self.name, "RESULT"), {"TelePeriod": int(self.tele_period_s)})
         else:
-            self._publish(f"stat/{self.name}/RESULT", {"Command": "Unknown"})
+            self._publish(tasmota(TASMOTA_STAT, self.name, "RESULT"), {"Command": "Unknown"})
 
     def _shelly_rpc(self, text: str) -> None:
         try:
@@ -575,20 +603,20 @@ class PlugSimulator:
         elif method == "Switch.GetStatus" and params.get("id", 0) == 0:
             reply["result"] = self._shelly_switch("MQTT")
         elif method == "Shelly.GetStatus":
-            reply["result"] = {"switch:0": self._shelly_switch("MQTT")}
+            reply["result"] = {SHELLY_SWITCH: self._shelly_switch("MQTT")}
         else:
             reply["error"] = {"code": 404, "message": f"No handler for {method}"}
-        self._publish(f"{src}/rpc", reply)
+        self._publish(shelly(src, SHELLY_RPC), reply)
 
     def _gen1_command(self, topic: str, text: str) -> None:
         arg = text.strip().lower()
-        if topic.endswith("/relay/0/command"):
+        if topic.endswith("/" + SHELLY1_RELAY_COMMAND):
             if arg in ("on", "off"):
                 self._set_relay(arg == "on", source="mqtt")
             elif arg == "toggle":
                 self._set_relay(not self._relay, source="mqtt")
         elif arg in ("update", "announce"):
-            self._publish(f"{self.name}/relay/0", "on" if self._relay else "off")
+            self._publish(shelly(self.name, SHELLY1_RELAY), "on" if self._relay else "off")
             self._report(periodic=False)
 
 

@@ -129,6 +129,7 @@ def test_a_manager_of_another_lab_is_refused(client, machine, lab):
 
 def test_approving_and_declining_go_through_the_services(client, machine, manager):
     member = UserFactory(username="paula", first_name="Paula", last_name="Peeters")
+    CertificationFactory(member=member, training=machine.required_training)
     first = BookingFactory(
         machine=machine, member=member, start=at(10), end=at(11), status=Booking.Status.PENDING
     )

@@ -129,6 +129,7 @@ def make_board(now: dt.datetime | None = None):
     from django.utils import timezone
 
     from devices.models import Alert, MachineStatus
+    from firmware_bridge.protocol import ACTIONS
     from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory
 
     now = now or timezone.now()
@@ -149,8 +150,11 @@ def make_board(now: dt.datetime | None = None):
         progress_pct=42.0,
         last_reading={"temp_nozzle_c": 210.5, "temp_bed_c": 60.0},
         status_ts=int(now.timestamp() * 1000) - 60_000,
+        capabilities=list(ACTIONS),  # an interlocked printer: every command is offered
     )
-    MachineStatus.objects.create(machine=laser, state="idle", since=now, online=True, enabled=True)
+    MachineStatus.objects.create(
+        machine=laser, state="idle", since=now, online=True, enabled=True, capabilities=list(ACTIONS)
+    )
     Alert.objects.create(machine=laser, kind=Alert.Kind.SILENT, message="", raised_at=now)
     current = BookingFactory(
         machine=printer, member=maker_b, start=now - dt.timedelta(minutes=30), end=now + dt.timedelta(hours=1)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
-from devices import charts
+from devices import capabilities
 from devices.influx import telemetry_line, telemetry_tags
 from devices.models import Command
 from tests.devices.board_fixtures import make_board
@@ -119,7 +123,8 @@ def test_the_machine_page_says_when_there_is_no_telemetry_store(client, board, n
     client.force_login(board["maker_a"])
     html = client.get(machine_url()).content.decode()
     assert "No telemetry store is configured" in html
-    assert "<svg" not in html
+    assert 'class="chart-figure"' not in html
+    assert page_charts(html)["live"] is False  # no charts grow live under that sentence
 
 
 def test_the_machine_page_survives_a_store_that_is_down(client, board, store_down):
@@ -129,7 +134,13 @@ def test_the_machine_page_survives_a_store_that_is_down(client, board, store_dow
     assert "The telemetry store did not answer" in response.content.decode()
 
 
-def test_the_machine_page_charts_the_last_hours_from_influxdb(client, board, store):
+def page_charts(html: str) -> dict:
+    """The data the page hands charts.js (``json_script`` ``telemetry-data``)."""
+    raw = html.split('<script id="telemetry-data" type="application/json">')[1].split("</script>")[0]
+    return json.loads(raw)
+
+
+def test_the_machine_page_charts_the_chosen_period_from_influxdb(client, board, store):
     now = timezone.now()
     recent = [now - dt.timedelta(minutes=30) + dt.timedelta(seconds=10 * i) for i in range(10)]
     write_telemetry(
@@ -146,17 +157,104 @@ def test_the_machine_page_charts_the_last_hours_from_influxdb(client, board, sto
     )
     write_telemetry(store, board["laser"], {"power_w": [(recent[0], 999.0), (recent[1], 998.0)]})
     client.force_login(board["maker_a"])
-    html = client.get(machine_url() + "?hours=3").content.decode()
-    assert html.count('<svg class="chart"') == 2  # °C and W
+    html = client.get(machine_url() + "?minutes=180").content.decode()
+    assert html.count('class="chart-figure"') == 2  # °C and W
     assert "<strong>Temperatures</strong>" in html and "<strong>Power</strong>" in html
     assert "Nozzle target" in html
-    assert "highest 209.0" in html or "highest 20" in html  # the legend states the range
+    # The legend states now (the live status's reading, as on the card), lowest and highest.
+    assert "now 210.5 °C (lowest 20" in html
     assert "999" not in html  # the laser's readings stay on the laser's page
-    assert 'aria-current="page"' in html
+    assert 'aria-current="page"' in html and "Last 3 hours" in html
+    data = page_charts(html)
+    assert [c["unit"] for c in data["charts"]] == ["°C", "W"]
+    assert data["period_ms"] == 180 * 60_000 and data["live"] is True
     # The last hour only: the power readings of two hours ago are out.
-    html = client.get(machine_url() + "?hours=1").content.decode()
-    assert html.count('<svg class="chart"') == 1
+    html = client.get(machine_url() + "?minutes=60").content.decode()
+    assert html.count('class="chart-figure"') == 1
     assert "<strong>Temperatures</strong>" in html and "<strong>Power</strong>" not in html
+    # Old links with ?hours= still choose the period.
+    assert client.get(machine_url() + "?hours=3").context["minutes"] == 180
+
+
+def test_the_window_starts_at_the_first_reading_not_at_the_period_start(client, board, store):
+    now = timezone.now().replace(microsecond=0)
+    first = now - dt.timedelta(minutes=10)
+    write_telemetry(
+        store,
+        board["printer"],
+        {"feed_mm_min": [(first + dt.timedelta(seconds=20 * i), 1500.0) for i in range(30)]},
+    )
+    client.force_login(board["manager"])
+    (chart,) = page_charts(client.get(machine_url() + "?minutes=1440").content.decode())["charts"]
+    # A day's period, ten minutes of data: the chart spans the ten minutes (InfluxDB's buckets start
+    # on whole multiples of their width, 288 s for a day, so the first bucket may start a little earlier).
+    period_start_ms = int((now - dt.timedelta(hours=24)).timestamp() * 1000)
+    assert chart["start"] > period_start_ms + 23 * 3600_000
+    assert int(first.timestamp() * 1000) - 288_000 <= chart["start"] <= int(first.timestamp() * 1000)
+    assert chart["y"] == {"low": 0, "high": 1500, "step": 500}  # feed never below 0, round ticks
+
+
+def test_the_legend_now_is_the_number_on_the_card_above(client, board, store):
+    # The live status holds 210.5 °C (the card's number); the chart's last average is 204.
+    now = timezone.now()
+    write_telemetry(
+        store,
+        board["printer"],
+        {"temp_nozzle_c": [(now - dt.timedelta(minutes=5 - i), 200.0 + i) for i in range(5)]},
+    )
+    client.force_login(board["manager"])
+    html = client.get(machine_url()).content.decode()
+    card = html.split('id="machine-printer-1"')[1].split("</li>")[0]
+    assert '<dd data-reading="temp_nozzle_c">210.5 °C</dd>' in card
+    legend = html.split('data-series="temp_nozzle_c"')[1].split("</li>")[0]
+    assert "now 210.5 °C (lowest 200.0, highest 204.0)" in legend
+    (chart,) = page_charts(html)["charts"]
+    assert chart["series"][0]["now"] == 210.5
+
+
+def test_the_machine_page_speaks_the_users_language(client, board, store, settings):
+    now = timezone.now()
+    write_telemetry(
+        store,
+        board["printer"],
+        {
+            "rapid_override_pct": [
+                (now - dt.timedelta(minutes=2), 100.0),
+                (now - dt.timedelta(minutes=1), 50.0),
+            ]
+        },
+    )
+    client.force_login(board["manager"])
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "nl"
+    html = client.get(machine_url()).content.decode()
+    assert '<html lang="nl">' in html
+    assert "rapid_override_pct<" not in html and ">rapid_override_pct" not in html
+    data = page_charts(html)
+    assert data["strings"]["legend"].startswith("nu ")
+    (chart,) = data["charts"]
+    assert chart["unit"] == "%" and chart["y"]["low"] == 0
+
+
+def test_the_chart_library_is_served_by_the_site_itself(client, board, no_store):
+    client.force_login(board["maker_a"])
+    html = client.get(machine_url()).content.decode()
+    for path in (
+        "vendor/uplot/uPlot.iife.min.js",
+        "vendor/uplot/uPlot.min.css",
+        "devices/charts.js",
+        "devices/charts.css",
+    ):
+        assert f"/static/{path}" in html
+        found = finders.find(path)
+        assert found, f"{path} is not among the site's static files"
+    scripts = [tag.split('src="')[1].split('"')[0] for tag in html.split("<script")[1:] if 'src="' in tag]
+    assert scripts and all(src.startswith("/static/") for src in scripts)  # no CDN
+    links = [tag.split('href="')[1].split('"')[0] for tag in html.split("<link")[1:] if 'href="' in tag]
+    assert all(href.startswith("/") for href in links)
+    vendor = Path(finders.find("vendor/uplot/uPlot.iife.min.js"))
+    version = (vendor.parent / "VERSION").read_text().split()[1]
+    assert f"(v{version})" in vendor.read_text()[:200]  # VERSION names the file that is there
+    assert (vendor.parent / "LICENSE").read_text().startswith("The MIT License")
 
 
 def test_a_long_period_is_averaged_into_a_few_hundred_points(board, store):
@@ -176,10 +274,12 @@ def test_a_long_period_is_averaged_into_a_few_hundred_points(board, store):
 
 def test_a_quiet_machine_says_so_and_a_bad_period_falls_back(client, board, store):
     client.force_login(board["maker_a"])
-    response = client.get(machine_url() + "?hours=abc")
-    html = response.content.decode()
-    assert response.context["hours"] == 3
-    assert "No telemetry in this period." in html
+    for query in ("?minutes=abc", "?minutes=7", "?hours=abc"):
+        response = client.get(machine_url() + query)
+        html = response.content.decode()
+        assert response.context["minutes"] == 60
+        assert "No telemetry in this period." in html
+        assert page_charts(html)["live"] is True  # charts may start from live readings
 
 
 def test_the_command_audit_is_for_managers(client, board, no_store):
@@ -199,58 +299,10 @@ def test_the_command_audit_is_for_managers(client, board, no_store):
     html = client.get(machine_url()).content.decode()
     assert 'id="command-audit"' in html
     audit = html.split('id="command-audit"')[1]
-    assert "Mia Manager" in audit and "<td>Pause</td>" in audit and "Refused: not running" in audit
+    # The ack code explained in the page's language, the bridge's words after it as detail.
+    explained = escape(capabilities.ack_explanation("invalid_state"))
+    assert "Mia Manager" in audit and "<td>Pause</td>" in audit
+    assert f"Refused: {explained} (not running)" in audit
     client.force_login(board["maker_a"])
     html = client.get(machine_url()).content.decode()
     assert 'id="command-audit"' not in html and "Mia Manager" not in html
-
-
-# ------------------------------------------------------------------ the SVG charts
-
-
-def test_charts_group_series_by_unit_and_drop_empty_ones():
-    start = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
-    end = start + dt.timedelta(hours=1)
-    built = charts.build_charts(
-        {
-            "temp_bed_c": [(start, 60), (end, 61)],
-            "temp_nozzle_c": [(start.isoformat(), 200), (int(end.timestamp() * 1000), 210)],
-            "power_w": [(start, None), (end, "x")],
-            "custom_thing": [(start, 1), (end, 2)],
-        },
-        start=start,
-        end=end,
-    )
-    assert [(c.title, c.unit, [s.name for s in c.series]) for c in built] == [
-        ("Temperatures", "°C", ["temp_bed_c", "temp_nozzle_c"]),
-        ("custom_thing", "", ["custom_thing"]),
-    ]
-    assert built[0].series[1].last == 210 and built[0].series[1].low == 200
-
-
-def test_a_long_silence_breaks_the_line():
-    start = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
-    ms = int(start.timestamp() * 1000)
-    points = [(ms + i * 1000, float(i)) for i in range(10)] + [
-        (ms + 3_600_000 + i * 1000, 1.0) for i in range(10)
-    ]
-    (chart,) = charts.build_charts({"power_w": points}, start=start, end=start + dt.timedelta(hours=2))
-    path = str(chart.svg).split(' d="')[1].split('"')[0]
-    assert path.count("M") == 2
-
-
-def test_chart_text_is_escaped():
-    start = dt.datetime(2026, 1, 1, 10, tzinfo=dt.UTC)
-    (chart,) = charts.build_charts(
-        {"<script>": [(start, 1.0), (start + dt.timedelta(minutes=1), 2.0)]}, start=start, end=start
-    )
-    assert "<script>" not in str(chart.svg)
-    assert "&lt;script&gt;" in str(chart.svg)
-
-
-def test_many_points_are_thinned():
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    ms = int(start.timestamp() * 1000)
-    points = charts.clean_points([(ms + i, float(i)) for i in range(10_000)])
-    assert len(points) <= charts.MAX_POINTS + 1
-    assert points[0] == (ms, 0.0) and points[-1] == (ms + 9_999, 9_999.0)

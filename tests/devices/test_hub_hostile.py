@@ -28,7 +28,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from devices.hub import (
+from devices.hub import Hub
+from devices.hub_stats import (
     BAD_JSON,
     BAD_TOPIC,
     INVALID,
@@ -36,7 +37,6 @@ from devices.hub import (
     UNEXPECTED,
     UNKNOWN_BRIDGE,
     UNKNOWN_MACHINE,
-    Hub,
 )
 from devices.influx import InfluxStore
 from devices.influx_spool import Spool
@@ -572,7 +572,7 @@ def test_a_nul_or_lone_surrogate_in_free_text_is_replaced_and_the_status_and_eve
         "error": {"code": "printer_error", "message": "Error:\u0000 heater \udfff"},
     }
     offline_hub._handle(fake_message(protocol.topic_status(LAB, MACHINE), json.dumps(status).encode()))
-    offline_hub._apply_statuses()
+    offline_hub.messages.apply_statuses()
     event = {
         "v": 1,
         "ts": now,
@@ -642,7 +642,7 @@ def test_repeated_refusals_of_one_machine_are_logged_once_per_interval(machine, 
     refused = [r for r in caplog.records if "refused message" in r.getMessage()]
     assert len(refused) == 2  # one for prusa-1, one for the ghost: both bad_json, two machines
     assert offline_hub.hub_stats["malformed"] == 400
-    assert offline_hub._suppressed_logs == 398
+    assert offline_hub.logs.suppressed == 398
 
 
 def test_one_bad_line_never_loses_other_machines_points(machine, broker, influx, publisher, tmp_path):

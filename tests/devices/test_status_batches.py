@@ -1,4 +1,4 @@
-"""``services.apply_statuses``: a batch does what applying its statuses one by one in ``ts`` order does."""
+"""``devices.status.apply_statuses``: a batch does what applying its statuses one by one in ``ts`` order does."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from devices import services
+from devices import live, machines
+from devices import status as live_status
 from devices.models import Alert, MachineStatus, StateChange, UsageSession
 from firmware_bridge import protocol
 from tests.devices.conftest import make_machine
@@ -67,21 +68,21 @@ def history(machine) -> dict:
 def test_a_batch_does_what_its_statuses_do_one_by_one(monkeypatch):
     lab = LabFactory(slug="bxl-centre")
     one, batched, other = (make_machine(lab, slug=s) for s in ("one-by-one", "batched", "other"))
-    index = services.MachineIndex()
+    index = machines.MachineIndex()
     index.reload()
     pushed = []
     monkeypatch.setattr(
-        services.live,
+        live,
         "push_status",
         lambda st, ts=None, alerts=None: pushed.append((st.machine.slug, st.state, ts, alerts)),
     )
 
     for msg in sorted(STATUSES, key=lambda m: m.ts):
-        services.apply_status(index.get("bxl-centre", "one-by-one"), msg)
+        live_status.apply_status(index.get("bxl-centre", "one-by-one"), msg)
     by_one = [p[1:] for p in pushed]
     pushed.clear()
     info, other_info = index.get("bxl-centre", "batched"), index.get("bxl-centre", "other")
-    applied = services.apply_statuses(
+    applied = live_status.apply_statuses(
         [(info, m) for m in STATUSES] + [(other_info, status(protocol.IDLE, T0))]
     )
 
@@ -117,6 +118,6 @@ def test_a_batch_does_what_its_statuses_do_one_by_one(monkeypatch):
     # Nothing newer: nothing applied, nothing pushed, nothing recorded.
     pushed.clear()
     before = history(batched)
-    assert services.apply_statuses([(info, status(protocol.IDLE, T0 + 6000))]) == []  # the same ts
-    assert services.apply_statuses([(info, m) for m in STATUSES]) == []
+    assert live_status.apply_statuses([(info, status(protocol.IDLE, T0 + 6000))]) == []  # the same ts
+    assert live_status.apply_statuses([(info, m) for m in STATUSES]) == []
     assert pushed == [] and history(batched) == before

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from firmware_bridge.adapters.base import ADAPTERS, CommandError, ErrorInfo, JobInfo
-from firmware_bridge.adapters.grbl import GrblAdapter, send_file
+from firmware_bridge.adapters.grbl import GrblAdapter
+from firmware_bridge.adapters.grbl.sender import send_file
 from firmware_bridge.simulators.gcode_jobs import cnc_pocket_job, laser_job, write_job
 from firmware_bridge.simulators.grbl import GrblSimulator
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from firmware_bridge import grbl_protocol as gp
 from firmware_bridge.adapters.base import ERROR, IDLE, PAUSED, RUNNING
-from firmware_bridge.adapters.grbl import map_state
+from firmware_bridge.adapters.grbl import facts, wire
+from firmware_bridge.adapters.grbl.reports import map_state
 
 coord = st.floats(min_value=-9999, max_value=9999, allow_nan=False).map(lambda v: round(v, 3))
 vec3 = st.tuples(coord, coord, coord)
@@ -84,8 +84,8 @@ def reports(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
 @given(reports())
 def test_any_field_order_and_optional_subset_parses(case: tuple[str, dict[str, object]]) -> None:
     line, expected = case
-    report = gp.parse_status(line)
-    assert gp.state_name(report) == expected["state"]
+    report = wire.parse_status(line)
+    assert wire.state_name(report) == expected["state"]
     if expected["wpos"]:
         assert report.wpos == pytest.approx(expected["pos"]) and report.mpos is None
     else:
@@ -108,29 +108,29 @@ def test_any_field_order_and_optional_subset_parses(case: tuple[str, dict[str, o
     else:
         assert report.accessories is None
     # parse_line classifies it the same way.
-    assert gp.parse_line(line) == report
+    assert wire.parse_line(line) == report
 
 
 @given(st.text(max_size=200))
 def test_parse_line_never_raises(text: str) -> None:
-    parsed = gp.parse_line(text)
+    parsed = wire.parse_line(text)
     assert parsed is not None
 
 
 def test_documented_examples() -> None:
-    report = gp.parse_status("<Idle|MPos:0.000,-10.000,5.000|FS:0.0,0|WCO:0.000,1.551,5.664>")
+    report = wire.parse_status("<Idle|MPos:0.000,-10.000,5.000|FS:0.0,0|WCO:0.000,1.551,5.664>")
     assert report.state == "Idle" and report.substate is None
     assert report.work_position(None) == pytest.approx((0.0, -11.551, -0.664))
-    run = gp.parse_status("<Run|MPos:10.000,0.000,0.000|Bf:15,128|FS:500,8000|Ov:100,100,100|A:SFM>")
+    run = wire.parse_status("<Run|MPos:10.000,0.000,0.000|Bf:15,128|FS:500,8000|Ov:100,100,100|A:SFM>")
     assert run.feed == 500 and run.spindle == 8000 and run.accessories == "SFM"
     assert run.planner_blocks_free == 15 and run.rx_bytes_free == 128
     # With WPos, the machine position needs the last WCO.
-    wpos = gp.parse_status("<Hold:1|WPos:1.000,2.000,3.000|F:300>")
+    wpos = wire.parse_status("<Hold:1|WPos:1.000,2.000,3.000|F:300>")
     assert wpos.substate == 1 and wpos.spindle is None and wpos.feed == 300
     assert wpos.machine_position((1.0, 1.0, 1.0)) == pytest.approx((2.0, 3.0, 4.0))
     assert wpos.machine_position(None) is None
     # An A-axis (4 values) and an unknown field (a fork's) are tolerated.
-    fork = gp.parse_status("<Tool|MPos:1,2,3,4|XX:7>")
+    fork = wire.parse_status("<Tool|MPos:1,2,3,4|XX:7>")
     assert fork.mpos == (1, 2, 3, 4) and fork.fields["XX"] == "7"
 
 
@@ -147,41 +147,41 @@ def test_documented_examples() -> None:
     ],
 )
 def test_malformed_reports_are_rejected_and_classified_unknown(line: str) -> None:
-    with pytest.raises(gp.StatusParseError):
-        gp.parse_status(line)
-    assert isinstance(gp.parse_line(line), gp.Unknown)
+    with pytest.raises(wire.StatusParseError):
+        wire.parse_status(line)
+    assert isinstance(wire.parse_line(line), wire.Unknown)
 
 
 def test_every_line_type() -> None:
-    assert gp.parse_line("ok") == gp.Ok()
-    assert gp.parse_line("error:22") == gp.Error(22)
-    assert gp.parse_line("ALARM:3") == gp.Alarm(3)
-    assert gp.parse_line("Grbl 1.1h ['$' for help]") == gp.Welcome("1.1h")
-    assert gp.parse_line("[MSG:'$H'|'$X' to unlock]") == gp.Message("MSG", "'$H'|'$X' to unlock")
-    assert gp.parse_line("[GC:G0 G54 G17 G21 G90 G94 M5 M9 T0 F0 S0]").kind == "GC"
-    assert gp.parse_line("[VER:1.1h.20190830:]") == gp.Message("VER", "1.1h.20190830:")
-    assert gp.parse_line("[PRB:0.000,0.000,0.000:0]").kind == "PRB"
-    assert gp.parse_line("$32=1") == gp.Setting(32, 1.0)
-    assert gp.parse_line("$110=5000.000") == gp.Setting(110, 5000.0)
-    assert gp.parse_line(">G54G20:ok") == gp.StartupLine("G54G20", None)
-    assert gp.parse_line(">G54G20:error:20") == gp.StartupLine("G54G20", 20)
-    assert isinstance(gp.parse_line("error:x"), gp.Unknown)
-    assert isinstance(gp.parse_line("garbage"), gp.Unknown)
-    assert gp.is_ack(gp.Ok()) and gp.is_ack(gp.Error(1)) and not gp.is_ack(gp.Alarm(1))
+    assert wire.parse_line("ok") == wire.Ok()
+    assert wire.parse_line("error:22") == wire.Error(22)
+    assert wire.parse_line("ALARM:3") == wire.Alarm(3)
+    assert wire.parse_line("Grbl 1.1h ['$' for help]") == wire.Welcome("1.1h")
+    assert wire.parse_line("[MSG:'$H'|'$X' to unlock]") == wire.Message("MSG", "'$H'|'$X' to unlock")
+    assert wire.parse_line("[GC:G0 G54 G17 G21 G90 G94 M5 M9 T0 F0 S0]").kind == "GC"
+    assert wire.parse_line("[VER:1.1h.20190830:]") == wire.Message("VER", "1.1h.20190830:")
+    assert wire.parse_line("[PRB:0.000,0.000,0.000:0]").kind == "PRB"
+    assert wire.parse_line("$32=1") == wire.Setting(32, 1.0)
+    assert wire.parse_line("$110=5000.000") == wire.Setting(110, 5000.0)
+    assert wire.parse_line(">G54G20:ok") == wire.StartupLine("G54G20", None)
+    assert wire.parse_line(">G54G20:error:20") == wire.StartupLine("G54G20", 20)
+    assert isinstance(wire.parse_line("error:x"), wire.Unknown)
+    assert isinstance(wire.parse_line("garbage"), wire.Unknown)
+    assert wire.is_ack(wire.Ok()) and wire.is_ack(wire.Error(1)) and not wire.is_ack(wire.Alarm(1))
 
 
 def test_alarm_and_error_meanings() -> None:
-    assert set(gp.ALARM_CODES) == set(range(1, 11))
-    assert set(gp.ERROR_CODES) == set(range(1, 18)) | set(range(20, 39))
-    assert "Hard limit" in gp.Alarm(1).meaning
-    assert "reset while in motion" in gp.Alarm(3).meaning
-    assert "door" in gp.alarm_meaning(7)
-    assert "G-code lock" in gp.Error(9).meaning
-    assert "feed rate" in gp.error_meaning(22)
-    assert "Line overflow" in gp.error_meaning(11)
+    assert set(facts.ALARM_CODES) == set(range(1, 11))
+    assert set(facts.ERROR_CODES) == set(range(1, 18)) | set(range(20, 39))
+    assert "Hard limit" in wire.Alarm(1).meaning
+    assert "reset while in motion" in wire.Alarm(3).meaning
+    assert "door" in facts.alarm_meaning(7)
+    assert "G-code lock" in wire.Error(9).meaning
+    assert "feed rate" in facts.error_meaning(22)
+    assert "Line overflow" in facts.error_meaning(11)
     # Forks add codes: an unknown code gets a generic meaning rather than an exception.
-    assert "Unknown alarm 42" in gp.alarm_meaning(42)
-    assert "Unknown error 79" in gp.error_meaning(79)
+    assert "Unknown alarm 42" in facts.alarm_meaning(42)
+    assert "Unknown error 79" in facts.error_meaning(79)
 
 
 @pytest.mark.parametrize(
@@ -203,8 +203,8 @@ def test_state_mapping(state: str, expected: str) -> None:
 
 
 def test_realtime_bytes_and_line_cleaning() -> None:
-    assert all(gp.is_realtime_byte(b) for b in b"?!~\x18\x84\x85\x90\xa1")
-    assert not any(gp.is_realtime_byte(b) for b in b"G1X10$\n")
-    assert gp.clean_gcode_line("G1 X10 (move!) Y5 ; comment?") == "G1 X10  Y5"
-    assert gp.clean_gcode_line("(only a comment)") == ""
-    assert gp.clean_gcode_line("; header") == ""
+    assert all(facts.is_realtime_byte(b) for b in b"?!~\x18\x84\x85\x90\xa1")
+    assert not any(facts.is_realtime_byte(b) for b in b"G1X10$\n")
+    assert wire.clean_gcode_line("G1 X10 (move!) Y5 ; comment?") == "G1 X10  Y5"
+    assert wire.clean_gcode_line("(only a comment)") == ""
+    assert wire.clean_gcode_line("; header") == ""

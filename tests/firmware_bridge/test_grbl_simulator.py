@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from firmware_bridge import grbl_protocol as gp
+from firmware_bridge.adapters.grbl import facts, wire
 from firmware_bridge.simulators.gcode_jobs import cnc_pocket_job, laser_job
 from firmware_bridge.simulators.grbl import GrblSimulator
 
@@ -63,11 +63,11 @@ class Client:
             if text == "ok" or text.startswith("error:"):
                 return got
 
-    def status(self) -> gp.StatusReport:
+    def status(self) -> wire.StatusReport:
         self.write(b"?")
-        return gp.parse_status(self.expect(lambda line: line.startswith("<"), timeout=5))
+        return wire.parse_status(self.expect(lambda line: line.startswith("<"), timeout=5))
 
-    def wait_state(self, wanted: str, timeout: float = DEADLINE_S) -> gp.StatusReport:
+    def wait_state(self, wanted: str, timeout: float = DEADLINE_S) -> wire.StatusReport:
         deadline = time.monotonic() + timeout
         seen = []
         while time.monotonic() < deadline:
@@ -75,8 +75,8 @@ class Client:
                 report = self.status()
             except AssertionError:
                 continue
-            seen.append(gp.state_name(report))
-            if gp.state_name(report) == wanted or report.state == wanted:
+            seen.append(wire.state_name(report))
+            if wire.state_name(report) == wanted or report.state == wanted:
                 return report
             time.sleep(0.02)
         raise AssertionError(f"state {wanted} not reached; saw {seen[-10:]}")
@@ -101,7 +101,7 @@ def client(sim: GrblSimulator) -> Iterator[Client]:
 def test_welcome_on_open_and_queries(client: Client, sim: GrblSimulator) -> None:
     settings = client.command("$$")
     assert settings[-1] == "ok"
-    parsed = {s.number: s.value for s in map(gp.parse_line, settings) if isinstance(s, gp.Setting)}
+    parsed = {s.number: s.value for s in map(wire.parse_line, settings) if isinstance(s, wire.Setting)}
     assert parsed[32] == 0 and parsed[30] == 24000 and parsed[10] == 1
     assert client.command("$I")[:2] == ["[VER:1.1h.20190830:]", "[OPT:V,15,128]"]
     assert client.command("$G")[0].startswith("[GC:G0 G54 G17 G21 G90 G94")
@@ -175,7 +175,7 @@ def test_moves_run_in_simulated_time_and_report_fields(client: Client, sim: Grbl
 
 def test_character_counting_keeps_buffer_and_overflow_is_counted(client: Client, sim: GrblSimulator) -> None:
     text = cnc_pocket_job(width=30, height=20, depth=2, stepdown=1)
-    lines = [gp.clean_gcode_line(raw) for raw in text.splitlines()]
+    lines = [wire.clean_gcode_line(raw) for raw in text.splitlines()]
     lines = [line for line in lines if line]
     inflight: collections.deque[int] = collections.deque()
     sent = acked = 0
@@ -183,7 +183,7 @@ def test_character_counting_keeps_buffer_and_overflow_is_counted(client: Client,
     deadline = time.monotonic() + 60
     while acked < len(lines):
         assert time.monotonic() < deadline, f"stream stalled at {acked}/{len(lines)}"
-        while sent < len(lines) and sum(inflight) + len(lines[sent]) + 1 <= gp.RX_BUFFER_USABLE:
+        while sent < len(lines) and sum(inflight) + len(lines[sent]) + 1 <= facts.RX_BUFFER_USABLE:
             client.write(lines[sent].encode() + b"\n")
             inflight.append(len(lines[sent]) + 1)
             sent += 1
@@ -326,7 +326,7 @@ def test_unplug_and_replug(client: Client, sim: GrblSimulator) -> None:
 
 def test_generated_jobs_are_valid_gcode() -> None:
     for text in (cnc_pocket_job(line_numbers=True), laser_job()):
-        lines = [gp.clean_gcode_line(line) for line in text.splitlines()]
+        lines = [wire.clean_gcode_line(line) for line in text.splitlines()]
         assert len([line for line in lines if line]) > 50
         assert all(len(line) < 80 for line in lines)
     laser = laser_job()

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware_bridge.octoprint_client import (
+from firmware_bridge.adapters.octoprint.client import (
     OctoPrintAuthError,
     OctoPrintBadResponse,
     OctoPrintClient,

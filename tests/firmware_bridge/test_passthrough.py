@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 import serial
 
-from firmware_bridge import grbl_protocol as gp
-from firmware_bridge.adapters.grbl import GrblAdapter, resolve_send_port, send_file
-from firmware_bridge.passthrough import SenderStream, StatusPollArbiter, job_marker, parse_job_marker
+from firmware_bridge.adapters.grbl import GrblAdapter, facts, wire
+from firmware_bridge.adapters.grbl.passthrough import (
+    SenderStream,
+    StatusPollArbiter,
+    job_marker,
+    parse_job_marker,
+)
+from firmware_bridge.adapters.grbl.sender import resolve_send_port, send_file
 from firmware_bridge.simulators.gcode_jobs import cnc_pocket_job, write_job
 from firmware_bridge.simulators.grbl import GrblSimulator
 from tests.firmware_bridge.test_grbl_adapter import BridgeLoop, RecordingSink, make_adapter
@@ -107,7 +112,7 @@ def test_sender_streams_a_job_undisturbed(sim: GrblSimulator, tmp_path: Path, pt
     sink = RecordingSink()
     adapter = make_adapter(sim, sink, passthrough=pt_path)
     text = cnc_pocket_job(width=20, height=14, depth=2)
-    lines = [line for line in (gp.clean_gcode_line(raw) for raw in text.splitlines()) if line]
+    lines = [line for line in (wire.clean_gcode_line(raw) for raw in text.splitlines()) if line]
     with BridgeLoop(adapter):
         sink.wait_state("idle")
         sender = open_sender(pt_path, sink)
@@ -120,7 +125,7 @@ def test_sender_streams_a_job_undisturbed(sim: GrblSimulator, tmp_path: Path, pt
             idle_after_end = False
             while not idle_after_end:
                 assert time.monotonic() < deadline, f"stalled at {acked}/{len(lines)}"
-                while sent < len(lines) and sum(inflight) + len(lines[sent]) + 1 <= gp.RX_BUFFER_USABLE:
+                while sent < len(lines) and sum(inflight) + len(lines[sent]) + 1 <= facts.RX_BUFFER_USABLE:
                     sender.write(lines[sent].encode() + b"\n")
                     inflight.append(len(lines[sent]) + 1)
                     sent += 1
@@ -131,14 +136,14 @@ def test_sender_streams_a_job_undisturbed(sim: GrblSimulator, tmp_path: Path, pt
                 sender._pump()
                 while sender.lines:
                     line = sender.lines.pop(0)
-                    parsed = gp.parse_line(line)
-                    if gp.is_ack(parsed):
+                    parsed = wire.parse_line(line)
+                    if wire.is_ack(parsed):
                         assert inflight, f"an ok/error the sender never asked for: {line}"
                         inflight.popleft()
                         acked += 1
                         if line != "ok":
                             unexpected.append(line)
-                    elif isinstance(parsed, gp.StatusReport):
+                    elif isinstance(parsed, wire.StatusReport):
                         reports += 1
                         idle_after_end = acked == len(lines) and parsed.state == "Idle"
                     elif line != "[MSG:Pgm End]":

@@ -561,3 +561,205 @@ def test_strings_in_free_json_are_cleaned_keys_included() -> None:
         }
     )
     assert p.decode_event(payload).detail == {"k\ufffd": ["\ufffd"]}
+
+
+# ------------------------------------------------------------------------ capabilities
+
+STATUS_FIELDS = {"state": "idle", "enabled": True, "bridge": "b", "adapter": "shelly", "ts": 1}
+
+
+def test_capabilities_round_trip_in_the_status() -> None:
+    for caps in [(), ("enable", "disable"), ("pause", "resume", "cancel"), p.ACTIONS]:
+        msg = p.Status(**STATUS_FIELDS, capabilities=caps)
+        raw = p.encode(msg)
+        assert json.loads(raw)["capabilities"] == list(caps)
+        assert p.decode_status(raw) == msg
+
+
+def test_a_status_without_capabilities_decodes_to_none_and_encodes_without_the_field() -> None:
+    """An old bridge sends no ``capabilities``: that is "not declared", not "can do nothing"."""
+    assert p.decode_status(payload(**STATUS_FIELDS)).capabilities is None
+    assert p.decode_status(payload(**STATUS_FIELDS, capabilities=None)).capabilities is None
+    assert "capabilities" not in json.loads(p.encode(p.Status(**STATUS_FIELDS)))
+    assert p.decode_status(payload(**STATUS_FIELDS, capabilities=[])).capabilities == ()
+
+
+def test_a_newer_bridges_unknown_capability_is_left_out_and_the_order_is_the_contracts() -> None:
+    raw = payload(**STATUS_FIELDS, capabilities=["cancel", "home", "pause", "pause"])
+    assert p.decode_status(raw).capabilities == ("pause", "cancel")
+
+
+@pytest.mark.parametrize(
+    "caps",
+    ["pause", {"pause": True}, [1], ["Pause"], ["pa use"], [None], ["x"] * (p.MAX_CAPABILITIES + 1)],
+)
+def test_malformed_capabilities_are_a_protocol_error_naming_the_field(caps: object) -> None:
+    with pytest.raises(p.ProtocolError) as exc:
+        p.decode_status(payload(**STATUS_FIELDS, capabilities=caps))
+    assert str(exc.value).startswith("capabilities"), str(exc.value)
+
+
+@pytest.mark.parametrize("caps", [("home",), ("pause", "pause")])
+def test_a_bridge_cannot_send_capabilities_outside_the_contract(caps: tuple[str, ...]) -> None:
+    with pytest.raises(p.ProtocolError, match="capabilities"):
+        p.encode(p.Status(**STATUS_FIELDS, capabilities=caps))
+
+
+def test_machine_capabilities_add_the_interlock_only_when_configured() -> None:
+    assert p.machine_capabilities(p.JOB_ACTIONS, interlock=False) == ("pause", "resume", "cancel")
+    assert p.machine_capabilities(p.JOB_ACTIONS, interlock=True) == p.ACTIONS
+    assert p.machine_capabilities((), interlock=True) == ("enable", "disable")
+    assert p.machine_capabilities((), interlock=False) == ()
+    # An adapter cannot grant itself the interlock, nor an action the contract does not have.
+    assert p.machine_capabilities(("enable", "cancel", "home"), interlock=False) == ("cancel",)
+
+
+def test_capability_names_are_the_action_names() -> None:
+    assert p.ACTIONS == (p.ENABLE, p.DISABLE, p.PAUSE, p.RESUME, p.CANCEL)
+    assert set(p.INTERLOCK_ACTIONS) | set(p.JOB_ACTIONS) == set(p.ACTIONS)
+    assert all(set(caps) <= set(p.JOB_ACTIONS) for caps in p.LEGACY_CAPABILITIES.values())
+
+
+# -- the telemetry fast path (decode_telemetry's common case) agrees with the full decoder
+
+_FAST_NOW = 1_800_000_000_000
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from(
+        [0, 1, -1, 2**53, 2**53 + 1, -(2**53), p.MAX_INT, p.MAX_INT + 1, p.MAX_TS_MS, p.MAX_TS_MS + 1]
+    ),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 1.5, 1e300, 2.0**53, 9007199254740993.0]),
+    st.text(max_size=8),
+)
+_names = st.one_of(
+    st.sampled_from(["power_w", "energy_wh", "a", "x" * 64, "x" * 65, "Power", "9a", "", "a-b", "ä"]),
+    st.text(max_size=6),
+)
+_sids = st.one_of(
+    st.sampled_from([SID, SID.upper(), "{" + SID + "}", SID.replace("-", ""), "urn:uuid:" + SID, "nope", ""]),
+    _json_scalars,
+)
+_ts = st.one_of(
+    st.sampled_from(
+        [
+            _FAST_NOW,
+            _FAST_NOW - p.MAX_AGE_MS,
+            _FAST_NOW - p.MAX_AGE_MS - 1,
+            _FAST_NOW + p.MAX_FUTURE_SKEW_MS,
+            _FAST_NOW + p.MAX_FUTURE_SKEW_MS + 1,
+            0,
+            -1,
+            p.MAX_TS_MS,
+        ]
+    ),
+    st.integers(min_value=_FAST_NOW - 2 * p.MAX_AGE_MS, max_value=_FAST_NOW + 10**6),
+    _json_scalars,
+)
+_values = st.one_of(
+    st.dictionaries(_names, _json_scalars, max_size=5), _json_scalars, st.lists(_json_scalars, max_size=2)
+)
+_telemetry_dicts = st.fixed_dictionaries(
+    {},
+    optional={
+        "v": st.one_of(st.just(1), st.sampled_from([1.0, True, 2, "1"])),
+        "ts": _ts,
+        "sid": _sids,
+        "seq": st.one_of(st.integers(min_value=-2, max_value=2**64), _json_scalars),
+        "values": _values,
+        "extra": _json_scalars,
+    },
+)
+
+
+_good_numbers = st.one_of(
+    st.integers(min_value=-(2**53), max_value=2**53), st.floats(min_value=-(2.0**53), max_value=2.0**53)
+)
+
+
+def _mostly(valid, odd):
+    """``valid`` nine times in ten, else ``odd`` (so that the fast path is taken often)."""
+    return st.integers(min_value=0, max_value=9).flatmap(lambda i: valid if i else odd)
+
+
+_valid_values = st.dictionaries(
+    st.from_regex(p.NAME_RE, fullmatch=True), _good_numbers, min_size=1, max_size=4
+)
+_nearly_valid = st.fixed_dictionaries(
+    {
+        "v": _mostly(st.just(1), st.sampled_from([1.0, True, 2])),
+        "ts": _mostly(st.integers(min_value=_FAST_NOW - p.MAX_AGE_MS, max_value=_FAST_NOW), _ts),
+        "sid": _mostly(st.one_of(st.just(SID), st.uuids().map(str)), _sids),
+        "seq": _mostly(st.integers(min_value=0, max_value=p.MAX_INT), _json_scalars),
+        "values": _mostly(
+            _valid_values,
+            st.dictionaries(_names, st.one_of(_good_numbers, _json_scalars), max_size=p.MAX_READINGS + 2),
+        ),
+    },
+    optional={"extra": _json_scalars, "job": _json_scalars},
+)
+
+
+def _payloads():
+    as_json = st.one_of(_telemetry_dicts, _nearly_valid, _nearly_valid).map(lambda d: json.dumps(d).encode())
+    mutated = st.tuples(as_json, st.integers(min_value=0, max_value=200), st.binary(max_size=3)).map(
+        lambda t: t[0][: t[1]] + t[2] + t[0][t[1] :]
+    )
+    texts = st.sampled_from(
+        [
+            b'{"v":1,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"power_w":NaN}}',
+            b'{"v":1,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"power_w":1e999}}',
+            b'{"v":1,"ts":1800000000000,"sid":"'
+            + SID.encode()
+            + b'","seq":1,"values":{"power_w":1,"power_w":"x"}}',
+            b'{"v":1,"v":2,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"power_w":1}}',
+            b'{"v":1,"ts":1800000000000,"sid":"' + SID.encode() + b'","seq":1,"values":{"p\\u006fwer_w":1}}',
+            b"\xff\xfe",
+            b"[1]",
+            b"",
+        ]
+    )
+    valid = _nearly_valid.map(lambda d: json.dumps(d).encode())
+    return st.one_of(
+        valid, valid, valid, as_json, mutated, texts, st.binary(max_size=40), valid.map(bytearray)
+    )
+
+
+def _decode_or_error(payload, now_ms):
+    try:
+        return p.decode_telemetry(payload, now_ms=now_ms)
+    except p.ProtocolError as exc:
+        return exc
+
+
+@given(_payloads(), st.sampled_from([_FAST_NOW, None]))
+def test_the_telemetry_fast_path_agrees_with_the_full_decoder(payload, now_ms):
+    fast = p._decode_telemetry_fast(payload, now_ms)
+    if fast is None:
+        return  # the full decoder decides alone: nothing to compare
+    p._GOOD_NAMES.clear()  # the full decoder below must not take the fast path's cached names
+    with unittest_mock_no_fast_path():
+        full = _decode_or_error(payload, now_ms)
+    assert not isinstance(full, Exception), f"fast path accepted what the full decoder refuses: {full}"
+    assert full == fast and full.refused == fast.refused == ()
+    assert [(k, type(v), v) for k, v in full.values.items()] == [
+        (k, type(v), v) for k, v in fast.values.items()
+    ]
+
+
+@contextlib.contextmanager
+def unittest_mock_no_fast_path():
+    from unittest import mock
+
+    with mock.patch.object(p, "_decode_telemetry_fast", lambda payload, now_ms: None):
+        yield
+
+
+def test_the_telemetry_fast_path_takes_the_common_message():
+    raw = json.dumps(
+        {"v": 1, "ts": _FAST_NOW, "sid": SID, "seq": 3, "values": {"power_w": 12, "energy_wh": 1.5}}
+    ).encode()
+    fast = p._decode_telemetry_fast(raw, _FAST_NOW)
+    assert fast == p.Telemetry(ts=_FAST_NOW, sid=SID, seq=3, values={"power_w": 12, "energy_wh": 1.5})

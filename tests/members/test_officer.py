@@ -57,8 +57,8 @@ def test_an_officer_gets_no_bookings_of_others_from_the_api(board, officer):
     api = APIClient()
     token, _created = Token.objects.get_or_create(user=officer)
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    assert api.get("/api/v1/bookings/", {"lab": board["lab"].slug}).json() == []
-    assert api.get("/api/v1/bookings/").json() == []
+    assert api.get("/api/v1/bookings/", {"lab": board["lab"].slug}).json()["results"] == []
+    assert api.get("/api/v1/bookings/").json()["results"] == []
     for booking in (board["current"], board["upcoming"]):
         assert api.get(f"/api/v1/bookings/{booking.pk}/").status_code == 404
         assert api.post(f"/api/v1/bookings/{booking.pk}/cancel/").status_code == 404

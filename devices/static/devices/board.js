@@ -1,7 +1,8 @@
 /* The live floor board: keeps the server-rendered cards up to date over a WebSocket.
  *
- * The server sends {"type": "snapshot", "machines": [...]} on connect, then one
- * {"type": "machine", ...} frame per change and, to lab managers,
+ * The server sends {"type": "snapshot", "machines": [...]} on connect (and again
+ * whenever it had to repair a lost update), then one {"type": "machine", ...}
+ * frame per change, the latest per machine when the page falls behind, and, to lab managers,
  * {"type": "command", ...} frames with the outcome of remote commands.
  * Every text comes translated from the page (#board-strings); nothing is
  * written with innerHTML, so names and job names can never inject markup.
@@ -181,6 +182,7 @@
 
     var form = card.querySelector("form.commands");
     if (form) {
+      if (Array.isArray(data.commands)) syncButtons(form, data.commands);
       var show = {
         pause: state === "running",
         resume: state === "paused",
@@ -192,6 +194,35 @@
         button.hidden = !show[button.value];
       });
     }
+    // The machine page's charts (charts.js) take their live points from the same frame as the card.
+    list.dispatchEvent(new CustomEvent("board:painted", { detail: data }));
+  }
+
+  // A card offers only the commands its machine can carry out ("commands"), in the page's order of
+  // the buttons (T.actions), as the server renders them.
+  function syncButtons(form, commands) {
+    var wanted = {};
+    commands.forEach(function (action) { wanted[action] = true; });
+    Array.prototype.forEach.call(form.querySelectorAll("button[name=action]"), function (button) {
+      if (!wanted[button.value]) button.remove();
+    });
+    var order = Object.keys(T.actions).filter(function (action) { return wanted[action]; });
+    var before = null;
+    for (var i = order.length - 1; i >= 0; i--) {
+      var action = order[i];
+      var button = form.querySelector('button[name=action][value="' + action + '"]');
+      if (!button) {
+        var danger = T.confirm && T.confirm[action];
+        button = el("button", "button small" + (danger ? " danger" : ""), T.actions[action] || action);
+        button.type = "submit";
+        button.name = "action";
+        button.value = action;
+        if (danger) button.dataset.confirm = action;
+      }
+      form.insertBefore(button, before);
+      before = button;
+    }
+    form.hidden = order.length === 0;
   }
 
   // The server re-checks the viewer's rights; a snapshot with manager: false means they were taken away.
@@ -204,18 +235,39 @@
     if (section) section.remove();
   }
 
+  // A frame's version "v" is [status ts, readings ts]: an older picture of a machine never
+  // replaces a newer one (the server sends the latest; this guards the order they arrive in).
+  function older(v, than) {
+    if (!v || !than) return false;
+    for (var i = 0; i < Math.max(v.length, than.length); i++) {
+      var a = v[i] || 0, b = than[i] || 0;
+      if (a !== b) return a < b;
+    }
+    return false;
+  }
+
   function apply(frame) {
     if (only && frame.machine !== only) return;
     var known = machines[frame.machine] || {};
+    if (older(frame.v, known.v)) return;
     // A live frame carries the status; bookings and alerts stay from the snapshot unless it brings them.
     var merged = Object.assign({}, known, frame);
     machines[frame.machine] = merged;
     paint(merged);
   }
 
+  // Why a command failed, in the page's language; the bridge's own words follow as detail
+  // (command frames reach lab managers only).
+  function explainError(error) {
+    if (!error) return "";
+    var codes = T.ack_codes || {};
+    var text = codes[error.code] || codes[""] || error.code;
+    return error.message && error.message !== text ? text + " (" + error.message + ")" : text;
+  }
+
   function commandStatus(frame) {
     var label = T.actions[frame.action] || frame.action;
-    var message = frame.error ? (frame.error.message || frame.error.code) : "";
+    var message = explainError(frame.error);
     if (frame.result === "ok") return { text: fmt(T.done, { action: label }), cls: "ok" };
     if (frame.result === "failed") return { text: fmt(T.refused, { action: label, message: message }), cls: "failed" };
     if (frame.result === "no_answer") return { text: fmt(T.no_answer, { action: label }), cls: "failed" };
@@ -237,7 +289,7 @@
       var body = audit.tBodies[0];
       var row = body.querySelector('tr[data-command="' + frame.id + '"]');
       var resultText = (T.results[frame.result] || frame.result) +
-        (frame.error ? ": " + (frame.error.message || frame.error.code) : "");
+        (frame.error ? ": " + explainError(frame.error) : "");
       if (!row) {
         var empty = body.querySelector("tr.empty");
         if (empty) empty.remove();

@@ -14,12 +14,11 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import transaction
 
+from devices.models import Bridge, MachineLink, PowerPlug
+from devices.mqtt_auth import hash_password
 from fablab.labs.models import Lab, Machine
 from fablab.settings import local_secret
 from firmware_bridge.config import load
-
-from .models import Bridge, MachineLink, PowerPlug
-from .mqtt_auth import hash_password
 
 DEMO_DIR = Path(settings.BASE_DIR) / "firmware_bridge" / "demo"
 PLUG_ADAPTERS = ("tasmota", "shelly")

@@ -1,7 +1,8 @@
 """OctoPrint's REST API through octorest 0.4, with timeouts and typed errors.
 
 octorest covers the endpoints the bridge needs, but as released (0.4, 2020) it
-has gaps that matter on lab hardware (HARDWARE_REFERENCE.md §1.4 and §8):
+has gaps that matter on lab hardware (read in its source, dougbrion/OctoRest tag v0.4, and
+checked against OctoPrint 1.11's REST API, docs/api/*.rst):
 
 * no request timeouts, so a hung OctoPrint would hang the adapter's thread:
   every request here goes through a session that always sets one;

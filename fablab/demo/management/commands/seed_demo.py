@@ -19,6 +19,7 @@ from django.utils import timezone
 from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.booking.services import booking_create
+from fablab.demo import machines as demo_machines
 from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
 from fablab.members.models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
@@ -198,9 +199,7 @@ class Command(BaseCommand):
         # The demo's own bookings need no emails.
         with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
             self._bookings(machines, users)
-        from devices import demo as devices_demo
-
-        bridges = devices_demo.seed()
+        bridges = demo_machines.seed()
         self.stdout.write(f"demo bridges: {', '.join(bridges)}")
         self.stdout.write(
             f"demo ready: {len(labs)} labs, {len(machines)} machines, users {', '.join(u[0] for u in USERS)}"
@@ -239,7 +238,8 @@ class Command(BaseCommand):
             # everything on the manager pages, and the Django admin is not for them.
             user.is_staff = user.is_superuser = False
             user.save()
-            MemberProfile.objects.update_or_create(user=user, defaults={"language": language})
+            # Only a new profile gets the demo language: a language the member chose stays.
+            MemberProfile.objects.get_or_create(user=user, defaults={"language": language})
             if manager:
                 for lab in labs.values():
                     lab.managers.add(user)

@@ -9,7 +9,7 @@ state, alarms and progress. The rules that keep the sender undisturbed are:
    picks them out of the stream anyway. The only exception: while the interlock has the machine
    disabled, every realtime byte but ``?`` is dropped (``~`` would resume a job the bridge held).
    Likewise every line is then answered ``error:9`` by the bridge itself and never reaches GRBL,
-   spindle and laser commands included (see ``GrblAdapter._refuse_sender_line``).
+   spindle and laser commands included (see :meth:`SenderSideMixin._refuse_sender_line`).
 2. **Lines** are forwarded whole; each ``\\r`` or ``\\n`` ends one line and earns one ``ok``/``error``
    from GRBL (an empty line is answered ``ok`` too). The adapter keeps one FIFO of every line in
    GRBL's RX buffer with its owner, so each ``ok``/``error`` goes back to whoever sent that line.
@@ -34,6 +34,9 @@ state, alarms and progress. The rules that keep the sender undisturbed are:
    reset so that a genuine welcome reaches it. It never resets a moving machine.
 8. **Unplugged = gone.** When the machine's port disappears, the pty closes and its link is removed,
    so the sender sees a disconnect as it would with a USB cable; both come back together.
+
+:class:`PassthroughPty`, :class:`SenderStream` and :class:`StatusPollArbiter` are the pieces;
+:class:`SenderSideMixin` is the adapter's side, applying the rules to every byte the sender sends.
 """
 
 from __future__ import annotations
@@ -42,13 +45,24 @@ import collections
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
 import select
+import time
 import tty
+import uuid
 
-from firmware_bridge.grbl_protocol import is_realtime_byte
+from firmware_bridge.adapters.base import CommandError
+from firmware_bridge.adapters.grbl import facts
+from firmware_bridge.adapters.grbl.facts import is_realtime_byte
+from firmware_bridge.adapters.grbl.streaming import _InFlight, _Job, _now_ms
 
+log = logging.getLogger(__name__)
+
+#: What the pass-through answers each line of a sender while the interlock has the machine disabled.
+#: error:9 ("G-code locked out during alarm or jog state") is what senders already show and stop on.
+DISABLED_LINE_REPLY = ("[MSG:FabLab interlock: machine disabled]", "error:9")
 #: While the sender has polled ``?`` within this many seconds, the bridge sends no ``?`` of its own.
 SENDER_QUIET_S = 1.0
 #: A status query unanswered after this long is forgotten (GRBL may ignore ``?`` during an alarm).
@@ -233,3 +247,105 @@ class PassthroughPty:
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EIO):
                 raise
+
+
+# --- the adapter's side: what the sender sends, under the rules above --------------------------------
+
+
+class SenderSideMixin:
+    """A :class:`~firmware_bridge.adapters.grbl.adapter.GrblAdapter`'s handling of the sender's bytes."""
+
+    def _on_sender_attached(self, attached: bool) -> None:
+        self._sender_attached = attached
+        self._sender.clear()
+        self._polls.clear()
+        if not attached:
+            self._held.clear()
+            log.info("%s: sender left the pass-through", self.machine)
+            return
+        log.info("%s: a sender opened the pass-through", self.machine)
+        grbl = self._report.state if self._report else None
+        moving = (
+            grbl in ("Run", "Jog", "Home", "Hold", "Door")
+            or self._job is not None
+            or self._cancel is not None
+        )
+        if not moving and not self._inflight and not self._own_queue:
+            # Like a USB open resetting the Arduino: the sender gets a genuine welcome.
+            with contextlib.suppress(CommandError):
+                self._write(facts.SOFT_RESET)
+
+    def _on_sender_realtime(self, byte: bytes) -> None:
+        now = time.monotonic()
+        if byte == facts.STATUS_QUERY:
+            self._polls.sender_polled(now)
+        elif self.interlock and not self._enabled:
+            # Disabled: only status queries pass. A cycle start would resume a held job, overrides and
+            # a reset change what the machine does; the bridge holds it already (a cancel command stops
+            # a job for good).
+            log.warning(
+                "%s: realtime byte 0x%02x from the sender dropped: disabled by the interlock",
+                self.machine,
+                byte[0],
+            )
+            return
+        elif byte == facts.SOFT_RESET:
+            self._held.clear()
+        with contextlib.suppress(CommandError):
+            self._write(byte)
+
+    def _on_sender_line(self, line: bytes) -> None:
+        text = line.decode("ascii", "replace")
+        marker = parse_job_marker(text)
+        if marker is not None:
+            if self.interlock and not self._enabled:
+                reply = ["[MSG:FabLab interlock: machine disabled, job refused]", "error:9"]
+            else:
+                reply = ["ok"]
+                self._sender_marker = marker
+                self._sender_lines = 0
+                self._sender_acks = 0
+            entry = _InFlight("local", 0, text.strip(), reply=reply)
+            self._inflight.append(entry)
+            self._answer_local()
+            return
+        if self.interlock and not self._enabled:
+            self._refuse_sender_line(line)
+            return
+        if self._held or self._bridge_owns_buffer():
+            self._held.append(line)
+            return
+        self._send_sender_line(line)
+
+    def _refuse_sender_line(self, line: bytes) -> None:
+        """Answer a sender's line ``error:9`` here (in its turn after the lines in flight): it never
+        reaches the controller. Spindle and laser words (M3, M4, S…) included."""
+        text = line.decode("ascii", "replace").strip()
+        log.info("%s: sender line %r refused: disabled by the interlock", self.machine, text[:80])
+        self._inflight.append(_InFlight("local", 0, text, reply=list(DISABLED_LINE_REPLY)))
+        self._answer_local()
+
+    def _send_sender_line(self, line: bytes) -> None:
+        self._write(line)
+        self._inflight.append(_InFlight("sender", len(line), line.decode("ascii", "replace").strip()))
+        self._sender_lines += 1
+
+    def _bridge_owns_buffer(self) -> bool:
+        if any(entry.owner in ("bridge", "job") for entry in self._inflight):
+            return True
+        return self._job is not None and self._job.source == "bridge"
+
+    def _sender_lines_active(self) -> bool:
+        return any(entry.owner == "sender" for entry in self._inflight) or self._sender_lines > 0
+
+    def _start_sender_job(self) -> None:
+        name, total = self._sender_marker or ("sender job", None)
+        job = _Job(id=str(uuid.uuid4()), name=name or "sender job", started_ts=_now_ms(), source="sender")
+        job.total = total
+        # Lines acknowledged before GRBL showed Run (the planner fills first) belong to the job too.
+        job.acked = self._sender_acks
+        self._job = job
+        self._sender_marker = None
+        self.sink.event("job_started", job=job.info(), detail={"source": "passthrough"})
+        log.info("%s: job started by the sender (%s)", self.machine, job.name)
+        self._publish_status()

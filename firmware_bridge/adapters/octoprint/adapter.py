@@ -73,7 +73,7 @@ from firmware_bridge.adapters.base import (
     JobInfo,
     register,
 )
-from firmware_bridge.octoprint_client import (
+from firmware_bridge.adapters.octoprint.client import (
     DEFAULT_TIMEOUT_S,
     OctoPrintAuthError,
     OctoPrintBadResponse,
@@ -85,7 +85,7 @@ from firmware_bridge.octoprint_client import (
     OctoPrintUnreachable,
     flags_of,
 )
-from firmware_bridge.protocol import NOT_CONFIRMED
+from firmware_bridge.protocol import JOB_ACTIONS, NOT_CONFIRMED
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ class OctoPrintAdapter(Adapter):
     """A printer driven by OctoPrint; see the module docstring for the contract."""
 
     name = "octoprint"
+    #: ``POST /api/job`` pause, resume and cancel (see :meth:`command`).
+    capabilities = JOB_ACTIONS
     poll_interval_s = MIN_POLL_INTERVAL_S
 
     def __init__(
