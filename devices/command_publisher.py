@@ -214,8 +214,16 @@ class CommandPublisher:
                 continue
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = max(1, math.ceil(remaining))
-            topic = protocol.topic_cmd(command.machine.lab.slug, command.machine.slug)
-            info = self.client.publish(topic, payload_of(command), qos=protocol.QOS, properties=props)
+            try:
+                topic = protocol.topic_cmd(command.machine.lab.slug, command.machine.slug)
+                payload = payload_of(command)
+            except protocol.ProtocolError as exc:
+                # This row can never be sent: end it, so it neither blocks the rows after it nor
+                # makes the batch be claimed and published again every claim timeout.
+                log.warning("command %s cannot be published: %s", command.pk, exc)
+                commands.refuse_unsent(command.pk, f"cannot be published: {exc}")
+                continue
+            info = self.client.publish(topic, payload, qos=protocol.QOS, properties=props)
             sent.append((command, info))
         deadline = time.monotonic() + self.publish_timeout_s
         for command, info in sent:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from devices import capabilities, live
@@ -131,9 +132,13 @@ def apply_cmd_ack(info: MachineInfo, msg: protocol.CommandAck) -> Command | None
     error_code = msg.error.code[:20] if msg.error else ""
     error_message = msg.error.message[:500] if msg.error else ""
     now = timezone.now()
-    done = Command.objects.filter(
-        pk=command_id, machine_id=info.id, result__in=[Command.Result.SENT, Command.Result.NO_ANSWER]
-    ).update(
+    # The machine's answer is the truth: it also replaces the hub's own guesses, "no answer" and
+    # "expired before the hub could send it" (a hub may give up on a row another hub is just
+    # publishing; the bridge may still get it in time and carry it out).
+    guessed = Q(result__in=[Command.Result.SENT, Command.Result.NO_ANSWER]) | Q(
+        state=Command.State.EXPIRED, error_code=protocol.EXPIRED
+    )
+    done = Command.objects.filter(guessed, pk=command_id, machine_id=info.id).update(
         result=Command.Result.OK if msg.ok else Command.Result.FAILED,
         error_code=error_code,
         error_message=error_message,
@@ -142,7 +147,7 @@ def apply_cmd_ack(info: MachineInfo, msg: protocol.CommandAck) -> Command | None
     if not done:
         return None
     # The bridge has it, so it was published, even if the hub that sent it died before noting so.
-    Command.objects.filter(pk=command_id, state__in=UNSENT_STATES).update(
+    Command.objects.filter(pk=command_id, state__in=(*UNSENT_STATES, Command.State.EXPIRED)).update(
         state=Command.State.PUBLISHED, published_at=now
     )
     command = Command.objects.select_related("machine__lab", "issued_by").get(pk=command_id)
@@ -156,13 +161,32 @@ def expire_unsent(command_id: uuid.UUID, now: datetime | None = None) -> bool:
     Conditional: only a row still unsent and unanswered changes. True if this call ended it.
     """
     now = now or timezone.now()
-    done = Command.objects.filter(
-        pk=command_id, state__in=UNSENT_STATES, result=Command.Result.SENT, expires_at__lte=now
-    ).update(
+    return _end_unsent(
+        command_id,
+        now,
+        code=protocol.EXPIRED,
+        message="expired before the hub could send it",
+        expired_by=now,
+    )
+
+
+def refuse_unsent(command_id: uuid.UUID, message: str) -> bool:
+    """End a command the hub cannot publish at all (its topic or payload breaks the contract, e.g.
+    a machine renamed to a slug the contract refuses): failed, ``invalid``; never sent after this."""
+    return _end_unsent(command_id, timezone.now(), code=protocol.INVALID, message=message[:500])
+
+
+def _end_unsent(
+    command_id: uuid.UUID, now: datetime, *, code: str, message: str, expired_by: datetime | None = None
+) -> bool:
+    rows = Command.objects.filter(pk=command_id, state__in=UNSENT_STATES, result=Command.Result.SENT)
+    if expired_by is not None:
+        rows = rows.filter(expires_at__lte=expired_by)
+    done = rows.update(
         state=Command.State.EXPIRED,
         result=Command.Result.FAILED,
-        error_code=protocol.EXPIRED,
-        error_message="expired before the hub could send it",
+        error_code=code,
+        error_message=message,
         answered_at=now,
     )
     if done:

@@ -25,7 +25,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from devices import command_publisher, commands, live
+from devices.machines import MachineIndex
 from devices.models import Command
+from firmware_bridge import protocol
 from firmware_bridge.adapters.base import ADAPTERS, register
 from firmware_bridge.adapters.counter import CounterAdapter
 from firmware_bridge.bridge import Bridge
@@ -306,6 +308,52 @@ def test_a_publisher_drops_a_claimed_row_whose_time_ran_out_before_publishing(bo
         command_publisher.claim = original
     command = row(command.pk)
     assert command.state == Command.State.EXPIRED and command.result == Command.Result.FAILED
+
+
+def test_a_bridges_answer_replaces_the_hubs_expired_guess(board):
+    """A hub may end a row as "expired before it could be sent" while another hub is just publishing
+    it; if the bridge got it in time and carried it out, its ack is the truth the audit keeps."""
+    command = commands.issue_command(machine=board["printer"], action="pause", issued_by=board["manager"])
+    Command.objects.filter(pk=command.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert commands.expire_commands() == 1
+    assert row(command.pk).state == Command.State.EXPIRED
+    index = MachineIndex()
+    index.reload()
+    info = index.get(board["lab"].slug, board["printer"].slug)
+    ack = protocol.CommandAck(id=str(command.pk), ok=True, ts=protocol.now_ms())
+    assert commands.apply_cmd_ack(info, ack) is not None
+    command = row(command.pk)
+    assert command.result == Command.Result.OK and command.error_code == ""
+    assert command.state == Command.State.PUBLISHED
+
+
+def test_a_row_that_cannot_be_published_is_refused_and_does_not_hold_up_the_others(board):
+    broken = commands.issue_command(machine=board["printer"], action="pause", issued_by=board["manager"])
+    good = commands.issue_command(machine=board["laser"], action="pause", issued_by=board["manager"])
+    # A slug the contract refuses (written past the validators, as old data may be).
+    type(board["printer"]).objects.filter(pk=board["printer"].pk).update(slug="Printer 1")
+    published: list[str] = []
+
+    class Delivered:
+        def wait_for_publish(self, timeout: float) -> None:
+            pass
+
+        def is_published(self) -> bool:
+            return True
+
+    class RecordingClient:
+        def publish(self, topic: str, payload: bytes, **kwargs: Any) -> Delivered:
+            published.append(json.loads(payload)["id"])
+            return Delivered()
+
+    publisher = command_publisher.CommandPublisher(RecordingClient(), "hub-x", connected=lambda: True)
+    assert publisher.publish_due() == 2
+    assert published == [str(good.pk)]
+    assert row(good.pk).state == Command.State.PUBLISHED
+    broken = row(broken.pk)
+    assert broken.state == Command.State.EXPIRED and broken.result == Command.Result.FAILED
+    assert broken.error_code == "invalid" and "cannot be published" in broken.error_message
+    assert publisher.publish_due() == 0  # nothing left to claim again
 
 
 def test_a_members_erasure_keeps_the_command_audit(client, board):
