@@ -2,11 +2,10 @@
 
 Contract: :meth:`MqttTarget.parse` reads ``MQTT_URL`` (with the bridge's parser,
 :func:`firmware_bridge.protocol.parse_mqtt_url`), :meth:`MqttTarget.client` builds
-an MQTT 5 client for it, :func:`publish_once` publishes one QoS 1 message and waits
-for the broker's PUBACK. :class:`FastProperties` and :class:`BufferedClient` change
+an MQTT 5 client for it. :class:`FastProperties` and :class:`BufferedClient` change
 how paho decodes and reads packets, never what it does with them.
 
-Called by the hub (:mod:`devices.hub`) and by :mod:`devices.commands`. Imports
+Called by the hub (:mod:`devices.hub`), whose command publisher uses the same client. Imports
 paho and the MQTT contract only: no Django.
 """
 
@@ -16,8 +15,6 @@ import dataclasses
 import socket
 import ssl
 import struct
-import threading
-import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -330,39 +327,3 @@ class MqttTarget:
         if self.tls:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         return client
-
-
-def publish_once(
-    url: str, topic: str, payload: bytes, *, expiry_s: int | None = None, timeout: float = 10.0
-) -> None:
-    """Connect, publish one QoS 1 message, wait for the broker's PUBACK, disconnect. Raises on failure."""
-    target = MqttTarget.parse(url)
-    client = target.client(f"hub-cmd-{uuid.uuid4().hex[:12]}")
-    connected = threading.Event()
-    result: dict[str, Any] = {}
-
-    def on_connect(c, userdata, flags, reason_code, properties):
-        result["connect"] = reason_code
-        connected.set()
-
-    client.on_connect = on_connect
-    client.connect(target.host, target.port, keepalive=30)
-    client.loop_start()
-    try:
-        if not connected.wait(timeout):
-            raise TimeoutError("no CONNACK from the broker")
-        if result["connect"].is_failure:
-            raise ConnectionError(f"broker refused the connection: {result['connect']}")
-        props = None
-        if expiry_s:
-            props = Properties(PacketTypes.PUBLISH)
-            props.MessageExpiryInterval = int(expiry_s)
-        info = client.publish(topic, payload, qos=protocol.QOS, retain=False, properties=props)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise TimeoutError("the broker did not acknowledge the command")
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            raise ConnectionError(mqtt.error_string(info.rc))
-    finally:
-        client.disconnect()
-        client.loop_stop()

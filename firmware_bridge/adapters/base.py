@@ -29,13 +29,8 @@ from typing import Any, ClassVar, Protocol
 
 from firmware_bridge import protocol
 
-# Machine states of contract v1.
-OFFLINE = "offline"
-IDLE = "idle"
-RUNNING = "running"
-PAUSED = "paused"
-ERROR = "error"
-STATES = (OFFLINE, IDLE, RUNNING, PAUSED, ERROR)
+# Machine states of contract v1 (spelled once, in the contract), re-exported for the adapters.
+from firmware_bridge.protocol import ERROR, IDLE, OFFLINE, PAUSED, RUNNING, STATES  # noqa: F401
 
 # Command actions of contract v1 (spelled once, in the contract), re-exported for the adapters.
 ACTIONS = protocol.ACTIONS
