@@ -294,10 +294,12 @@ class UsageSession(models.Model):
     outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.RUNNING)
     energy_wh_start = models.FloatField(null=True, blank=True)
     energy_wh = models.FloatField(_("energy (Wh)"), null=True, blank=True)
-    #: Filled by a later issue that ties usage to bookings.
+    #: The checked-in booking of the machine the session overlaps (devices.attribution), else empty.
     booking = models.ForeignKey(
         "booking.Booking", on_delete=models.SET_NULL, null=True, blank=True, related_name="usage_sessions"
     )
+    #: True once attributed to no booking: the machine ran without a checked-in booking.
+    walk_in = models.BooleanField(_("walk-in"), default=False)
 
     class Meta:
         ordering = ["machine", "started_at"]
@@ -320,9 +322,17 @@ class Alert(models.Model):
         ERROR = "error", _("Error or alarm")
         JOB_FAILED = "job_failed", _("Job failed")
         SILENT = "silent", _("No telemetry")
+        UNBOOKED_USE = "unbooked", _("Running without a booking")
+        OVERRUN = "overrun", _("Running into the next booking")
+        BOOKED_OFFLINE = "booked_offline", _("Booked machine offline at the start")
+        INTERLOCK = "interlock", _("Interlock not in its wanted state")
 
     machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="alerts")
-    kind = models.CharField(max_length=12, choices=Kind.choices)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    #: The booking the alert is about, when there is one (overrun, booked machine offline).
+    booking = models.ForeignKey(
+        "booking.Booking", on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+    )
     message = models.CharField(max_length=500, blank=True)
     raised_at = models.DateTimeField()
     cleared_at = models.DateTimeField(null=True, blank=True)
@@ -428,3 +438,58 @@ class Command(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.machine} ({self.state}, {self.result})"
+
+
+class Interlock(models.Model):
+    """What the server wants an interlocked machine's lock to be, and what it last did about it.
+
+    ``wanted`` is computed from the bookings (devices.interlock); ``wanted_since`` moves only when it
+    changes, so a scheduler pass that finds nothing new writes nothing. ``mismatch_since`` is when the
+    reported ``MachineStatus.enabled`` first disagreed with ``wanted``; 30 s later an alert is raised.
+    """
+
+    machine = models.OneToOneField(Machine, on_delete=models.CASCADE, primary_key=True, related_name="interlock")
+    wanted = models.BooleanField(_("wanted enabled"), default=False)
+    wanted_since = models.DateTimeField(null=True, blank=True)
+    #: Why: ``booking``, ``override``, ``finishing`` (a job may end first), or ``idle``.
+    reason = models.CharField(max_length=12, blank=True)
+    booking = models.ForeignKey(
+        "booking.Booking", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_command = models.ForeignKey(
+        "devices.Command", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_command_at = models.DateTimeField(null=True, blank=True)
+    mismatch_since = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.machine}: {'enabled' if self.wanted else 'disabled'}"
+
+
+class InterlockOverride(models.Model):
+    """A manager's hand on the lock: enabled or disabled until ``until``, with a reason (audited)."""
+
+    machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="interlock_overrides")
+    enabled = models.BooleanField(_("enabled"))
+    reason = models.CharField(_("reason"), max_length=300)
+    starts_at = models.DateTimeField(_("from"))
+    until = models.DateTimeField(_("until"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    ended_at = models.DateTimeField(_("ended early at"), null=True, blank=True)
+    ended_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-starts_at"]
+        verbose_name = _("interlock override")
+        verbose_name_plural = _("interlock overrides")
+        indexes = [models.Index(fields=["machine", "until"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(until__gt=models.F("starts_at")), name="override_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine}: {'enabled' if self.enabled else 'disabled'} until {self.until}"

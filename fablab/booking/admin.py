@@ -89,7 +89,11 @@ class BookingAdmin(admin.ModelAdmin):
         return False
 
     def get_readonly_fields(self, request, obj=None):
-        return self.readonly_fields if obj is not None else []
+        if obj is None:
+            return []
+        # Only the purpose may be edited: everything else changes through the services.
+        others = [f.name for f in Booking._meta.fields if f.editable and f.name not in ("id", "purpose")]
+        return list(dict.fromkeys([*self.readonly_fields, *others]))
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -16,7 +16,7 @@ from .models import Booking
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("confirmed", "requested", "approved", "declined", "cancelled")
+KINDS = ("confirmed", "requested", "approved", "declined", "cancelled", "no_show")
 
 
 def subject_for(kind: str, booking: Booking) -> str:
@@ -26,6 +26,7 @@ def subject_for(kind: str, booking: Booking) -> str:
         "approved": _("Booking approved: %(machine)s"),
         "declined": _("Booking declined: %(machine)s"),
         "cancelled": _("Booking cancelled: %(machine)s"),
+        "no_show": _("Missed booking released: %(machine)s"),
     }
     return subjects[kind] % {"machine": booking.machine.name}
 
@@ -35,7 +36,7 @@ def send_booking_email(booking: Booking, kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(kind)
     member = booking.member
-    if not member.email:
+    if member is None or not member.email:
         return
     language = profile_for(member).language
     try:

@@ -36,6 +36,8 @@ RULES: dict[str, tuple[int, object]] = {
     "not_cancellable": (409, _("This booking can no longer be cancelled.")),
     "not_pending": (409, _("Only bookings awaiting approval can be approved or declined.")),
     "forbidden": (403, _("You are not allowed to do this.")),
+    "check_in_too_early": (409, _("Check-in for this booking has not opened yet.")),
+    "check_in_closed": (409, _("This booking can no longer be checked in.")),
 }
 
 

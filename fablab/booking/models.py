@@ -22,6 +22,35 @@ NO_OVERLAP_CONSTRAINT = "booking_no_overlap"
 
 
 class Booking(models.Model):
+    """A hold on a machine: a member's booking, or one of a training, a workshop or a maintenance block.
+
+    Lifecycle of a member booking: ``pending → confirmed → checked_in → completed`` or
+    ``confirmed → no_show``; ``cancelled`` from pending or confirmed. Every time-based
+    transition is a conditional UPDATE in :mod:`fablab.booking.lifecycle`, so it happens once
+    whatever the number of schedulers. A no-show keeps its original times (reports need them)
+    and stops holding the machine from ``released_at``: it leaves :attr:`ACTIVE`.
+    The other kinds hold the machine with the same no-overlap guarantee but have no check-in,
+    no no-show, no quota: they go ``confirmed → completed``.
+    """
+
+    class Kind(models.TextChoices):
+        MEMBER = "member", _("Member booking")
+        TRAINING = "training", _("Training session")
+        WORKSHOP = "workshop", _("Workshop")
+        MAINTENANCE = "maintenance", _("Maintenance")
+
+    class CheckInVia(models.TextChoices):
+        PAGE = "page", _("Booking page")
+        KIOSK = "kiosk", _("Lab kiosk")
+        API = "api", _("API")
+        MANAGER = "manager", _("Lab manager")
+        MACHINE = "machine", _("Job started on the machine")
+
+    class Unavailable(models.TextChoices):
+        OFFLINE = "offline", _("Machine offline at the start")
+        ERROR = "error", _("Machine in error at the start")
+        OUT_OF_SERVICE = "out_of_service", _("Machine out of service at the start")
+
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending approval")
         CONFIRMED = "confirmed", _("Confirmed")
@@ -40,12 +69,23 @@ class Booking(models.Model):
     #: States a member or manager may still cancel.
     CANCELLABLE = (Status.PENDING, Status.CONFIRMED)
 
+    #: Kinds that keep the machine unlocked for their whole time, without a check-in.
+    UNLOCKING_KINDS = (Kind.TRAINING, Kind.WORKSHOP)
+
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices, default=Kind.MEMBER)
     machine = models.ForeignKey(
         Machine, on_delete=models.PROTECT, related_name="bookings", verbose_name=_("machine")
     )
+    #: Empty only for the kinds that are not a member's (a training, a workshop, maintenance).
     member = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bookings", verbose_name=_("member")
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bookings",
+        verbose_name=_("member"),
     )
+    title = models.CharField(_("title"), max_length=200, blank=True)
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
     blocked_until = models.DateTimeField(
@@ -76,6 +116,31 @@ class Booking(models.Model):
     cancel_reason = models.CharField(
         _("cancel reason"), max_length=10, choices=CancelReason.choices, blank=True
     )
+    # Check-in and the end of the booking.
+    checked_in_at = models.DateTimeField(_("checked in at"), null=True, blank=True)
+    checked_in_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("checked in by"),
+    )
+    check_in_via = models.CharField(
+        _("checked in through"), max_length=8, choices=CheckInVia.choices, blank=True
+    )
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    #: A no-show's time stopped holding the machine from here; start and end stay as booked.
+    released_at = models.DateTimeField(_("released at"), null=True, blank=True)
+    #: Set instead of ``no_show`` when the machine could not be used at the start.
+    unavailable = models.CharField(
+        _("machine unavailable"), max_length=16, choices=Unavailable.choices, blank=True
+    )
+    # Usage attributed from the machine's sessions (devices.attribution recomputes them).
+    used_minutes = models.FloatField(_("minutes used"), default=0)
+    overrun_minutes = models.FloatField(_("minutes past the end"), default=0)
+    energy_wh = models.FloatField(_("energy (Wh)"), null=True, blank=True)
+    job_outcome = models.CharField(_("job outcome"), max_length=12, blank=True)
 
     class Meta:
         ordering = ["start"]
@@ -84,11 +149,16 @@ class Booking(models.Model):
         indexes = [
             models.Index(fields=["machine", "start"]),
             models.Index(fields=["member", "start"]),
+            models.Index(fields=["status", "start"]),
+            models.Index(fields=["status", "end"]),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="booking_order"),
             models.CheckConstraint(
                 condition=models.Q(blocked_until__gte=models.F("end")), name="booking_buffer"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(kind="member") | models.Q(member__isnull=False), name="member_booking_has_member"
             ),
         ]
 
@@ -102,6 +172,10 @@ class Booking(models.Model):
     @property
     def is_cancellable(self) -> bool:
         return self.status in self.CANCELLABLE
+
+    @property
+    def is_member_booking(self) -> bool:
+        return self.kind == self.Kind.MEMBER
 
 
 class QuotaPolicy(models.Model):
@@ -172,3 +246,50 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id}:{self.key_hash[:12]}"
+
+
+class Kiosk(models.Model):
+    """A screen in a lab, enrolled once by a manager, where makers check in with their number and PIN.
+
+    The screen holds a signed token naming this row and a secret whose hash is kept here: revoking the
+    row (or enrolling anew) makes the token worthless. It is no one's session: the kiosk can do one thing,
+    check in a member who proves themselves with their PIN.
+    """
+
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="kiosks", verbose_name=_("lab"))
+    name = models.CharField(_("name"), max_length=100)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    enrolled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    enrolled_at = models.DateTimeField(_("enrolled at"))
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["lab", "name"]
+        verbose_name = _("kiosk")
+        verbose_name_plural = _("kiosks")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.lab})"
+
+
+class KioskPinFailure(models.Model):
+    """A wrong member number or PIN typed at a kiosk; recent ones throttle further tries."""
+
+    kiosk = models.ForeignKey(Kiosk, on_delete=models.CASCADE, related_name="+")
+    #: Empty when the number matched no member.
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["member", "at"]), models.Index(fields=["kiosk", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kiosk_id}:{self.member_id}@{self.at:%Y-%m-%d %H:%M}"

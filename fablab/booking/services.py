@@ -101,7 +101,7 @@ def check_booking_rules(
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if not machine.bookable:
         raise BookingError("not_bookable")
-    _check_certification(machine, member, end)
+    check_certification(machine, member, end)
     _check_timing(machine, start, end, now)
     _check_opening_hours(machine, start, end)
     if MaintenanceWindow.objects.filter(machine=machine, start__lt=end, end__gt=start).exists():
@@ -137,7 +137,7 @@ def _overlap_code(machine: Machine, member, start: dt.datetime, blocked_until: d
     return "slot_taken"
 
 
-def _check_certification(machine: Machine, member, end: dt.datetime, *, for_manager: bool = False) -> None:
+def check_certification(machine: Machine, member, end: dt.datetime, *, for_manager: bool = False) -> None:
     """The member holds an unrevoked certification for the machine's training, valid until ``end``.
 
     ``for_manager`` words the refusal for the manager deciding on someone else's booking.
@@ -282,7 +282,7 @@ def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking
         if approve:
             # The certification may have been revoked, or may now expire before the
             # booking ends, since the member asked: check it again, under the lock.
-            _check_certification(booking.machine, booking.member, booking.end, for_manager=True)
+            check_certification(booking.machine, booking.member, booking.end, for_manager=True)
         booking.decided_by = by
         booking.decided_at = now
         fields = ["status", "decided_by", "decided_at", "updated_at"]

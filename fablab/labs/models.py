@@ -135,9 +135,23 @@ class Closure(models.Model):
         return f"{self.lab}: {self.starts_on}–{self.ends_on}"
 
 
+class EndAction(models.TextChoices):
+    """What the end of a booking does to a job still running on an interlocked machine."""
+
+    FINISH = "finish", _("Let the job finish, then lock")
+    STOP = "stop", _("Lock at the end, stopping the job")
+
+
 class MachineType(models.Model):
     slug = models.CharField(_("slug"), max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(_("name"), max_length=100)
+    default_end_action = models.CharField(
+        _("at the end of a booking, by default"),
+        max_length=6,
+        choices=EndAction.choices,
+        default=EndAction.STOP,
+        help_text=_("Printers usually let the job finish; lasers and CNC machines usually stop."),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -175,6 +189,37 @@ class Machine(models.Model):
     max_days_ahead = models.PositiveSmallIntegerField(_("bookable days ahead"), default=28)
     buffer_minutes = models.PositiveSmallIntegerField(_("buffer between bookings (minutes)"), default=0)
     approval_required = models.BooleanField(_("approval required"), default=False)
+    # Check-in, no-shows and the end of a booking (the interlock itself is a setting of the machine's link).
+    check_in_window_minutes = models.PositiveSmallIntegerField(
+        _("check-in opens (minutes before the start)"),
+        default=15,
+        validators=[MaxValueValidator(240)],
+    )
+    no_show_grace_minutes = models.PositiveSmallIntegerField(
+        _("no-show after (minutes past the start)"),
+        default=15,
+        validators=[MinValueValidator(1), MaxValueValidator(240)],
+        help_text=_(
+            "Without a check-in or a job by then, the booking is a no-show and the rest of its time is freed."
+        ),
+    )
+    end_grace_minutes = models.PositiveSmallIntegerField(
+        _("stays unlocked after the end (minutes)"),
+        default=5,
+        validators=[MaxValueValidator(120)],
+    )
+    end_action = models.CharField(
+        _("at the end of a booking"),
+        max_length=6,
+        choices=EndAction.choices,
+        blank=True,
+        help_text=_("Empty: the machine type's default."),
+    )
+    walk_ins_allowed = models.BooleanField(
+        _("walk-ins allowed"),
+        default=False,
+        help_text=_("Use without a checked-in booking is counted as walk-in; when not allowed it raises an alert."),
+    )
 
     class Meta:
         ordering = ["lab", "name"]
@@ -198,6 +243,11 @@ class Machine(models.Model):
     @property
     def buffer(self) -> dt.timedelta:
         return dt.timedelta(minutes=self.buffer_minutes)
+
+    @property
+    def effective_end_action(self) -> str:
+        """``finish`` or ``stop``: the machine's own setting, else its type's default."""
+        return self.end_action or self.machine_type.default_end_action
 
 
 class MaintenanceWindow(models.Model):

@@ -49,6 +49,14 @@ class MemberProfile(models.Model):
     age_band = models.CharField(_("age band"), max_length=10, choices=AgeBand.choices, blank=True, default="")
     gender = models.CharField(_("gender"), max_length=12, choices=Gender.choices, blank=True, default="")
     calendar_token = models.CharField(max_length=64, unique=True, default=new_calendar_token, editable=False)
+    #: What a maker types at a lab kiosk (with their PIN); shown on their profile page.
+    member_number = models.CharField(
+        _("member number"), max_length=12, unique=True, null=True, blank=True, editable=False
+    )
+    #: The number a USB badge reader types; set by a lab manager.
+    badge_number = models.CharField(_("badge number"), max_length=64, unique=True, null=True, blank=True)
+    #: Hashed like a password (``make_password``); empty: the kiosk refuses this member.
+    kiosk_pin = models.CharField(max_length=128, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("member profile")
@@ -56,6 +64,13 @@ class MemberProfile(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+    def save(self, *args, **kwargs) -> None:
+        if not self.member_number and self.user_id:
+            self.member_number = f"{self.user_id:05d}"
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "member_number"}
+        super().save(*args, **kwargs)
 
     def reset_calendar_token(self) -> None:
         """Revoke the secret calendar feed URL by issuing a new one."""

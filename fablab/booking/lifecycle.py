@@ -1,0 +1,167 @@
+"""A booking's life after it is made: check-in, no-show, machine unavailable, completion.
+
+Every transition is one conditional ``UPDATE … WHERE status = <from>``: whichever caller (a page,
+the kiosk, the API, the hub seeing a job start, any number of schedulers side by side) runs it
+first changes the row, and every other caller changes nothing and learns so (``False``). The
+follow-ups — the member's email, the :data:`~fablab.booking.signals.booking_changed` signal that
+moves the interlock — run on commit and only for the caller that made the change.
+
+This module knows bookings only. What the machines did (a job started, the machine was offline at
+the start) is the caller's to find out (``devices``) and is passed in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from fablab.members import roles
+
+from .errors import BookingError
+from .models import Booking
+from .services import check_certification
+from .signals import booking_changed
+
+NON_MEMBER_KINDS = [k for k in Booking.Kind.values if k != Booking.Kind.MEMBER]
+
+
+def check_in_opens(booking: Booking) -> dt.datetime:
+    return booking.start - dt.timedelta(minutes=booking.machine.check_in_window_minutes)
+
+
+def no_show_deadline(booking: Booking) -> dt.datetime:
+    """Without a check-in or a job by this moment, a member booking is a no-show."""
+    return booking.start + dt.timedelta(minutes=booking.machine.no_show_grace_minutes)
+
+
+def check_in_closes(booking: Booking) -> dt.datetime:
+    """The no-show deadline; the booking's end when the machine could not be used at its start."""
+    return booking.end if booking.unavailable else no_show_deadline(booking)
+
+
+def check_in(*, booking: Booking, by, via: str, now: dt.datetime | None = None) -> Booking:
+    """Check ``booking`` in, as its member or a manager of its lab; returns the booking, checked in.
+
+    Checking in a booking that is already checked in changes nothing and returns it (a double tap,
+    a retry). Raises :class:`BookingError`: ``forbidden``, ``check_in_too_early``, ``check_in_closed``,
+    ``not_certified`` or ``certification_expired`` (the certification is checked again now).
+    """
+    now = now or timezone.now()
+    if via not in Booking.CheckInVia.values or via == Booking.CheckInVia.MACHINE:
+        raise ValueError(f"check-in through {via!r}")
+    with transaction.atomic():
+        booking = (
+            Booking.objects.select_for_update()
+            .select_related("machine__lab", "member")
+            .get(pk=booking.pk)
+        )
+        is_manager = roles.manages_lab(by, booking.machine.lab_id)
+        if booking.member_id != by.pk and not is_manager:
+            raise BookingError("forbidden")
+        if booking.kind != Booking.Kind.MEMBER:
+            raise BookingError("check_in_closed", _("Only a member's booking is checked in."))
+        if booking.status == Booking.Status.CHECKED_IN:
+            return booking
+        if booking.status == Booking.Status.PENDING:
+            raise BookingError("check_in_closed", _("This booking still awaits a lab manager's approval."))
+        if booking.status != Booking.Status.CONFIRMED:
+            raise BookingError("check_in_closed")
+        if now < check_in_opens(booking):
+            raise BookingError("check_in_too_early")
+        if now >= check_in_closes(booking) or now >= booking.end:
+            raise BookingError("check_in_closed")
+        check_certification(booking.machine, booking.member, booking.end, for_manager=booking.member_id != by.pk)
+        Booking.objects.filter(pk=booking.pk, status=Booking.Status.CONFIRMED).update(
+            status=Booking.Status.CHECKED_IN,
+            checked_in_at=now,
+            checked_in_by=by,
+            check_in_via=via,
+            updated_at=now,
+        )
+        booking.refresh_from_db()
+        _changed_on_commit(booking, "checked_in")
+    return booking
+
+
+def check_in_by_machine(booking_id: int, at: dt.datetime) -> bool:
+    """A job started on the machine during a confirmed member booking: it counts as the check-in.
+
+    ``at`` is when the job started (the bridge's clock); True when this call checked the booking in.
+    """
+    changed = Booking.objects.filter(
+        pk=booking_id, kind=Booking.Kind.MEMBER, status=Booking.Status.CONFIRMED
+    ).update(
+        status=Booking.Status.CHECKED_IN,
+        checked_in_at=at,
+        check_in_via=Booking.CheckInVia.MACHINE,
+        updated_at=timezone.now(),
+    )
+    if changed:
+        _changed_on_commit_ids(booking_id, "checked_in")
+    return bool(changed)
+
+
+def mark_no_show(booking_id: int, now: dt.datetime) -> bool:
+    """No check-in, no job, machine usable: the booking becomes ``no_show`` and frees the rest of its time.
+
+    The caller has checked the machine's activity and availability; this claims the transition and
+    sends the member an email in their language. True when this call made the change.
+    """
+    changed = Booking.objects.filter(
+        pk=booking_id, kind=Booking.Kind.MEMBER, status=Booking.Status.CONFIRMED, unavailable=""
+    ).update(status=Booking.Status.NO_SHOW, released_at=now, updated_at=now)
+    if changed:
+        _changed_on_commit_ids(booking_id, "no_show", email="no_show")
+    return bool(changed)
+
+
+def mark_unavailable(booking_id: int, reason: str, now: dt.datetime) -> bool:
+    """The machine was offline, in error or out of service at the start: never a no-show; check-in stays open."""
+    if reason not in Booking.Unavailable.values:
+        raise ValueError(reason)
+    changed = Booking.objects.filter(
+        pk=booking_id, kind=Booking.Kind.MEMBER, status=Booking.Status.CONFIRMED, unavailable=""
+    ).update(unavailable=reason, updated_at=now)
+    if changed:
+        _changed_on_commit_ids(booking_id, "unavailable")
+    return bool(changed)
+
+
+def complete(booking_id: int, now: dt.datetime) -> bool:
+    """The booking's time is over: a checked-in booking, a confirmed one of another kind, or a
+    member's confirmed booking whose machine was unavailable becomes ``completed``."""
+    changed = (
+        Booking.objects.filter(pk=booking_id, end__lte=now)
+        .filter(
+            Q(status=Booking.Status.CHECKED_IN)
+            | Q(status=Booking.Status.CONFIRMED, kind__in=NON_MEMBER_KINDS)
+            | (Q(status=Booking.Status.CONFIRMED, kind=Booking.Kind.MEMBER) & ~Q(unavailable=""))
+        )
+        .update(status=Booking.Status.COMPLETED, completed_at=now, updated_at=now)
+    )
+    if changed:
+        _changed_on_commit_ids(booking_id, "completed")
+    return bool(changed)
+
+
+def _changed_on_commit(booking: Booking, change: str) -> None:
+    booking_id, machine_id = booking.pk, booking.machine_id
+    transaction.on_commit(
+        lambda: booking_changed.send(sender=Booking, booking_id=booking_id, machine_id=machine_id, change=change)
+    )
+
+
+def _changed_on_commit_ids(booking_id: int, change: str, *, email: str | None = None) -> None:
+    def follow_up() -> None:
+        booking = Booking.objects.select_related("machine__lab", "member").get(pk=booking_id)
+        if email:
+            from .emails import send_booking_email
+
+            send_booking_email(booking, email)
+        booking_changed.send(sender=Booking, booking_id=booking.pk, machine_id=booking.machine_id, change=change)
+
+    transaction.on_commit(follow_up)
