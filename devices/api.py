@@ -4,28 +4,34 @@
 through :func:`devices.commands.issue_command` and answers ``202`` with its id and state;
 ``GET /api/v1/commands/{id}/`` follows it (published, then the machine's answer). Only the
 managers of the machine's lab may do either; anyone else's command answers ``404``, so ids
-reveal nothing. Mounted by :mod:`devices.urls`, before the booking API's catch-all.
+reveal nothing. ``GET /api/v1/alerts/?lab=<slug>`` lists a lab's open alerts (``&state=all``: also
+those cleared recently) to that lab's managers. Mounted by :mod:`devices.urls`, before the booking
+API's catch-all.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
+from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from fablab.booking.api import AUTH_ERRORS, NOT_FOUND, MemberAPIView
+from fablab.booking.api import AUTH_ERRORS, NOT_FOUND, MemberAPIView, Pages, _page
 from fablab.booking.api_errors import describe_codes
-from fablab.booking.serializers import MAX_ID, ErrorSerializer
-from fablab.labs.models import Machine
+from fablab.booking.errors import BookingError
+from fablab.booking.serializers import MAX_ID, ErrorSerializer, TextField
+from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 from firmware_bridge import protocol
 
 from . import capabilities, commands
-from .models import Command
+from .models import Alert, Command
 
 
 class CommandCreateSerializer(serializers.Serializer):
@@ -118,3 +124,87 @@ class CommandDetailView(MemberAPIView):
         if command is None or not roles.manages_lab(request.user, command.machine.lab_id):
             raise exceptions.NotFound()
         return Response(CommandSerializer(command).data)
+
+
+#: How far back ``?state=all`` reaches for cleared alerts.
+RECENT = dt.timedelta(days=7)
+
+
+class AlertFilterSerializer(serializers.Serializer):
+    lab = TextField(max_length=63, help_text="The lab's slug (required).")
+    state = serializers.ChoiceField(
+        choices=["open", "all"],
+        default="open",
+        required=False,
+        help_text="`open` (default): the open alerts; `all`: also those cleared in the last 7 days.",
+    )
+
+
+class AlertMachineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Machine
+        fields = ["id", "slug", "name"]
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    machine = AlertMachineSerializer(read_only=True)
+    kind_label = serializers.CharField(
+        source="get_kind_display", read_only=True, help_text="`kind`, translated."
+    )
+    booking = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The booking it is about (overrun: the booking run into)."
+    )
+
+    class Meta:
+        model = Alert
+        fields = ["id", "machine", "kind", "kind_label", "message", "raised_at", "cleared_at", "booking"]
+        read_only_fields = fields
+        extra_kwargs = {
+            "kind": {
+                "help_text": "offline, error, job_failed, silent (no telemetry), unbooked (running without a "
+                "checked-in booking), overrun (running into the next booking), booked_offline (a booked "
+                "machine offline at the start), interlock (the lock not in its wanted state)."
+            },
+            "cleared_at": {"help_text": "Null while the alert is open."},
+        }
+
+
+class AlertListView(MemberAPIView):
+    pagination_class = Pages
+
+    @extend_schema(
+        operation_id="alerts_list",
+        summary="A lab's machine alerts (lab managers)",
+        description=(
+            "The open alerts of the lab's machines, newest first; with `state=all` also those cleared in "
+            "the last 7 days. In pages of `page_size` (default 50, at most 200). Only the lab's managers "
+            "may list them."
+        ),
+        parameters=[AlertFilterSerializer],
+        responses={
+            200: AlertSerializer(many=True),
+            400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid")),
+            403: OpenApiResponse(ErrorSerializer, description=describe_codes("forbidden")),
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="No lab with this slug, or a `page` after the last one. "
+                + describe_codes("not_found"),
+            ),
+            **AUTH_ERRORS,
+        },
+        tags=["alerts"],
+    )
+    def get(self, request: Request) -> Response:
+        filters = AlertFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        lab = Lab.objects.filter(slug=filters.validated_data["lab"]).first()
+        if lab is None:
+            raise exceptions.NotFound()
+        if not roles.manages_lab(request.user, lab):
+            raise BookingError("forbidden", _("Only the lab's managers may see its alerts."))
+        alerts = Alert.objects.filter(machine__lab=lab).select_related("machine")
+        if filters.validated_data.get("state", "open") == "all":
+            alerts = alerts.filter(Q(cleared_at__isnull=True) | Q(cleared_at__gte=timezone.now() - RECENT))
+        else:
+            alerts = alerts.filter(cleared_at__isnull=True)
+        return _page(self, request, alerts.order_by("-raised_at", "-pk"), AlertSerializer)

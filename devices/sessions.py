@@ -6,7 +6,9 @@ running (a new job while one is open closes the old one first), :func:`close_ses
 closes it as interrupted unless an event already said how it ended;
 :func:`record_outcome` writes that outcome (also on a session closed moments
 before, as the event may follow the status); :func:`add_energy` keeps the
-``energy_wh`` counter's rise since the session opened.
+``energy_wh`` counter's rise since the session opened. Each hands the sessions it
+changed to :mod:`devices.attribution` (which booking they belong to, and that
+booking's usage), which holds all booking logic.
 
 Called inside the transactions of :mod:`devices.status` (open, close),
 :mod:`devices.events` (outcome) and :mod:`devices.readings` (energy). Imports the
@@ -20,6 +22,7 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 
+from devices import attribution
 from devices.machines import ms_to_dt
 from devices.models import MachineStatus, UsageSession
 from firmware_bridge import protocol
@@ -46,18 +49,23 @@ def open_session(status: MachineStatus, job: protocol.Job | None, at: datetime) 
         # A different job while the previous session is still open: it ended unseen.
         close_session(status, at)
     started = ms_to_dt(job.started_ts) if job is not None and job.started_ts else at
+    started = min(started, at)
     energy = status.last_reading.get("energy_wh") if isinstance(status.last_reading, dict) else None
+    booking_id = attribution.booking_for_new_session(status.machine_id, started)
     try:
         with transaction.atomic():
             UsageSession.objects.create(
                 machine_id=status.machine_id,
-                started_at=min(started, at),
+                started_at=started,
                 job_id=job.id[:128] if job else "",
                 job_name=job.name[:255] if job else "",
                 energy_wh_start=float(energy) if isinstance(energy, int | float) else None,
+                booking_id=booking_id,
+                walk_in=booking_id is None,
             )
     except IntegrityError:  # another hub opened it
-        pass
+        return
+    attribution.recompute_booking([booking_id])
 
 
 def close_session(status: MachineStatus, at: datetime) -> None:
@@ -68,9 +76,11 @@ def close_session(status: MachineStatus, at: datetime) -> None:
     outcome = session.outcome
     if outcome == UsageSession.Outcome.RUNNING:
         outcome = UsageSession.Outcome.INTERRUPTED
-    UsageSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(
-        ended_at=max(at, session.started_at), outcome=outcome
-    )
+    session.ended_at, session.outcome = max(at, session.started_at), outcome
+    if UsageSession.objects.filter(pk=session.pk, ended_at__isnull=True).update(
+        ended_at=session.ended_at, outcome=outcome
+    ):
+        attribution.session_closed(session)
 
 
 def record_outcome(machine_id: int, event_type: str, at: datetime) -> None:
@@ -87,6 +97,7 @@ def record_outcome(machine_id: int, event_type: str, at: datetime) -> None:
         )
         if late is not None:
             UsageSession.objects.filter(pk=late.pk).update(outcome=outcome)
+            attribution.recompute_booking([late.booking_id])
 
 
 def add_energy(counters: Mapping[int, tuple[float, float | None]]) -> None:
@@ -98,6 +109,7 @@ def add_energy(counters: Mapping[int, tuple[float, float | None]]) -> None:
     """
     if not counters:
         return
+    bookings = []
     for session in UsageSession.objects.select_for_update().filter(
         machine_id__in=list(counters), ended_at__isnull=True
     ):
@@ -108,3 +120,5 @@ def add_energy(counters: Mapping[int, tuple[float, float | None]]) -> None:
         UsageSession.objects.filter(pk=session.pk).update(
             energy_wh_start=start, energy_wh=energy - start if energy >= start else session.energy_wh
         )
+        bookings.append(session.booking_id)
+    attribution.recompute_booking(bookings, tolerance_minutes=1.0)

@@ -12,4 +12,5 @@ urlpatterns = [
     # The command API lives with the commands; mounted before the booking API's catch-all.
     path("api/v1/machines/<int:pk>/commands/", api.MachineCommandsView.as_view(), name="api-commands"),
     path("api/v1/commands/<uuid:pk>/", api.CommandDetailView.as_view(), name="api-command"),
+    path("api/v1/alerts/", api.AlertListView.as_view(), name="api-alerts"),
 ]
