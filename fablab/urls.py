@@ -15,6 +15,7 @@ urlpatterns = [
     path("", include("devices.urls")),
     path("labs/", include("fablab.labs.urls")),
     path("", include("fablab.booking.urls")),
+    path("", include("fablab.booking.kiosk_urls")),
     path("calendar/", include("fablab.booking.calendar_urls")),
     path("api/v1/", include("fablab.booking.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

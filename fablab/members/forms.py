@@ -90,3 +90,38 @@ class MemberLookupForm(forms.Form):
 
 class RevokeCertificationForm(forms.Form):
     reason = forms.CharField(label=_("Reason (optional)"), max_length=REASON_MAX, required=False)
+
+
+class KioskPinForm(forms.Form):
+    """A new kiosk PIN, typed twice: 4 to 8 digits. The view stores only its hash (``make_password``)."""
+
+    pin = forms.CharField(
+        label=_("New PIN"),
+        strip=False,
+        max_length=8,
+        widget=forms.PasswordInput(attrs={"inputmode": "numeric", "autocomplete": "new-password"}),
+        help_text=_("4 to 8 digits."),
+    )
+    pin_again = forms.CharField(
+        label=_("New PIN again"),
+        strip=False,
+        max_length=8,
+        widget=forms.PasswordInput(attrs={"inputmode": "numeric", "autocomplete": "new-password"}),
+    )
+
+    def clean_pin(self) -> str:
+        pin = self.cleaned_data["pin"]
+        # str.isdigit accepts other scripts' digits and superscripts; a kiosk keypad types 0-9 only.
+        if not (4 <= len(pin) <= 8 and all(c in "0123456789" for c in pin)):
+            raise forms.ValidationError(_("A PIN is 4 to 8 digits."))
+        return pin
+
+    def clean(self):
+        cleaned = super().clean()
+        if (
+            cleaned.get("pin")
+            and cleaned.get("pin_again") is not None
+            and cleaned["pin"] != cleaned["pin_again"]
+        ):
+            self.add_error("pin_again", _("The two PINs differ."))
+        return cleaned

@@ -9,5 +9,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("profile/", views.profile, name="profile"),
     path("profile/calendar/reset/", views.reset_calendar, name="reset_calendar"),
+    path("profile/kiosk-pin/", views.kiosk_pin, name="kiosk_pin"),
     path("language/", views.set_language, name="set_language"),
 ]

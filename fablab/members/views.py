@@ -1,4 +1,4 @@
-"""Member pages: profile (language, opt-in statistics, calendar link) and the language switcher."""
+"""Member pages: profile (language, opt-in statistics, calendar link, kiosk PIN) and the language switcher."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.hashers import make_password
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -14,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from .forms import KioskPinForm
 from .models import MemberProfile, profile_for
 
 
@@ -42,15 +44,38 @@ def profile(request):
         _remember_language(response, member.language)
         messages.success(request, _("Your profile has been saved."))
         return response
+    return _profile_page(request, member, form=form)
+
+
+def _profile_page(request, member: MemberProfile, *, form=None, pin_form=None, status: int = 200):
     from fablab.booking.ical import absolute_feed_url
     from fablab.booking.views import member_calendar_path
 
     context = {
-        "form": form,
+        "form": form if form is not None else ProfileForm(instance=member),
         # The site's scheme and host (SITE_URL), not the request's: behind a proxy that is https.
         "calendar_url": absolute_feed_url(member_calendar_path(member.calendar_token)),
+        "member": member,
+        "pin_form": pin_form if pin_form is not None else KioskPinForm(),
     }
-    return render(request, "members/profile.html", context)
+    return render(request, "members/profile.html", context, status=status)
+
+
+@login_required
+@require_POST
+def kiosk_pin(request):
+    """Set (or, with ``clear``, remove) the member's kiosk PIN; only its hash is stored."""
+    member = profile_for(request.user)
+    if "clear" in request.POST:
+        MemberProfile.objects.filter(pk=member.pk).update(kiosk_pin="")
+        messages.success(request, _("Your kiosk PIN has been removed. Kiosks no longer accept your number."))
+        return redirect("members:profile")
+    form = KioskPinForm(request.POST)
+    if not form.is_valid():
+        return _profile_page(request, member, pin_form=form, status=400)
+    MemberProfile.objects.filter(pk=member.pk).update(kiosk_pin=make_password(form.cleaned_data["pin"]))
+    messages.success(request, _("Your kiosk PIN has been saved."))
+    return redirect("members:profile")
 
 
 @login_required
