@@ -28,7 +28,7 @@ from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 from fablab.members.models import MemberProfile
 
-from . import idempotency, selectors, services
+from . import idempotency, lifecycle, selectors, services
 from .api_errors import InvalidCredentials, describe_codes
 from .errors import RULES, BookingError
 from .models import Booking
@@ -59,7 +59,11 @@ PAGE_NOT_FOUND = OpenApiResponse(
 )
 ID_PARAMETER = OpenApiParameter("id", int, OpenApiParameter.PATH)
 #: Rules a new booking can break, grouped by HTTP status for the schema.
-CREATE_CODES = [code for code in RULES if code not in ("not_cancellable", "not_pending", "forbidden")]
+CREATE_CODES = [
+    code
+    for code in RULES
+    if code not in ("not_cancellable", "not_pending", "forbidden", "check_in_too_early", "check_in_closed")
+]
 
 
 def _codes_with_status(status_code: int, codes: list[str], *extra: str) -> OpenApiResponse:
@@ -450,6 +454,44 @@ class BookingCancelView(MemberAPIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         booking = services.booking_cancel(booking=_booking(request, pk), by=request.user)
+        return Response(BookingSerializer(booking).data)
+
+
+#: What a check-in can answer besides the booking: the rules of ``lifecycle.check_in``.
+CHECK_IN_CODES = [
+    "forbidden",
+    "not_certified",
+    "certification_expired",
+    "check_in_too_early",
+    "check_in_closed",
+]
+
+
+class BookingCheckInView(MemberAPIView):
+    @extend_schema(
+        operation_id="bookings_check_in",
+        summary="Check a booking in (its member, or a manager of its lab)",
+        description=(
+            "Allowed from `check_in_opens_at` (a window before the start) until `check_in_closes_at` "
+            "(the no-show deadline, or the end when the machine was unavailable at the start). The "
+            "member's certification is checked again now. Checking in a booking that is already "
+            "checked in changes nothing and returns it. Without a body."
+        ),
+        request=None,
+        parameters=[ID_PARAMETER],
+        responses={
+            200: BookingSerializer,
+            403: _codes_with_status(403, CHECK_IN_CODES),
+            404: NOT_FOUND,
+            409: _codes_with_status(409, CHECK_IN_CODES),
+            **AUTH_ERRORS,
+        },
+        tags=["bookings"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        booking = lifecycle.check_in(
+            booking=_booking(request, pk), by=request.user, via=Booking.CheckInVia.API
+        )
         return Response(BookingSerializer(booking).data)
 
 

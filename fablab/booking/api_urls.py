@@ -12,6 +12,7 @@ urlpatterns = [
     path("bookings/", api.BookingListView.as_view(), name="bookings"),
     path("bookings/<int:pk>/", api.BookingDetailView.as_view(), name="booking"),
     path("bookings/<int:pk>/cancel/", api.BookingCancelView.as_view(), name="booking-cancel"),
+    path("bookings/<int:pk>/check-in/", api.BookingCheckInView.as_view(), name="booking-check-in"),
     path("bookings/<int:pk>/approve/", api.BookingApproveView.as_view(), name="booking-approve"),
     path("bookings/<int:pk>/decline/", api.BookingDeclineView.as_view(), name="booking-decline"),
     # Anything else, even a path with a newline in it.

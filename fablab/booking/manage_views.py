@@ -37,6 +37,7 @@ from .manage_forms import (
     QuotaPolicyForm,
 )
 from .models import Booking, QuotaPolicy
+from .views import check_in_state
 
 #: Rows of the certification list and of its audit shown at once.
 CERTIFICATION_ROWS = 200
@@ -237,11 +238,15 @@ def day(request, lab: str):
         chosen = today
     start = dt.datetime.combine(chosen, dt.time(0), tzinfo=lab.tz)
     end = dt.datetime.combine(chosen + dt.timedelta(days=1), dt.time(0), tzinfo=lab.tz)
-    bookings = (
+    bookings = list(
         Booking.objects.filter(machine__lab=lab, start__lt=end, end__gt=start)
         .select_related("machine", "member")
         .order_by("start", "machine__name")
     )
+    now = timezone.now()
+    for booking in bookings:
+        # The same window the member's own page offers: the manager checks them in for them.
+        booking.check_in_open = check_in_state(booking, now)[0]
     context = {
         "lab": lab,
         "date": chosen,
@@ -249,7 +254,7 @@ def day(request, lab: str):
         "next_day": chosen + dt.timedelta(days=1),
         "today": today,
         "bookings": bookings,
-        "now": timezone.now(),
+        "now": now,
         "machines": lab.machines.order_by("name"),
     }
     with timezone.override(lab.tz):

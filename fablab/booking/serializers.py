@@ -19,6 +19,7 @@ from rest_framework import serializers
 
 from fablab.labs.models import Lab, Machine
 
+from . import lifecycle
 from .models import Booking
 
 #: Largest primary key the database can hold; bigger ids are simply not found.
@@ -216,28 +217,77 @@ class BookingCreateSerializer(serializers.Serializer):
 
 
 class BookingSerializer(serializers.ModelSerializer):
+    """A booking as its member or a manager of its lab sees it; every time in the lab's UTC offset.
+
+    ``member`` is null for the kinds that are no member's (training, workshop, maintenance). The
+    check-in window (``check_in_opens_at`` to ``check_in_closes_at``) is null for those kinds too.
+    The usage fields are attributed from the machine's sessions and grow while the booking runs.
+    """
+
     machine_slug = serializers.CharField(source="machine.slug", read_only=True)
     machine_name = serializers.CharField(source="machine.name", read_only=True)
     lab = serializers.CharField(source="machine.lab.slug", read_only=True, help_text="The lab's slug.")
-    member = serializers.CharField(source="member.get_username", read_only=True)
+    member = serializers.CharField(
+        source="member.get_username",
+        read_only=True,
+        allow_null=True,
+        help_text="The member's username; null for a training, a workshop or maintenance.",
+    )
     start = serializers.SerializerMethodField()
     end = serializers.SerializerMethodField()
+    checked_in_at = serializers.SerializerMethodField()
+    released_at = serializers.SerializerMethodField(
+        help_text="A no-show's time stopped holding the machine here; `start` and `end` stay as booked."
+    )
+    completed_at = serializers.SerializerMethodField()
+    check_in_opens_at = serializers.SerializerMethodField(
+        help_text="From here the booking may be checked in (null for kinds without check-in)."
+    )
+    check_in_closes_at = serializers.SerializerMethodField(
+        help_text="The no-show deadline, or the end when the machine was unavailable at the start."
+    )
+    used_minutes = serializers.FloatField(
+        read_only=True, help_text="Minutes the machine ran for this booking."
+    )
+    overrun_minutes = serializers.FloatField(
+        read_only=True, help_text="Minutes it ran past the booking's end."
+    )
+    energy_wh = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Energy used, in watt-hours (null when not measured)."
+    )
+    job_outcome = serializers.CharField(
+        read_only=True,
+        help_text="How the last job ended: `finished`, `failed`, `cancelled`, `interrupted` (or empty).",
+    )
 
     class Meta:
         model = Booking
         fields = [
             "id",
+            "kind",
             "machine",
             "machine_slug",
             "machine_name",
             "lab",
             "member",
+            "title",
             "start",
             "end",
             "status",
             "purpose",
             "cancel_reason",
             "created_at",
+            "check_in_opens_at",
+            "check_in_closes_at",
+            "checked_in_at",
+            "check_in_via",
+            "unavailable",
+            "released_at",
+            "completed_at",
+            "used_minutes",
+            "overrun_minutes",
+            "energy_wh",
+            "job_outcome",
         ]
         read_only_fields = fields
 
@@ -248,3 +298,31 @@ class BookingSerializer(serializers.ModelSerializer):
     @extend_schema_field(OpenApiTypes.DATETIME)
     def get_end(self, booking: Booking) -> str:
         return local_iso(booking.end, booking.machine.lab)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_checked_in_at(self, booking: Booking) -> str | None:
+        return _local_or_none(booking.checked_in_at, booking)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_released_at(self, booking: Booking) -> str | None:
+        return _local_or_none(booking.released_at, booking)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_completed_at(self, booking: Booking) -> str | None:
+        return _local_or_none(booking.completed_at, booking)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_check_in_opens_at(self, booking: Booking) -> str | None:
+        if not booking.is_member_booking:
+            return None
+        return local_iso(lifecycle.check_in_opens(booking), booking.machine.lab)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_check_in_closes_at(self, booking: Booking) -> str | None:
+        if not booking.is_member_booking:
+            return None
+        return local_iso(lifecycle.check_in_closes(booking), booking.machine.lab)
+
+
+def _local_or_none(moment: dt.datetime | None, booking: Booking) -> str | None:
+    return None if moment is None else local_iso(moment, booking.machine.lab)

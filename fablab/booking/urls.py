@@ -5,6 +5,8 @@ from . import manage_views, views
 app_name = "booking"
 urlpatterns = [
     path("bookings/", views.my_bookings, name="mine"),
+    path("bookings/<int:pk>/", views.detail, name="detail"),
+    path("bookings/<int:pk>/check-in/", views.check_in, name="check_in"),
     path("bookings/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("book/<int:machine_id>/", views.book, name="book"),
     path("manage/", manage_views.overview, name="manage"),

@@ -293,6 +293,19 @@ def test_create_booking(api, maker, machine):
         "purpose": "a lamp",
         "cancel_reason": "",
         "created_at": data["created_at"],
+        "kind": "member",
+        "title": "",
+        "check_in_opens_at": local(2, 9, 45).isoformat(),
+        "check_in_closes_at": local(2, 10, 15).isoformat(),
+        "checked_in_at": None,
+        "check_in_via": "",
+        "unavailable": "",
+        "released_at": None,
+        "completed_at": None,
+        "used_minutes": 0.0,
+        "overrun_minutes": 0.0,
+        "energy_wh": None,
+        "job_outcome": "",
     }
 
 
