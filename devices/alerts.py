@@ -5,7 +5,8 @@ Contract: one open alert per machine and kind (a unique constraint), so
 :func:`clear_alert` a conditional ``UPDATE``. :func:`alerts_for_status` is the rule
 a status applies: which open alerts it resolves and which one it raises.
 
-Called by :mod:`devices.status`, :mod:`devices.readings` and :mod:`devices.events`.
+Called by :mod:`devices.status`, :mod:`devices.readings`, :mod:`devices.events`,
+:mod:`devices.interlock` and :mod:`devices.scheduler`.
 Imports the models and the MQTT contract only.
 """
 
@@ -24,11 +25,19 @@ from firmware_bridge import protocol
 OpenAlert = tuple[int, str, datetime]
 
 
-def raise_alert(machine_id: int, kind: str, message: str, at: datetime) -> bool:
-    """Open an alert unless one of this kind is open already; True when this call opened it."""
+def raise_alert(
+    machine_id: int, kind: str, message: str, at: datetime, *, booking_id: int | None = None
+) -> bool:
+    """Open an alert unless one of this kind is open already; True when this call opened it.
+
+    ``booking_id``: the booking the alert is about (a booked machine offline at its start, an
+    interlock out of its wanted state during a booking), if any.
+    """
     try:
         with transaction.atomic():
-            Alert.objects.create(machine_id=machine_id, kind=kind, message=message[:500], raised_at=at)
+            Alert.objects.create(
+                machine_id=machine_id, kind=kind, message=message[:500], raised_at=at, booking_id=booking_id
+            )
     except IntegrityError:
         return False
     return True

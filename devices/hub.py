@@ -14,7 +14,9 @@ Three threads:
   arrived. The spool drains when InfluxDB answers again.
 
 A fourth, :mod:`devices.command_publisher`, claims the Command rows the pages,
-the API and the system write and publishes them on this hub's connection.
+the API and the system write and publishes them on this hub's connection. Time-based checks
+(silent machines, bookings, interlocks) are the scheduler's (:mod:`devices.scheduler`); the hub
+only ingests.
 
 MQTT 5 with ``clean_start=False`` and a Session Expiry Interval: the broker
 keeps the session (subscriptions and queued QoS 1 messages) while the hub is
@@ -53,7 +55,7 @@ from django.db import close_old_connections
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices import command_publisher, commands, readings
+from devices import command_publisher, commands
 from devices.hub_messages import MessageHandler
 from devices.hub_stats import FAILED, HubStats, LimitedLog
 from devices.hub_writer import Ack, Batch, Writer
@@ -329,7 +331,6 @@ class Hub:
             close_old_connections()
             if time.monotonic() - self.index.loaded_at > 60:
                 self.index.reload()  # new machines, changed links and intervals
-            readings.check_silent(self.index)
             commands.expire_commands()
         except Exception:
             self.logs.exception("housekeeping", "housekeeping failed")

@@ -13,7 +13,8 @@ appliers share.
 
 Called by the hub (:mod:`devices.hub`); :mod:`devices.readings` and
 :mod:`devices.events` use its pushes. Imports :mod:`devices.sessions`,
-:mod:`devices.alerts` and :mod:`devices.live`.
+:mod:`devices.alerts`, :mod:`devices.live` and :mod:`devices.interlock` (a status that changes
+``enabled`` or ``online`` has the machine's interlock reconciled after the commit).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from devices import live
+from devices import interlock, live
 from devices.alerts import alerts_for_status, open_alerts_of, raise_alert
 from devices.machines import MachineInfo, dt_to_ms, ms_to_dt
 from devices.models import Alert, Bridge, MachineStatus, StateChange
@@ -161,6 +162,7 @@ def apply_statuses(items: Iterable[tuple[MachineInfo, protocol.Status]]) -> list
         rows, created_ids = _locked_statuses(sorted(by_machine))
         alerts = open_alerts_of(by_machine)
         changes: list[StateChange] = []
+        lock_changed: list[int] = []  # machines whose reported lock or presence changed
         for machine_id, msgs in by_machine.items():
             status = rows[machine_id]
             msgs = sorted((m for m in msgs if m.ts > status.status_ts), key=lambda m: m.ts)
@@ -172,12 +174,15 @@ def apply_statuses(items: Iterable[tuple[MachineInfo, protocol.Status]]) -> list
             if not fresh:
                 continue
             created = machine_id in created_ids
+            before = (status.enabled, status.online)
             steps = []
             for msg in fresh:
                 steps.append((msg, *_step(status, msg, created, now), copy.copy(status)))
                 created = False
             if not _claim(status, fresh[0].ts):
                 continue  # another hub applied a status at least as new meanwhile
+            if (status.enabled, status.online) != before:
+                lock_changed.append(machine_id)
             open_alerts = alerts.get(machine_id, [])
             created = machine_id in created_ids
             for msg, previous, previous_job, state_changed, snapshot in steps:
@@ -204,6 +209,9 @@ def apply_statuses(items: Iterable[tuple[MachineInfo, protocol.Status]]) -> list
     pushes.sort(key=lambda p: p[0])
     for ts, snapshot, open_alerts in pushes:
         push(snapshot, ts, [{"kind": kind} for _pk, kind, _raised in open_alerts])
+    if lock_changed:
+        # A restarted bridge (back disabled) or a machine back online: its interlock is set right now.
+        interlock.machines_of_statuses(lock_changed)
     return [snapshot for _ts, snapshot, _alerts in pushes]
 
 
