@@ -2,14 +2,29 @@
 
 One *card* per machine of a lab: its live status (the hub's
 :func:`devices.live.machine_frame`), its open alerts, the commands it
-offers (``commands``: :func:`devices.capabilities.offered`) and its bookings
-(who holds the current one, when the next one starts).
+offers (``commands``: :func:`devices.capabilities.offered`), its interlock
+(``interlock``: ``{"wanted": bool}`` for an interlocked machine, else None; what
+the machine reports is the frame's ``enabled``) and its bookings:
 
-Privacy: a lab manager sees everything. Anyone else sees no one's name but
-their own — a booking held by somebody else is just "booked", and the job
-name (a file name, which often carries its owner's name) only on the
-machine they hold themselves. :func:`for_viewer` applies that rule to every
-frame, the snapshot's and the live ones alike.
+``booking``
+    The booking that concerns the machine now: one that holds it (``confirmed``,
+    ``checked_in``, ``pending``) and covers the moment; else a no-show released
+    during its time (the machine is free again); else a checked-in booking whose
+    end has passed but which is not completed yet (its job runs on: an overrun).
+``next_booking``
+    The next booking that will hold it.
+
+Each is a dict (:func:`_booking_dict`) with ``start``/``end`` (ISO), from which
+the page counts the time left or the overrun ("+12 min") itself, minute by
+minute, without a push per second.
+
+Privacy: a lab manager sees everything. Anyone else (a maker, a programme
+officer) sees no one's name but their own — a member's booking held by somebody
+else is just "booked" with its times (``"released"`` once it was released), and
+the job name (a file name, which often carries its owner's name) only on the
+machine they hold themselves. A training, workshop or maintenance booking has
+no member: its kind and title are public. :func:`for_viewer` applies the
+rule to every frame, the snapshot's and the live ones alike.
 """
 
 from __future__ import annotations
@@ -18,7 +33,9 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from fablab.booking.models import Booking
 from fablab.labs.models import Lab, Machine
@@ -26,10 +43,12 @@ from fablab.members import roles
 
 from . import capabilities, machine_errors
 from .live import machine_frame
-from .models import Alert, MachineLink, MachineStatus
+from .models import Alert, Interlock, MachineLink, MachineStatus
 
 #: Bookings that mean someone holds (or will hold) the machine.
 HOLDING = (Booking.Status.CONFIRMED, Booking.Status.CHECKED_IN, Booking.Status.PENDING)
+#: What a viewer who neither holds a member's booking nor manages the lab learns of its state.
+PUBLIC_STATE = {Booking.Status.NO_SHOW: "released"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,18 +74,67 @@ def _person(user) -> str:
 
 
 def _booking_dict(booking: Booking | None, viewer: Viewer) -> dict[str, Any] | None:
+    """The board's view of ``booking`` for ``viewer`` (see the module's docstring for who sees what).
+
+    ``status``: ``confirmed``, ``pending``, ``checked_in``, ``no_show`` or, for a member's booking
+    the viewer may not look into, ``booked``/``released``. ``checked_in_at`` and ``released_at``
+    only with the full view; ``kind`` and ``title`` always (a member's booking has no title shown).
+    """
     if booking is None:
         return None
     mine = viewer.user_id is not None and booking.member_id == viewer.user_id
+    member_booking = booking.kind == Booking.Kind.MEMBER
+    full = viewer.manager or mine or not member_booking
     data: dict[str, Any] = {
         "start": booking.start.isoformat(),
         "end": booking.end.isoformat(),
         "mine": mine,
         "pending": booking.status == Booking.Status.PENDING,
+        "kind": booking.kind,
+        "title": booking.title if not member_booking or viewer.manager else "",
+        "status": booking.status if full else PUBLIC_STATE.get(booking.status, "booked"),
+        "checked_in_at": _iso(booking.checked_in_at) if full else None,
+        "released_at": _iso(booking.released_at),
+        "unavailable": booking.unavailable if full else "",
     }
     # Only a manager learns who holds it; a maker sees "you" or just "booked".
-    data["holder"] = _person(booking.member) if viewer.manager else None
+    data["holder"] = _person(booking.member) if viewer.manager and booking.member_id else None
     return data
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _bookings_now(ids: list[int], now: dt.datetime) -> tuple[dict[int, Booking], dict[int, Booking]]:
+    """Per machine: the booking that concerns it now and the next one (see the module's docstring)."""
+    current: dict[int, Booking] = {}
+    released: dict[int, Booking] = {}
+    overrunning: dict[int, Booking] = {}
+    upcoming: dict[int, Booking] = {}
+    bookings = (
+        Booking.objects.filter(machine_id__in=ids)
+        .filter(
+            Q(status__in=HOLDING, end__gt=now)
+            | Q(status=Booking.Status.NO_SHOW, start__lte=now, end__gt=now)
+            | Q(status=Booking.Status.CHECKED_IN, end__lte=now)
+        )
+        .select_related("member")
+        .order_by("start")
+    )
+    for booking in bookings:
+        if booking.status == Booking.Status.NO_SHOW:
+            released.setdefault(booking.machine_id, booking)
+        elif booking.end <= now:
+            overrunning[booking.machine_id] = booking  # the latest one, by start
+        elif booking.start <= now:
+            current.setdefault(booking.machine_id, booking)
+        else:
+            upcoming.setdefault(booking.machine_id, booking)
+    for machine_id in set(released) | set(overrunning):
+        if machine_id not in current:
+            current[machine_id] = overrunning.get(machine_id) or released[machine_id]
+    return current, upcoming
 
 
 def _empty_frame(machine: Machine) -> dict[str, Any]:
@@ -94,6 +162,32 @@ def machine_card(machine: Machine, viewer: Viewer, *, now: dt.datetime | None = 
     return cards_for([machine], viewer, now=now)[0]
 
 
+def lab_machine_card(lab: Lab, slug: str, viewer: Viewer) -> dict[str, Any] | None:
+    """The card of ``lab``'s machine ``slug`` for ``viewer`` (None when it is gone): a booking changed."""
+    machine = lab.machines.select_related("lab", "machine_type").filter(slug=slug).first()
+    return None if machine is None else machine_card(machine, viewer)
+
+
+def client_strings() -> dict[str, str]:
+    """The texts board.js writes about bookings and the interlock, translated for the page."""
+    return {
+        "checked_in_at": _("checked in at %(time)s"),
+        "no_show": _("no-show, released at %(time)s"),
+        "released": _("released at %(time)s"),
+        "awaiting_check_in": _("awaiting check-in"),
+        "unavailable": _("machine unavailable at the start"),
+        "time_left": _("%(minutes)s min left"),
+        "overrun": _("+%(minutes)s min"),
+        "overrun_title": _("Running past the end of the booking"),
+        "interlock": _("Interlock"),
+        "unlocked": _("unlocked"),
+        "locked": _("locked"),
+        "unlocking": _("unlocking…"),
+        "locking": _("locking…"),
+        "kinds": {key: str(label) for key, label in Booking.Kind.choices},
+    }
+
+
 def cards_for(
     machines: list[Machine], viewer: Viewer, *, now: dt.datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -101,25 +195,14 @@ def cards_for(
     ids = [m.pk for m in machines]
     statuses = {s.machine_id: s for s in MachineStatus.objects.filter(machine_id__in=ids)}
     # The links matter only for machines whose bridge declared no capabilities (the fallback).
-    undeclared = [i for i in ids if not isinstance(getattr(statuses.get(i), "capabilities", None), list)]
-    links = {link.machine_id: link for link in MachineLink.objects.filter(machine_id__in=undeclared)}
+    links = {link.machine_id: link for link in MachineLink.objects.filter(machine_id__in=ids)}
+    wanted = dict(Interlock.objects.filter(machine_id__in=ids).values_list("machine_id", "wanted"))
     alerts: dict[int, list[dict[str, Any]]] = {}
     for alert in Alert.objects.filter(machine_id__in=ids, cleared_at__isnull=True).order_by("raised_at"):
         alerts.setdefault(alert.machine_id, []).append(
             {"kind": alert.kind, "label": str(alert.get_kind_display()), "since": alert.raised_at.isoformat()}
         )
-    current: dict[int, Booking] = {}
-    upcoming: dict[int, Booking] = {}
-    bookings = (
-        Booking.objects.filter(machine_id__in=ids, status__in=HOLDING, end__gt=now)
-        .select_related("member")
-        .order_by("start")
-    )
-    for booking in bookings:
-        if booking.start <= now:
-            current.setdefault(booking.machine_id, booking)
-        else:
-            upcoming.setdefault(booking.machine_id, booking)
+    current, upcoming = _bookings_now(ids, now)
     cards = []
     for machine in machines:
         status = statuses.get(machine.pk)
@@ -132,7 +215,12 @@ def cards_for(
         frame["machine_type"] = machine.machine_type.name
         frame["alerts"] = alerts.get(machine.pk, [])
         # The commands the card offers: only what the machine can carry out (devices.capabilities).
-        frame["commands"] = list(capabilities.offered(status, links.get(machine.pk)))
+        # The links matter to the commands only for machines whose bridge declared no capabilities.
+        declared = isinstance(getattr(status, "capabilities", None), list)
+        link = links.get(machine.pk)
+        frame["commands"] = list(capabilities.offered(status, None if declared else link))
+        interlocked = bool(link and link.interlock) or machine.pk in wanted
+        frame["interlock"] = {"wanted": wanted.get(machine.pk, False)} if interlocked else None
         frame["booking"] = _booking_dict(current.get(machine.pk), viewer)
         frame["next_booking"] = _booking_dict(upcoming.get(machine.pk), viewer)
         cards.append(for_viewer(frame, viewer, mine=bool(frame["booking"] and frame["booking"]["mine"])))

@@ -18,6 +18,12 @@ frame older than what the viewer was already sent is never sent; a gap in a
 sender's sequence (a message the layer lost) gets the viewer a fresh snapshot
 within :data:`REPAIR_MIN_S`.
 
+A booking change (:func:`devices.live.push_booking_change`) comes as a frame
+``{"type": "booking", "machine": <slug>}`` without data: the consumer reads that
+machine's card again for its own viewer (:func:`devices.board.lab_machine_card`)
+and sends it as the machine's frame, so the rule of who sees which booking stays
+in :func:`devices.board.for_viewer`'s module.
+
 The browser may send ``{"type": "refresh"}`` to get a fresh snapshot (the
 page does so every minute, which also moves the bookings on).
 
@@ -158,6 +164,8 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         # What waits for the socket: the latest frame per machine, command frames in order.
         self._outbox: dict[str, dict[str, Any]] = {}
         self._commands: list[dict[str, Any]] = []
+        #: Machines whose bookings changed: their cards are read again for this viewer.
+        self._cards_due: set[str] = set()
         self._wake = asyncio.Event()
         # The version of each machine the viewer was sent last (by a frame or a snapshot).
         self._sent_v: dict[str, list[int]] = {}
@@ -348,6 +356,8 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             return
         if frame.get("type") == "command":  # a command's outcome sent as a plain frame: managers only
             self._commands.append(frame)
+        elif frame.get("type") == "booking":
+            self._cards_due.add(frame.get("machine", ""))
         else:
             slug = frame.get("machine", "")
             waiting = self._outbox.get(slug)
@@ -393,12 +403,16 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             while not self.revoked:
                 await self._wake.wait()
                 self._wake.clear()
-                while not self.revoked and (self._outbox or self._commands or self._repair_due):
+                while not self.revoked and (
+                    self._outbox or self._commands or self._repair_due or self._cards_due
+                ):
                     if not await self._rights_fresh():
                         return
                     if self._repair_due:
                         await self.send_snapshot()
                         continue
+                    if self._cards_due:
+                        await self._send_cards()
                     commands, self._commands = self._commands, []
                     frames, self._outbox = self._outbox, {}
                     if commands and self.viewer.manager:
@@ -421,6 +435,23 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
             log.exception("could not send the board's frames")
             with contextlib.suppress(Exception):
                 await self._revoke(CLOSE_INTERNAL_ERROR)
+
+    async def _send_cards(self) -> None:
+        """Send the cards of the machines whose bookings changed, read for this viewer."""
+        slugs, self._cards_due = self._cards_due, set()
+        self.held_read_at = 0.0  # who holds what may have changed with the booking
+        for slug in sorted(slugs):
+            card = await database_sync_to_async(board.lab_machine_card)(self.lab, slug, self.viewer)
+            if card is None:
+                continue
+            async with self._send_lock:
+                if self.revoked or live.older(card, {"v": self._sent_v.get(slug)}):
+                    continue  # a newer frame went out meanwhile; the next refresh brings the bookings
+                if card.get("v") is not None:
+                    self._sent_v[slug] = card["v"]
+                if not live.older(card, self._outbox.get(slug)):
+                    self._outbox.pop(slug, None)  # the card is at least as new as what waited
+                await self.send_json(card)
 
 
 #: Frames encoded lately, by the frame's identity and the kind of view: ``id -> (frame, {view: text})``.

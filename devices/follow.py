@@ -16,9 +16,9 @@ log = logging.getLogger(__name__)
 
 
 def on_booking_changed(sender, *, booking_id: int, machine_id: int, change: str, **kwargs) -> None:
-    from devices import attribution, interlock
+    from devices import attribution, interlock, live
 
-    for follower in (interlock.follow_booking, attribution.follow_booking):
+    for follower in (interlock.follow_booking, attribution.follow_booking, live.push_booking_change):
         try:
             follower(booking_id=booking_id, machine_id=machine_id, change=change)
         except Exception:

@@ -147,7 +147,7 @@ class _Pusher:
             newest: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
             while self._queue:
                 group, frame = self._queue.popleft()
-                key = (group, frame.get("machine", ""))
+                key = (group, frame.get("machine", ""), frame.get("type", ""))
                 kept = newest.pop(key, None)
                 newest[key] = (group, kept[1]) if kept and older(frame, kept[1]) else (group, frame)
             self._queue.extend(newest.values())
@@ -347,6 +347,25 @@ def push_status(status, *, ts: int | None = None, alerts: list[dict[str, Any]] |
         frame["ts"] = ts
     frame["alerts"] = open_alerts(status.machine_id) if alerts is None else alerts
     _pusher.submit(group_name(status.machine.lab.slug), frame)
+
+
+def push_booking_change(*, machine_id: int, **_details: Any) -> None:
+    """Tell the machine's board that one of its bookings changed (checked in, no-show, completed…).
+
+    The message is a frame ``{"type": "booking", "machine": <slug>}`` in the lab's ordered stream
+    (so a lost one is repaired like any frame); it carries no booking data, since what a viewer may
+    see of a booking depends on who they are: each consumer reads the machine's card again for its
+    own viewer (:func:`devices.board.lab_machine_card`) and sends that. Called by
+    :func:`devices.follow.on_booking_changed` (last, so the card shows what the interlock and
+    attribution followers just moved) with the signal's details, which it does not need.
+    """
+    from fablab.labs.models import Machine
+
+    if get_channel_layer() is None:
+        return
+    machine = Machine.objects.select_related("lab").filter(pk=machine_id).first()
+    if machine is not None:
+        _pusher.submit(group_name(machine.lab.slug), {"type": "booking", "machine": machine.slug})
 
 
 def command_frame(command) -> dict[str, Any]:

@@ -86,6 +86,7 @@ def _client_strings() -> dict[str, object]:
         "offline": _("offline"),
         "disabled": _("Disabled"),
         "decimal_separator": get_format("DECIMAL_SEPARATOR"),
+        "booking": board.client_strings(),
     }
 
 

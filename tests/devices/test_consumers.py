@@ -105,6 +105,12 @@ def test_a_maker_sees_no_one_but_themselves(in_memory_layer):  # noqa: F811
         "mine": False,
         "pending": False,
         "holder": None,
+        "kind": "member",
+        "title": "",
+        "status": "booked",
+        "checked_in_at": None,
+        "released_at": None,
+        "unavailable": "",
     }
     assert machines["printer-1"]["job"] == {"name": None, "progress_pct": 42.0}
     assert machines["laser-1"]["next_booking"]["mine"] is True

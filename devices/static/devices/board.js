@@ -4,6 +4,9 @@
  * whenever it had to repair a lost update), then one {"type": "machine", ...}
  * frame per change, the latest per machine when the page falls behind, and, to lab managers,
  * {"type": "command", ...} frames with the outcome of remote commands.
+ * A booking change arrives as the machine's whole card (bookings and interlock included).
+ * The time left in the current booking and its overrun ("+12 min") are counted here from the
+ * booking's end, every few seconds, without a message from the server.
  * Every text comes translated from the page (#board-strings); nothing is
  * written with innerHTML, so names and job names can never inject markup.
  */
@@ -13,6 +16,7 @@
   var stringsNode = document.getElementById("board-strings");
   if (!list || !stringsNode || !window.WebSocket) return;
   var T = JSON.parse(stringsNode.textContent);
+  var B = T.booking || { kinds: {} };
   // A maker's frames carry an error's kind, not the bridge's message: its explanation comes from the page.
   var errorsNode = document.getElementById("board-error-strings");
   var ERRORS = errorsNode ? JSON.parse(errorsNode.textContent) : {};
@@ -54,20 +58,71 @@
   function field(card, name) { return card.querySelector('[data-field="' + name + '"]'); }
   function urlFor(template, slug) { return template.replace("MACHINE", encodeURIComponent(slug)); }
 
+  function who(b) {
+    if (b.holder) return b.holder;
+    if (b.mine) return T.you;
+    if (b.kind && b.kind !== "member") return b.title || B.kinds[b.kind] || b.kind;
+    return T.booked;
+  }
+
   function bookingText(b, withEnd) {
-    var who = b.holder ? b.holder : b.mine ? T.you : T.booked;
     var d = parseTime(withEnd ? b.end : b.start);
     var parts = [];
     if (withEnd) {
-      parts.push(who);
+      parts.push(who(b));
       if (d) parts.push(fmt(T.until, { time: timeOnly(d) }));
+      var stateText = bookingState(b);
+      if (stateText) parts.push(stateText);
     } else {
       if (d) parts.push(dayAndTime(d));
-      if (b.holder || b.mine) parts.push(who);
+      if (b.holder || b.mine || (b.kind && b.kind !== "member")) parts.push(who(b));
     }
     var text = parts.join(" · ");
     if (b.pending) text += " (" + T.pending + ")";
     return text;
+  }
+
+  function bookingState(b) {
+    var at;
+    if (b.status === "checked_in") {
+      at = parseTime(b.checked_in_at);
+      return at ? fmt(B.checked_in_at, { time: timeOnly(at) }) : "";
+    }
+    if (b.status === "no_show" || b.status === "released") {
+      at = parseTime(b.released_at);
+      return at ? fmt(b.status === "no_show" ? B.no_show : B.released, { time: timeOnly(at) }) : "";
+    }
+    if (b.status === "confirmed" && b.kind === "member") return b.unavailable ? B.unavailable : B.awaiting_check_in;
+    return "";
+  }
+
+  // "42 min left" during the booking, "+12 min" once a checked-in booking runs past its end.
+  function clockText(b, now) {
+    if (!b || b.status === "no_show" || b.status === "released") return null;
+    var end = parseTime(b.end), start = parseTime(b.start);
+    if (!end || !start || now < start) return null;
+    var minutes = Math.floor(Math.abs(end - now) / 60000);
+    if (now < end) return { text: fmt(B.time_left, { minutes: minutes }), overrun: false };
+    return b.status === "checked_in" ? { text: fmt(B.overrun, { minutes: Math.max(1, minutes) }), overrun: true } : null;
+  }
+
+  function tick() {
+    var now = new Date();
+    Array.prototype.forEach.call(list.querySelectorAll("[data-field=clock]"), function (node) {
+      var card = node.closest(".board-card");
+      var data = card && machines[card.dataset.machine];
+      var shown = clockText(data && data.booking, now);
+      node.textContent = shown ? shown.text : "";
+      node.className = "clock" + (shown && shown.overrun ? " overrun" : "");
+      node.title = shown && shown.overrun ? B.overrun_title : "";
+    });
+  }
+
+  function interlockText(data) {
+    if (!data.interlock) return null;
+    var wanted = !!data.interlock.wanted;
+    if (data.enabled == null || data.enabled === wanted) return wanted ? B.unlocked : B.locked;
+    return wanted ? B.unlocking : B.locking;
   }
 
   function createCard(data) {
@@ -175,9 +230,21 @@
       var bookings = field(card, "bookings");
       clear(bookings);
       bookings.appendChild(el("dt", null, T.now));
-      bookings.appendChild(el("dd", null, data.booking ? bookingText(data.booking, true) : T.free));
+      var current = el("dd", null, data.booking ? bookingText(data.booking, true) : T.free);
+      var clock = el("span", "clock");
+      clock.dataset.field = "clock";
+      current.appendChild(document.createTextNode(" "));
+      current.appendChild(clock);
+      bookings.appendChild(current);
       bookings.appendChild(el("dt", null, T.next));
       bookings.appendChild(el("dd", null, data.next_booking ? bookingText(data.next_booking, false) : T.none));
+      var lock = interlockText(data);
+      if (lock) {
+        bookings.appendChild(el("dt", null, B.interlock));
+        var dd = el("dd", "interlock", lock);
+        dd.dataset.field = "interlock";
+        bookings.appendChild(dd);
+      }
     }
 
     var form = card.querySelector("form.commands");
@@ -254,6 +321,7 @@
     var merged = Object.assign({}, known, frame);
     machines[frame.machine] = merged;
     paint(merged);
+    tick();
   }
 
   // Why a command failed, in the page's language; the bridge's own words follow as detail
@@ -357,6 +425,7 @@
         if (frame.manager === false && manager) dropManagerTools();
         machines = {};
         frame.machines.forEach(function (m) { machines[m.machine] = m; if (!only || m.machine === only) paint(m); });
+        tick();
         setLive("live", T.live);
         retry = 1000;
       } else if (frame.type === "machine") {
@@ -378,6 +447,8 @@
       retry = Math.min(retry * 2, 30000);
     };
   }
+  // The time left and the overrun move on with the clock, here.
+  setInterval(tick, 5000);
   // Bookings move on with the clock: ask for a fresh snapshot every minute.
   setInterval(function () {
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "refresh" }));

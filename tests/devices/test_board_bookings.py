@@ -1,0 +1,167 @@
+"""The board's bookings: who sees which booking's state, no-shows released, overruns, the interlock,
+and a booking change pushed to every board as that viewer's own card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from devices import board as board_mod
+from devices.models import Interlock
+from fablab.booking import lifecycle
+from fablab.booking.models import Booking
+from tests.devices.board_fixtures import in_memory_layer, make_board  # noqa: F401
+from tests.devices.test_consumers import TIMEOUT, _open
+from tests.factories import BookingFactory, ProgrammeFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def cards(user, lab, now=None) -> dict[str, dict]:
+    viewer = board_mod.viewer_for(user, lab)
+    return {c["machine"]: c for c in board_mod.lab_cards(lab, viewer, now=now)}
+
+
+@pytest.fixture
+def scene():
+    now = timezone.now()
+    b = make_board(now)
+    b["now"] = now
+    Booking.objects.filter(pk=b["current"].pk).update(
+        status=Booking.Status.CHECKED_IN, checked_in_at=now - dt.timedelta(minutes=25), check_in_via="kiosk"
+    )
+    return b
+
+
+def test_the_holder_sees_their_own_check_in(scene):
+    mine = cards(scene["maker_b"], scene["lab"])["printer-1"]["booking"]
+    assert mine["mine"] is True
+    assert mine["status"] == "checked_in"
+    assert mine["checked_in_at"] == (scene["now"] - dt.timedelta(minutes=25)).isoformat()
+    assert mine["holder"] is None
+
+
+def test_another_maker_sees_only_booked_with_its_times(scene):
+    other = cards(scene["maker_a"], scene["lab"])["printer-1"]["booking"]
+    assert other["status"] == "booked"
+    assert other["checked_in_at"] is None
+    assert other["holder"] is None
+    assert other["end"] == scene["current"].end.isoformat()
+
+
+def test_an_officer_sees_no_names(scene):
+    officer = UserFactory(username="officer-o", first_name="Olivier")
+    ProgrammeFactory(labs=[scene["lab"]], officers=[officer])
+    text = json.dumps(cards(officer, scene["lab"]))
+    for name in ("Karim", "Anouk", "maker-b", "maker-a", "karim-bracket"):
+        assert name not in text
+    assert cards(officer, scene["lab"])["printer-1"]["booking"]["status"] == "booked"
+
+
+def test_a_manager_sees_everything(scene):
+    seen = cards(scene["manager"], scene["lab"])
+    assert seen["printer-1"]["booking"]["holder"] == "Karim Other"
+    assert seen["printer-1"]["booking"]["status"] == "checked_in"
+    assert seen["laser-1"]["next_booking"]["holder"] == "Anouk Maker"
+
+
+def test_a_released_no_show_frees_the_machine_and_says_so(scene):
+    now = scene["now"]
+    no_show = BookingFactory(
+        machine=scene["laser"],
+        member=scene["maker_a"],
+        start=now - dt.timedelta(minutes=20),
+        end=now + dt.timedelta(minutes=40),
+        status=Booking.Status.NO_SHOW,
+        released_at=now - dt.timedelta(minutes=5),
+    )
+    own = cards(scene["maker_a"], scene["lab"])["laser-1"]["booking"]
+    assert own["status"] == "no_show"
+    assert own["released_at"] == no_show.released_at.isoformat()
+    other = cards(scene["maker_b"], scene["lab"])["laser-1"]["booking"]
+    assert other["status"] == "released"
+    assert other["released_at"] == no_show.released_at.isoformat()
+
+
+def test_a_checked_in_booking_past_its_end_stays_on_the_card_as_an_overrun(scene):
+    later = scene["current"].end + dt.timedelta(minutes=12)
+    shown = cards(scene["manager"], scene["lab"], now=later)["printer-1"]["booking"]
+    assert shown["status"] == "checked_in"
+    assert shown["end"] == scene["current"].end.isoformat()
+    # Completed, it is no longer the machine's.
+    Booking.objects.filter(pk=scene["current"].pk).update(status=Booking.Status.COMPLETED, completed_at=later)
+    assert cards(scene["manager"], scene["lab"], now=later)["printer-1"]["booking"] is None
+
+
+def test_a_training_session_shows_its_kind_and_title_to_everyone(scene):
+    now = scene["now"]
+    BookingFactory(
+        machine=scene["laser"],
+        member=None,
+        kind=Booking.Kind.TRAINING,
+        title="Laser safety, group 3",
+        start=now - dt.timedelta(minutes=5),
+        end=now + dt.timedelta(hours=1),
+    )
+    seen = cards(scene["maker_a"], scene["lab"])["laser-1"]["booking"]
+    assert (seen["kind"], seen["title"], seen["holder"]) == ("training", "Laser safety, group 3", None)
+
+
+def test_an_interlocked_machine_shows_what_the_server_wants(scene):
+    assert cards(scene["manager"], scene["lab"])["laser-1"]["interlock"] is None
+    Interlock.objects.create(machine=scene["laser"], wanted=False)
+    assert cards(scene["maker_a"], scene["lab"])["laser-1"]["interlock"] == {"wanted": False}
+    Interlock.objects.filter(machine=scene["laser"]).update(wanted=True)
+    assert cards(scene["maker_a"], scene["lab"])["laser-1"]["interlock"] == {"wanted": True}
+
+
+def _page(client, user, lab) -> tuple[str, dict]:
+    client.force_login(user)
+    page = client.get(f"/labs/{lab.slug}/board/").content.decode()
+    cards_html, script = page.split('id="board-strings" type="application/json">')
+    return cards_html, json.loads(script.split("</script>")[0])
+
+
+def test_the_page_renders_the_check_in_for_its_holder_only(client, scene):
+    html, strings = _page(client, scene["maker_b"], scene["lab"])
+    assert set(strings["booking"]) >= {"checked_in_at", "no_show", "time_left", "overrun", "locked"}
+    assert "checked in at" in html
+    html, _strings = _page(client, scene["maker_a"], scene["lab"])
+    assert "checked in at" not in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_check_in_reaches_each_board_as_its_viewers_card(in_memory_layer):  # noqa: F811
+    now = timezone.now()
+    b = make_board(now)
+    Booking.objects.filter(pk=b["upcoming"].pk).update(
+        start=now + dt.timedelta(minutes=5), end=now + dt.timedelta(hours=1)
+    )
+
+    def check_in():
+        booking = Booking.objects.get(pk=b["upcoming"].pk)
+        lifecycle.check_in(booking=booking, by=b["maker_a"], via="page", now=now)
+
+    async def scenario():
+        watchers = {name: await _open(b[name]) for name in ("manager", "maker_a", "maker_b")}
+        for comm in watchers.values():
+            assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        await database_sync_to_async(check_in)()
+        frames = {name: await comm.receive_json_from(timeout=TIMEOUT) for name, comm in watchers.items()}
+        for comm in watchers.values():
+            await comm.disconnect()
+        return frames
+
+    frames = async_to_sync(scenario)()
+    for frame in frames.values():
+        assert frame["machine"] == "laser-1"
+    # Still the next booking (it starts in 5 minutes), now checked in: its holder sees it.
+    assert frames["maker_a"]["next_booking"]["status"] == "checked_in"
+    assert frames["maker_a"]["next_booking"]["mine"] is True
+    assert frames["maker_b"]["next_booking"]["status"] == "booked"
+    assert frames["manager"]["next_booking"]["holder"] == "Anouk Maker"
