@@ -11,8 +11,9 @@ Contract. A session belongs to the booking of its machine that held the machine 
    the start: the job counts as its check-in (:func:`fablab.booking.lifecycle.check_in_by_machine`,
    at the job's start);
 3. else a holding booking whose window extended by the machine's ``end_grace_minutes`` contains it;
-4. else the holding booking whose extended window overlaps the session most (a job started, then
-   its maker checked in: the check-in re-runs attribution through :func:`follow_booking`);
+4. else the holding booking whose extended window overlaps the session most (a job started, then its
+   maker checked in: the check-in re-runs attribution through :func:`follow_booking`; a session still
+   running also takes a window that opens just now);
 5. else nobody: ``walk_in=True``.
 
 The rule depends on the session and the bookings only, never on the order messages arrived in, so
@@ -136,7 +137,10 @@ def choose(
         return max(grace, key=lambda c: (c.end, c.id)), False
     until = max(ended or now, started)
     overlapping = [(c.overlap(started, until), c) for c in holding]
-    overlapping = [(o, c) for o, c in overlapping if o > dt.timedelta(0)]
+    # A session still running when a booking's window opens (its check-in just now) overlaps it from
+    # there on, so an open session also takes a window that opens right now; a closed one must overlap.
+    least = dt.timedelta(0)
+    overlapping = [(o, c) for o, c in overlapping if o > least or (ended is None and o == least)]
     if overlapping:
         return max(overlapping, key=lambda oc: (oc[0], -oc[1].start.timestamp(), -oc[1].id))[1], False
     return None, False
