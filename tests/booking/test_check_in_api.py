@@ -239,3 +239,11 @@ def test_the_booking_schema_has_the_new_read_only_fields():
         assert properties[name].get("readOnly") is True, name
     assert properties["member"].get("nullable") is True
     assert properties["check_in_opens_at"].get("nullable") is True
+
+
+def test_a_json_content_type_without_a_body_is_fine(maker, booking):
+    with time_machine.travel(at(9, 50), tick=False):
+        response = client_for(maker).post(
+            f"/api/v1/bookings/{booking.pk}/check-in/", data="", content_type="application/json"
+        )
+    assert response.status_code == 200, response.json()
