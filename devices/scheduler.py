@@ -83,8 +83,8 @@ class Scheduler:
             try:
                 done[name] = step(now)
             except Exception:
+                # A connection the database dropped is replaced before the next pass (run_forever).
                 log.exception("scheduler step %s failed; the next pass tries again", name)
-                close_old_connections()  # a connection the database dropped is opened anew
                 done[name] = -1
         return done
 
