@@ -2,13 +2,23 @@
 
 from django.urls import path
 
-from . import api, views
+from . import api, interlock_views, views
 
 app_name = "devices"
 urlpatterns = [
     path("labs/<slug:lab>/board/", views.lab_board, name="board"),
     path("labs/<slug:lab>/machines/<slug:machine>/live/", views.machine_live, name="machine"),
     path("labs/<slug:lab>/machines/<slug:machine>/command/", views.machine_command, name="command"),
+    path(
+        "labs/<slug:lab>/machines/<slug:machine>/interlock/",
+        interlock_views.machine_interlock,
+        name="interlock",
+    ),
+    path(
+        "labs/<slug:lab>/machines/<slug:machine>/interlock/<int:pk>/end/",
+        interlock_views.end_override,
+        name="interlock-end",
+    ),
     # The command API lives with the commands; mounted before the booking API's catch-all.
     path("api/v1/machines/<int:pk>/commands/", api.MachineCommandsView.as_view(), name="api-commands"),
     path("api/v1/commands/<uuid:pk>/", api.CommandDetailView.as_view(), name="api-command"),

@@ -11,6 +11,7 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.urls import reverse
 
 from devices import interlock
 from devices.machines import MachineInfo, dt_to_ms
@@ -288,3 +289,45 @@ def test_a_check_in_unlocks_at_once_through_the_booking_signal(clock, django_cap
         lifecycle.check_in(booking=booking, by=booking.member, via="page", now=at(1))
     command = Command.objects.get(machine=machine)
     assert (command.action, command.booking_id, command.source) == ("enable", booking.pk, "system")
+
+
+# -------------------------------------------------------------------------------- the manager's page
+
+
+def test_only_a_manager_of_the_lab_may_see_or_override_the_interlock(client):
+    machine = interlocked()
+    url = reverse("devices:interlock", args=[machine.lab.slug, machine.slug])
+    client.force_login(UserFactory())
+    assert client.get(url).status_code == 403
+    assert client.post(url, {"enabled": "1", "minutes": "30", "reason": "x"}).status_code == 403
+    assert not InterlockOverride.objects.exists()
+
+
+def test_a_manager_overrides_with_a_reason_for_a_time_and_ends_it_early(client, clock):
+    machine = interlocked()
+    manager = UserFactory()
+    machine.lab.managers.add(manager)
+    client.force_login(manager)
+    url = reverse("devices:interlock", args=[machine.lab.slug, machine.slug])
+    live = client.get(reverse("devices:machine", args=[machine.lab.slug, machine.slug]))
+    assert url in live.content.decode()
+
+    refused = client.post(url, {"enabled": "1", "minutes": "30", "reason": "  "})
+    assert refused.status_code == 200 and not InterlockOverride.objects.exists()
+
+    assert client.post(url, {"enabled": "1", "minutes": "30", "reason": "laser alignment"}).status_code == 302
+    override = InterlockOverride.objects.get()
+    assert (override.enabled, override.reason, override.created_by, override.until) == (
+        True, "laser alignment", manager, at(30),
+    )  # fmt: skip
+    assert sent(machine) == ["enable"]  # reconciled at once
+    page = client.get(url).content.decode()
+    assert "laser alignment" in page and 'data-wanted="1"' in page and 'data-reported="0"' in page
+
+    clock.move_to(at(5))
+    end = reverse("devices:interlock-end", args=[machine.lab.slug, machine.slug, override.pk])
+    assert client.post(end).status_code == 302
+    override.refresh_from_db()
+    assert (override.ended_at, override.ended_by) == (at(5), manager)
+    assert sent(machine) == ["enable", "disable"]
+    assert InterlockOverride.objects.count() == 1  # the audit keeps it
