@@ -26,6 +26,11 @@ protects it from casual reading only; what protects it is throttling, with
   the same answer (:data:`WRONG`), after the same hashing work, so the kiosk never tells whether a
   number exists.
 
+*Several bookings.* A member with several bookings open for check-in gets a pick page carrying a
+ticket signed for this kiosk and member (:func:`pick_ticket`), valid :data:`PICK_MAX_AGE`: picking
+needs no second PIN. Within that time the ticket can check in only that member's own bookings
+open now, at this kiosk; the page is ``no-store`` and returns to the empty form before it expires.
+
 Every attempt runs in one transaction that first locks the kiosk row (and then the member's
 profile row), so parallel requests cannot slip past a limit between counting and recording.
 """
@@ -48,6 +53,7 @@ from fablab.labs.models import Lab
 from fablab.members.models import MemberProfile
 
 from . import lifecycle
+from .errors import BookingError
 from .models import Booking, Kiosk, KioskPinFailure
 
 #: ``django.core.signing`` salt of the screen token; a token signed for any other purpose never passes.
@@ -67,6 +73,7 @@ KEEP_FAILURES = dt.timedelta(days=1)
 WRONG = _("Member number or PIN wrong. After 5 wrong tries a number is blocked for 15 minutes.")
 KIOSK_LOCKED = _("Too many wrong tries at this kiosk. Please try again in a few minutes.")
 NOT_ENROLLED = _("This screen is not enrolled as a kiosk of this lab.")
+EXPIRED = _("This screen timed out. Please type your number and PIN again.")
 
 # Hashed once: an unknown number or a member without a PIN costs the same hashing work as a real PIN.
 _DUMMY_PIN_HASH: str | None = None
@@ -305,8 +312,6 @@ def check_in(*, member, booking_id: int, lab: Lab, now: dt.datetime | None = Non
     Only the member's own booking in this lab: anything else raises ``BookingError("forbidden")``.
     The rules (window, certification) are :func:`fablab.booking.lifecycle.check_in`'s.
     """
-    from .errors import BookingError
-
     booking = Booking.objects.filter(pk=booking_id, member=member, machine__lab=lab).first()
     if booking is None:
         raise BookingError("forbidden")
@@ -322,7 +327,7 @@ def member_from_ticket(ticket: str, kiosk: Kiosk):
     """The active member a :func:`pick_ticket` of this kiosk names; raises :class:`KioskRefused` (``expired``)."""
     from django.contrib.auth import get_user_model
 
-    refused = KioskRefused("expired", _("This screen timed out. Please type your number and PIN again."))
+    refused = KioskRefused("expired", EXPIRED)
     try:
         payload = signing.loads(ticket or "", salt=PICK_SALT, max_age=PICK_MAX_AGE)
     except signing.BadSignature:  # SignatureExpired is one

@@ -130,9 +130,7 @@ def pick(request, lab: str):
     form = KioskPickForm(request.POST)
     try:
         if not form.is_valid():
-            raise service.KioskRefused(
-                "expired", _("This screen timed out. Please type your number and PIN again.")
-            )
+            raise service.KioskRefused("expired", service.EXPIRED)
         member = service.member_from_ticket(form.cleaned_data["ticket"], kiosk)
     except service.KioskRefused as exc:
         return _screen(

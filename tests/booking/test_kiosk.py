@@ -514,3 +514,21 @@ def test_the_manager_overview_links_the_kiosk_page(client, lab, manager):
     page = client.get(reverse("kiosk:manage", args=[lab.slug]))
     assert page.status_code == 200
     assert "Enrol this screen" in page.content.decode()
+
+
+def test_the_nothing_page_shows_the_next_booking_today_or_the_current_check_in(client, lab, machine, maker):
+    noon = dt.datetime(2031, 3, 4, 12, 0, tzinfo=lab.tz)
+    later = BookingFactory(
+        machine=machine, member=maker, start=noon.replace(hour=15), end=noon.replace(hour=16)
+    )
+    enrolled(client, lab)
+    with time_machine.travel(noon, tick=False):
+        html = type_in(client, lab, number_of(maker), PIN).content.decode()
+    assert "Your next booking today: Laser cutter at 15:00." in html
+    assert "Check-in opens at 14:45." in html
+    later.refresh_from_db()
+    assert later.status == Booking.Status.CONFIRMED
+    Booking.objects.filter(pk=later.pk).update(status=Booking.Status.CHECKED_IN)
+    with time_machine.travel(noon.replace(hour=15, minute=10), tick=False):
+        html = type_in(client, lab, number_of(maker), PIN).content.decode()
+    assert "You are already checked in: Laser cutter until 16:00." in html

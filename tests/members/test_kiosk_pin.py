@@ -53,6 +53,8 @@ def test_the_profile_shows_the_member_and_badge_numbers(client, member):
     assert f'<dd id="member-number">{number}</dd>' in html
     assert "04A7F3C2" in html
     assert "Not set: kiosks do not accept your number yet." in html
+    assert "<title>Profile · FabLab</title>" in html
+    assert html.count('id="kiosk"') == 1
 
 
 def test_setting_the_pin_stores_only_its_hash(client, member):
