@@ -55,9 +55,7 @@ def check_in(*, booking: Booking, by, via: str, now: dt.datetime | None = None) 
         raise ValueError(f"check-in through {via!r}")
     with transaction.atomic():
         booking = (
-            Booking.objects.select_for_update()
-            .select_related("machine__lab", "member")
-            .get(pk=booking.pk)
+            Booking.objects.select_for_update().select_related("machine__lab", "member").get(pk=booking.pk)
         )
         is_manager = roles.manages_lab(by, booking.machine.lab_id)
         if booking.member_id != by.pk and not is_manager:
@@ -74,7 +72,7 @@ def check_in(*, booking: Booking, by, via: str, now: dt.datetime | None = None) 
             raise BookingError("check_in_too_early")
         if now >= check_in_closes(booking) or now >= booking.end:
             raise BookingError("check_in_closed")
-        check_certification(booking.machine, booking.member, booking.end, for_manager=booking.member_id != by.pk)
+        _check_certification_now(booking, by)
         Booking.objects.filter(pk=booking.pk, status=Booking.Status.CONFIRMED).update(
             status=Booking.Status.CHECKED_IN,
             checked_in_at=now,
@@ -85,6 +83,23 @@ def check_in(*, booking: Booking, by, via: str, now: dt.datetime | None = None) 
         booking.refresh_from_db()
         _changed_on_commit(booking, "checked_in")
     return booking
+
+
+def _check_certification_now(booking: Booking, by) -> None:
+    """The certification may have been revoked or may expire before the end since the booking was made."""
+    try:
+        check_certification(
+            booking.machine, booking.member, booking.end, for_manager=booking.member_id != by.pk
+        )
+    except BookingError as exc:
+        if booking.member_id != by.pk:
+            raise
+        raise BookingError(
+            exc.code,
+            _("Your training for this machine is no longer valid, so this booking cannot be checked in.")
+            if exc.code == "not_certified"
+            else _("Your certification for this machine expires before the end of this booking."),
+        ) from exc
 
 
 def check_in_by_machine(booking_id: int, at: dt.datetime) -> bool:
@@ -151,7 +166,9 @@ def complete(booking_id: int, now: dt.datetime) -> bool:
 def _changed_on_commit(booking: Booking, change: str) -> None:
     booking_id, machine_id = booking.pk, booking.machine_id
     transaction.on_commit(
-        lambda: booking_changed.send(sender=Booking, booking_id=booking_id, machine_id=machine_id, change=change)
+        lambda: booking_changed.send(
+            sender=Booking, booking_id=booking_id, machine_id=machine_id, change=change
+        )
     )
 
 
@@ -162,6 +179,8 @@ def _changed_on_commit_ids(booking_id: int, change: str, *, email: str | None = 
             from .emails import send_booking_email
 
             send_booking_email(booking, email)
-        booking_changed.send(sender=Booking, booking_id=booking.pk, machine_id=booking.machine_id, change=change)
+        booking_changed.send(
+            sender=Booking, booking_id=booking.pk, machine_id=booking.machine_id, change=change
+        )
 
     transaction.on_commit(follow_up)
