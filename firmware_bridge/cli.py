@@ -174,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the broker URL (with the plug's own user) a simulated plug connects with; default: the bridge's",
     )
     p.add_argument(
+        "--demo-control",
+        metavar="DIR",
+        help="run jobs only when the demo's makers ask for them in DIR (firmware_bridge.simulators.demo_control)",
+    )
+    p.add_argument(
         "--start-disabled",
         action="store_true",
         help="keep interlocked machines disabled until a command enables them (default: enable them)",

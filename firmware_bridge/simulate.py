@@ -20,7 +20,15 @@ For every machine of the config:
 
 Then the bridge itself runs with the rewritten config (its spool in the work
 directory). Interlocked machines are enabled at start unless
-``--start-disabled`` is given, so the plug lasers run without a server.
+``--start-disabled`` is given (then they boot disabled, whatever the spool
+remembers, and only a command enables them), so the plug lasers run without a server.
+
+With ``--demo-control DIR`` (``make run``) the machines run no job of their own:
+each waits for a request the demo's simulated makers leave in ``DIR``
+(:mod:`firmware_bridge.simulators.demo_control`) and then runs it the way a maker
+would — streamed through the GRBL adapter (repeated until the requested time is
+up), uploaded and printed through OctoPrint's REST API, or drawn as a laser's load
+behind its plug. A disabled interlocked machine refuses it, as the hardware would.
 """
 
 from __future__ import annotations
@@ -43,6 +51,9 @@ from firmware_bridge.config import BridgeConfig, ConfigError, MachineConfig, loa
 
 log = logging.getLogger("firmware_bridge.simulate")
 
+#: A closed laser's draw behind its plug in the demo-controlled mode (watts): idle, exhaust, cutting.
+STANDBY_W, EXHAUST_W, CUTTING_W = 15.0, 120.0, 900.0
+
 
 class Demo:
     """Everything ``simulate`` started, so it can be stopped in reverse order."""
@@ -55,8 +66,11 @@ class Demo:
         self.stop_event = threading.Event()
         self.cleanups: list[Callable[[], None]] = []
         self.machines: list[MachineConfig] = []
-        self.grbl_jobs: list[tuple[str, str]] = []  # (machine key, job kind)
+        self.grbl_jobs: list[tuple[str, str, str]] = []  # (machine key, machine slug, job kind)
         self.bridge: Any = None
+        control = getattr(args, "demo_control", None)
+        #: Where the demo's makers leave job requests; None: the machines keep themselves busy.
+        self.control: Path | None = Path(control).resolve() if control else None
 
     # ------------------------------------------------------------- simulators
 
@@ -72,7 +86,7 @@ class Demo:
         self.cleanups.append(sim.stop)
         options = dict(m.options, port=str(link))
         options["passthrough"] = str(self.workdir / "run" / f"{m.machine}.tty")
-        self.grbl_jobs.append((m.key, "laser" if laser else "cnc"))
+        self.grbl_jobs.append((m.key, m.machine, "laser" if laser else "cnc"))
         log.info("%s: GRBL %s simulator on %s", m.key, "laser" if laser else "CNC", link)
         return dataclasses.replace(m, options=options)
 
@@ -90,12 +104,17 @@ class Demo:
             kind,
             name,
             plug_urls.get(m.machine, self.cfg.mqtt.url),
-            profile="closed-laser",
+            profile="manual" if self.control else "closed-laser",
             speed=self.speed,
             tele_period_s=max(1.0, 10.0 / self.speed),
         )
         plug.start()
         self.cleanups.append(plug.stop)
+        if self.control:
+            plug.set_load(STANDBY_W)
+            threading.Thread(
+                target=self.plug_jobs, args=(m.key, m.machine, plug), name=f"demo-{m.key}", daemon=True
+            ).start()
         log.info("%s: %s plug simulator %s", m.key, kind, name)
         return dataclasses.replace(m, options=scaled_plug_options(m.options, self.speed))
 
@@ -114,7 +133,11 @@ class Demo:
             return None
         self.cleanups.append(server.stop)
         printer = ops.DemoPrinter(
-            server, name=m.machine, print_s=(90.0 / self.speed, 240.0 / self.speed), rest_s=(20.0, 60.0)
+            server,
+            name=m.machine,
+            print_s=(90.0 / self.speed, 240.0 / self.speed),
+            rest_s=(20.0, 60.0),
+            job_requests=self._requests_for(m.machine),
         )
         printer.start_thread()
         self.cleanups.append(printer.close)
@@ -123,26 +146,96 @@ class Demo:
 
     # ----------------------------------------------------------- demo sender
 
-    def grbl_sender(self, key: str, kind: str) -> None:
-        """Stream a demo job through the adapter, rest, repeat; never dies of an error."""
+    def _requests_for(self, machine: str) -> Callable[[], dict[str, Any] | None] | None:
+        """The demo makers' job requests for ``machine`` (None without ``--demo-control``)."""
+        if self.control is None:
+            return None
+        from firmware_bridge.simulators.demo_control import take_job
+
+        control = self.control
+        speed = self.speed
+
+        def next_request() -> dict[str, Any] | None:
+            request = take_job(control, machine)
+            if request is not None:
+                request["seconds"] /= speed
+            return request
+
+        return next_request
+
+    def grbl_sender(self, key: str, machine: str, kind: str) -> None:
+        """Stream demo jobs through the adapter; never dies of an error.
+
+        Without demo control: a job, a rest, another job. With it: on a maker's request, jobs one
+        after another until the requested time is up; a refusal (the interlock) ends the request.
+        """
         from firmware_bridge.adapters.grbl.sender import send_file
         from firmware_bridge.simulators.gcode_jobs import demo_job, write_job
 
         job_file = write_job(self.workdir / f"{key.replace('/', '-')}.nc", demo_job(kind))
         runner = self.bridge.machines[key]
+        requests = self._requests_for(machine)
         n = 0
         while not self.stop_event.is_set():
             adapter = runner.adapter
             if adapter is None or not runner.ready or runner.status().state != "idle":
                 self.stop_event.wait(2.0)
                 continue
-            n += 1
-            try:
-                rc = send_file(adapter, job_file, name=f"{kind}-job-{n}.nc", out=_LogWriter(key))
-                log.info("%s: demo job %d ended (exit %s)", key, n, rc)
-            except Exception as exc:
-                log.warning("%s: demo job %d failed: %s", key, n, exc)
-            self.stop_event.wait(random.uniform(20.0, 60.0) / max(1.0, self.speed**0.5))
+            if requests is None:
+                n += 1
+                self._send_one(send_file, adapter, job_file, key, f"{kind}-job-{n}.nc")
+                self.stop_event.wait(random.uniform(20.0, 60.0) / max(1.0, self.speed**0.5))
+                continue
+            request = requests()
+            if request is None:
+                self.stop_event.wait(1.0)
+                continue
+            until = time.monotonic() + request["seconds"]
+            log.info("%s: a maker starts %s", key, request["name"])
+            while not self.stop_event.is_set() and time.monotonic() < until:
+                if self._send_one(send_file, adapter, job_file, key, request["name"]) != 0:
+                    break  # refused (interlock), alarm or error: the maker gives up
+
+    @staticmethod
+    def _send_one(send_file: Callable[..., int], adapter: Any, job_file: Path, key: str, name: str) -> int:
+        try:
+            rc = send_file(adapter, job_file, name=name, out=_LogWriter(key))
+            log.info("%s: demo job %s ended (exit %s)", key, name, rc)
+            return rc
+        except Exception as exc:
+            log.warning("%s: demo job %s failed: %s", key, name, exc)
+            return 1
+
+    def plug_jobs(self, key: str, machine: str, plug: Any) -> None:
+        """A closed laser behind a smart plug, run by the demo's makers: a job draws its cutting load.
+
+        With the relay off (the interlock has the laser disabled) the laser has no power: the
+        request is refused. Switching the relay off mid-job ends the job.
+        """
+        requests = self._requests_for(machine)
+        assert requests is not None
+        while not self.stop_event.wait(1.0):
+            request = requests()
+            if request is None:
+                continue
+            if not plug.relay_on:
+                log.info("%s: %s refused: the plug's relay is off (interlock)", key, request["name"])
+                continue
+            log.info("%s: a maker starts %s", key, request["name"])
+            phases = [
+                (EXHAUST_W, 20.0 / self.speed),
+                (CUTTING_W, request["seconds"]),
+                (EXHAUST_W, 30.0 / self.speed),
+            ]
+            for watts, seconds in phases:
+                plug.set_load(watts)
+                until = time.monotonic() + seconds
+                while plug.relay_on and time.monotonic() < until and not self.stop_event.wait(0.5):
+                    pass
+                if not plug.relay_on:
+                    log.info("%s: %s cut short: the relay went off", key, request["name"])
+                    break
+            plug.set_load(STANDBY_W)
 
     # ---------------------------------------------------------------- running
 
@@ -178,15 +271,15 @@ class Demo:
                 machines=tuple(self.machines),
             )
             spool = Spool(cfg.bridge.spool, max_messages=cfg.bridge.spool_max_messages)
-            if not self.args.start_disabled:
-                for m in cfg.machines:
-                    if m.interlock:
-                        spool.set_enabled(m.key, True)
+            for m in cfg.machines:
+                if m.interlock:
+                    # Disabled: whatever a previous run left in the spool, only a command enables it.
+                    spool.set_enabled(m.key, not self.args.start_disabled)
             self.bridge = Bridge(cfg, spool=spool)
             self.bridge.start()
-            for key, kind in self.grbl_jobs:
+            for key, machine, kind in self.grbl_jobs:
                 threading.Thread(
-                    target=self.grbl_sender, args=(key, kind), name=f"demo-{key}", daemon=True
+                    target=self.grbl_sender, args=(key, machine, kind), name=f"demo-{key}", daemon=True
                 ).start()
             log.info(
                 "demo running: %d machines, work directory %s; Ctrl-C stops it",

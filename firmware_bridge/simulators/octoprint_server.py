@@ -31,8 +31,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import requests
 
@@ -483,6 +485,10 @@ _DEMO_PARTS = ("benchy", "cable-clip", "phone-stand", "gear-m2-z20", "hinge-brac
 class DemoPrinter:
     """Keeps one :class:`VirtualOctoPrint` busy for a live demo: print, rest, print again.
 
+    With ``job_requests`` (a callable giving the next job request ``{"seconds", "name"}`` or None,
+    :mod:`firmware_bridge.simulators.demo_control`) it prints only what is asked for, uploading
+    and starting each print through OctoPrint's REST API as a maker's slicer would.
+
     ``run()`` blocks until :meth:`close` (use :meth:`start_thread` to run it in the
     background). Print length and rests vary a little so several printers do not
     move in lock step. Errors are logged and retried; the demo never dies of one.
@@ -495,8 +501,10 @@ class DemoPrinter:
         name: str = "demo",
         print_s: tuple[float, float] = (90.0, 240.0),
         rest_s: tuple[float, float] = (20.0, 60.0),
+        job_requests: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         self.server = server
+        self.job_requests = job_requests
         self.name = name
         self.print_s = print_s
         self.rest_s = rest_s
@@ -523,6 +531,17 @@ class DemoPrinter:
                 if not flags:
                     self.server.connect_printer()
                 elif flags.get("ready") and not flags.get("printing") and not flags.get("paused"):
+                    if self.job_requests is not None:
+                        request = self.job_requests()
+                        if request is not None:
+                            name = (
+                                request["name"]
+                                if request["name"].endswith(".gcode")
+                                else f"{request['name']}.gcode"
+                            )
+                            self.server.upload(name, demo_gcode(request["seconds"]), select=True, print_=True)
+                        self._stop.wait(2.0)
+                        continue
                     part = _DEMO_PARTS[count % len(_DEMO_PARTS)]
                     count += 1
                     seconds = random.uniform(*self.print_s)

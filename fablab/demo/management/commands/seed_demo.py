@@ -11,6 +11,7 @@ import datetime as dt
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.test.utils import override_settings
@@ -20,6 +21,7 @@ from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.booking.services import booking_create
 from fablab.demo import machines as demo_machines
+from fablab.demo import story
 from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
 from fablab.members.models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
@@ -31,6 +33,13 @@ TYPES = [
     ("cnc", "CNC machine"),
     ("other", "Other"),
 ]
+#: What the interlock does at a booking's end: a print may finish, a laser or a router stops.
+END_ACTIONS = {"3d-printer": "finish", "laser-cutter": "stop", "cnc": "stop", "other": "stop"}
+#: Machines anyone may start without a booking (the others raise an "unbooked" alert).
+WALK_INS = {"prusa-mk4-2", "ultimaker-s3"}
+#: The demo makers' kiosk PIN and the maker's badge (documented in the README).
+KIOSK_PIN = "1234"
+BADGES = {"maker": "04A1B2C3"}
 
 TRAININGS = [
     ("3d-printing", "3D printing basics", None, "3d-printer"),
@@ -161,7 +170,9 @@ class Command(BaseCommand):
         with transaction.atomic():
             labs = self._labs()
             types = {
-                slug: MachineType.objects.update_or_create(slug=slug, defaults={"name": name})[0]
+                slug: MachineType.objects.update_or_create(
+                    slug=slug, defaults={"name": name, "default_end_action": END_ACTIONS[slug]}
+                )[0]
                 for slug, name in TYPES
             }
             trainings = {}
@@ -184,6 +195,7 @@ class Command(BaseCommand):
                     "max_days_ahead": 28,
                     "buffer_minutes": 0,
                     "approval_required": False,
+                    "walk_ins_allowed": slug in WALK_INS,
                     **policy,
                 }
                 machines[slug] = Machine.objects.update_or_create(
@@ -199,6 +211,7 @@ class Command(BaseCommand):
         # The demo's own bookings need no emails.
         with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
             self._bookings(machines, users)
+            story.seed_days(machines, users, trainer=users["manager"])
         bridges = demo_machines.seed()
         self.stdout.write(f"demo bridges: {', '.join(bridges)}")
         self.stdout.write(
@@ -239,7 +252,13 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = False
             user.save()
             # Only a new profile gets the demo language: a language the member chose stays.
-            MemberProfile.objects.get_or_create(user=user, defaults={"language": language})
+            profile, _created = MemberProfile.objects.get_or_create(
+                user=user, defaults={"language": language}
+            )
+            if username in story.MAKERS and not profile.kiosk_pin:
+                profile.kiosk_pin = make_password(KIOSK_PIN)
+                profile.badge_number = BADGES.get(username, profile.badge_number)
+                profile.save(update_fields=["kiosk_pin", "badge_number"])
             if manager:
                 for lab in labs.values():
                     lab.managers.add(user)
