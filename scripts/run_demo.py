@@ -2,8 +2,10 @@
 
 Private Mosquitto, InfluxDB and Redis instances on the project's own loopback
 ports with their data under var/ (each skipped when MQTT_URL, INFLUX_URL or
-REDIS_URL point elsewhere), the hub, one simulated bridge per demo lab and
-the web server. Ctrl-C stops everything. Logs go to var/log/.
+REDIS_URL point elsewhere), the hub, one simulated bridge per demo lab (its
+interlocked machines boot disabled; its machines run the jobs the demo makers
+ask for), the web server, the booking scheduler (``run_scheduler``) and the demo's
+simulated makers (``run_demo_makers``). Ctrl-C stops everything. Logs go to var/log/.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ PORT = int(os.environ.get("PORT", "8000"))
 MQTT_PORT, INFLUX_PORT, INFLUX_BIND_PORT, REDIS_PORT = 18830, 18086, 18088, 16379
 #: The servers the hub, the bridges and the web write to: started first, stopped last.
 SERVERS = ("mosquitto", "influxdb", "redis")
+#: What acts on the bookings and the machines (commands, check-ins, jobs): stopped first, so that
+#: nothing is asked of a hub or a bridge that is already going.
+ACTORS = ("scheduler", "demo_makers")
+#: Where the demo makers leave job requests for the simulated machines.
+CONTROL = VAR / "demo" / "control"
 
 
 def say(message: str) -> None:
@@ -71,14 +78,16 @@ class Supervisor:
         return proc
 
     def stop_all(self) -> None:
-        """Stop the web, the bridges and the hub first, then the servers they write to.
+        """Stop the scheduler and the demo makers, then the web, the bridges and the hub, then the
+        servers they write to.
 
         The hub flushes its last batches into InfluxDB and acknowledges them to
         Mosquitto as it stops; both must still be there until it has gone.
         """
-        clients = [entry for entry in self.procs if entry[0] not in SERVERS]
+        actors = [entry for entry in self.procs if entry[0] in ACTORS]
+        clients = [entry for entry in self.procs if entry[0] not in SERVERS + ACTORS]
         servers = [entry for entry in self.procs if entry[0] in SERVERS]
-        for group in (clients, servers):
+        for group in (actors, clients, servers):
             self._stop(group)
 
     @staticmethod
@@ -287,6 +296,11 @@ def main() -> int:
                 str(VAR / "demo" / cfg.bridge.id),
                 "--octoprint-venv",
                 str(VAR / "octoprint-venv"),
+                # Interlocked machines boot disabled; the scheduler unlocks them for a check-in.
+                "--start-disabled",
+                # The machines run the jobs the demo makers ask for, not jobs of their own.
+                "--demo-control",
+                str(CONTROL),
             ]
             for m in cfg.machines:
                 if m.adapter in demo.PLUG_ADAPTERS:
@@ -315,6 +329,17 @@ def main() -> int:
             env={k: v for k, v in env.items() if k != "MQTT_URL"},
         )
         wait_port(PORT, "web", web)
+        # The scheduler (no-shows, the interlock, the ends of bookings) and the demo's makers.
+        if (ROOT / "devices" / "management" / "commands" / "run_scheduler.py").exists():
+            sup.start("scheduler", [PY, "manage.py", "run_scheduler"], env=env, restart=True)
+        else:
+            say("no run_scheduler command yet: bookings are not followed by the machines")
+        sup.start(
+            "demo_makers",
+            [PY, "manage.py", "run_demo_makers", "--control-dir", str(CONTROL)],
+            env=env,
+            restart=True,
+        )
         print(
             f"""
   FabLab platform demo: http://{HOST}:{PORT}/
@@ -323,8 +348,8 @@ def main() -> int:
   Admin:                http://{HOST}:{PORT}/admin/  (superusers only: manage.py createsuperuser)
 
   Demo logins (password demo1234 for all):
-    maker    certified on every training
-    newbie   no certification yet
+    maker    certified on every training (kiosk PIN 1234, badge 04A1B2C3)
+    newbie   no certification yet (kiosk PIN 1234)
     manager  lab manager of both labs (manager pages at /manage/)
     officer  programme officer
 

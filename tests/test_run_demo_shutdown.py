@@ -1,7 +1,9 @@
-"""`make run` stops the hub, the bridges and the web before the servers they write to.
+"""`make run` stops the scheduler and the demo makers first, then the hub, the bridges and the web,
+then the servers they write to.
 
 The hub flushes its last batches into InfluxDB (and acknowledges them to
-Mosquitto) as it stops; InfluxDB going first lost them.
+Mosquitto) as it stops; InfluxDB going first lost them. The scheduler and the demo makers act on
+the machines through the hub and the bridges: they go before them.
 """
 
 from __future__ import annotations
@@ -51,13 +53,16 @@ def wait_ready(log: Path) -> None:
 def test_the_servers_are_stopped_only_after_every_client_has_exited(run_demo, tmp_path, monkeypatch):
     sup = run_demo.Supervisor()
     # The order `make run` starts them in.
-    names = ["mosquitto", "influxdb", "redis", "hub", "bridge-bxl-centre", "web"]
+    names = ["mosquitto", "influxdb", "redis", "hub", "bridge-bxl-centre", "web", "scheduler", "demo_makers"]
     procs = {name: sup.start(name, [sys.executable, "-c", CHILD]) for name in names}
     for name in names:
         wait_ready(tmp_path / f"{name}.log")
 
     clients = [p for n, p in procs.items() if n not in run_demo.SERVERS]
+    actors = [p for n, p in procs.items() if n in run_demo.ACTORS]
+    assert len(actors) == 2
     alive_when_a_server_was_told_to_stop = []
+    actors_alive_when_a_client_was_told_to_stop = []
     real_killpg = os.killpg
 
     def killpg(pgid: int, sig: int) -> None:
@@ -65,11 +70,16 @@ def test_the_servers_are_stopped_only_after_every_client_has_exited(run_demo, tm
             alive_when_a_server_was_told_to_stop.extend(
                 name for name, p in procs.items() if p in clients and p.poll() is None
             )
+        if sig == signal.SIGTERM and pgid in {p.pid for p in clients if p not in actors}:
+            actors_alive_when_a_client_was_told_to_stop.extend(
+                name for name, p in procs.items() if p in actors and p.poll() is None
+            )
         real_killpg(pgid, sig)
 
     monkeypatch.setattr(os, "killpg", killpg)
     sup.stop_all()
     assert alive_when_a_server_was_told_to_stop == []
+    assert actors_alive_when_a_client_was_told_to_stop == []
     # Everyone was asked, not killed: each had the time to finish.
     assert {name: p.returncode for name, p in procs.items()} == dict.fromkeys(names, 0)
 
