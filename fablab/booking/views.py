@@ -162,7 +162,10 @@ def _at(moment, now) -> str:
 
 
 def status_sentence(booking: Booking, now) -> str:
-    """Where the booking stands, in one translated sentence (times in the active time zone)."""
+    """Where the booking stands, in one translated sentence (times in the active time zone).
+
+    Empty for a plain confirmed booking, whose status label says enough.
+    """
     Status = Booking.Status
     if booking.status == Status.PENDING:
         return _("Awaiting a lab manager's approval.")
@@ -171,7 +174,7 @@ def status_sentence(booking: Booking, now) -> str:
             "%(reason)s: this is not a no-show, and check-in stays open until the end of the booking."
         ) % {"reason": booking.get_unavailable_display()}
     if booking.status == Status.CONFIRMED:
-        return _("Confirmed.")
+        return ""  # the status badge says it all
     if booking.status == Status.CHECKED_IN:
         return _("Checked in at %(time)s (%(via)s).") % {
             "time": _at(booking.checked_in_at, now),

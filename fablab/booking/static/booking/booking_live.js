@@ -3,9 +3,10 @@
  * The page (booking/booking_detail.html) renders everything about the booking itself; this script
  * only fills the "Your machine now" card. It opens the lab's board WebSocket (the same feed as the
  * floor board, which already filters what each viewer may see), takes this machine's card from the
- * snapshot and merges every {"type": "machine"} frame for it. When the machine's state changes, or
- * the clock crosses the check-in window, it asks the API whether the booking itself changed (a job
- * started counts as a check-in) and reloads the page if so, so the server-rendered part stays true.
+ * snapshot and merges every {"type": "machine"} frame for it. When the machine's state or its
+ * bookings change (a job started counts as a check-in; the kiosk checks in too), it asks the API
+ * whether this booking changed and reloads the page if so; when the clock crosses the check-in
+ * window it reloads too, so the server-rendered part (status, button) stays true.
  * Texts come translated from the page's JSON; nothing is written with innerHTML.
  */
 (function () {
@@ -53,14 +54,20 @@
     card.dataset.enabled = machine.enabled == null ? "" : String(machine.enabled);
   }
 
+  // Once a form on the page is sent (check in, cancel), its answer is the next page: reloading
+  // meanwhile would race it (and eat the message it brings).
+  var leaving = false;
+  document.addEventListener("submit", function () { leaving = true; });
+  function reload() { if (!leaving) { leaving = true; location.reload(); } }
+
   // The booking itself may have moved on (checked in by the machine, released, completed).
   var checking = false;
   function recheckBooking() {
-    if (checking || !window.fetch) return;
+    if (checking || leaving || !window.fetch) return;
     checking = true;
     fetch(C.status_url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (b) { if (b && b.status !== C.status) location.reload(); })
+      .then(function (b) { if (b && b.status !== C.status) reload(); })
       .catch(function () {})
       .then(function () { checking = false; });
   }
@@ -72,11 +79,11 @@
     // The check-in button appears and goes with the clock: let the server say so.
     if (C.status === "confirmed" && (crossed(opens, shownAt, now) || crossed(closes, shownAt, now) || crossed(end, shownAt, now))) {
       shownAt = now;
-      location.reload();
+      reload();
     }
   }, 15000);
 
-  var socket = null, retry = 1000;
+  var socket = null, retry = 1000, seen = false;
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + C.ws_path);
@@ -84,18 +91,23 @@
       var frame;
       try { frame = JSON.parse(event.data); } catch (e) { return; }
       var before = machine && machine.state;
+      // A card (a snapshot after a reconnect, or a frame with "booking") follows a change of bookings.
+      var bookings = false;
       if (frame.type === "snapshot") {
+        bookings = seen;
+        seen = true;
         machine = null;
         (frame.machines || []).forEach(function (m) { if (m.machine === C.machine) machine = m; });
         setText("note", T.live);
         retry = 1000;
       } else if (frame.type === "machine" && frame.machine === C.machine) {
         machine = Object.assign({}, machine || {}, frame);
+        bookings = "booking" in frame;
       } else {
         return;
       }
       paintMachine();
-      if (before != null && machine && machine.state !== before) recheckBooking();
+      if (bookings || (before != null && machine && machine.state !== before)) recheckBooking();
     };
     socket.onclose = function (event) {
       if (event.code === 4401 || event.code === 4403 || event.code === 4404) {
