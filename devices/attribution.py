@@ -182,8 +182,11 @@ def _attribute(sessions: list[UsageSession], now: dt.datetime, recompute: Iterab
             touched.update(b for b in (session.booking_id, booking_id) if b is not None)
             session.booking_id, session.walk_in = booking_id, booking_id is None
             changed.append(session)
-    if changed:
-        UsageSession.objects.bulk_update(changed, ["booking", "walk_in"])
+    by_target: dict[int | None, list[int]] = {}
+    for session in changed:
+        by_target.setdefault(session.booking_id, []).append(session.pk)
+    for booking_id, pks in by_target.items():  # one UPDATE per booking gaining sessions (usually one)
+        UsageSession.objects.filter(pk__in=pks).update(booking_id=booking_id, walk_in=booking_id is None)
     recompute_booking(touched, now=now)
     return len(changed)
 
@@ -243,30 +246,46 @@ def recompute_booking(
     ``job_outcome``: ``running`` while a session is open, else the outcome of the session that started
     last ('' without sessions). Idempotent and independent of the order sessions were written in. A
     booking is written only when a value differs (minutes: by more than ``tolerance_minutes``).
-    Three queries at most, whatever the number of bookings.
+    One query, plus one write when anything changed, whatever the number of bookings.
     """
     ids = sorted({b for b in booking_ids if b is not None})
     if not ids:
         return 0
     now = now or timezone.now()
-    bookings = {b.pk: b for b in Booking.objects.filter(pk__in=ids).only("pk", "end", *_USAGE_FIELDS)}
-    usage: dict[int, list] = {pk: [0.0, 0.0, None, ""] for pk in bookings}
-    open_ones: set[int] = set()
+    # One query: each booking with its sessions (a LEFT JOIN, so a booking that lost them all is there too).
     rows = (
-        UsageSession.objects.filter(booking_id__in=list(bookings))
-        .order_by("started_at", "pk")
-        .values_list("booking_id", "started_at", "ended_at", "energy_wh", "outcome")
-    )
-    for booking_id, started, ended, energy, outcome in rows:
-        booking, values = bookings[booking_id], usage[booking_id]
+        Booking.objects.filter(pk__in=ids)
+        .order_by("usage_sessions__started_at", "usage_sessions__pk")
+        .values_list(
+            "pk", "end", *_USAGE_FIELDS, "usage_sessions__pk", "usage_sessions__started_at",
+            "usage_sessions__ended_at", "usage_sessions__energy_wh", "usage_sessions__outcome",
+        )
+    )  # fmt: skip
+    bookings: dict[int, Booking] = {}
+    usage: dict[int, list] = {}
+    open_ones: set[int] = set()
+    for pk, end, used, overrun, energy_wh, job_outcome, session, started, ended, energy, outcome in rows:
+        if pk not in bookings:
+            bookings[pk] = Booking(
+                pk=pk,
+                end=end,
+                used_minutes=used,
+                overrun_minutes=overrun,
+                energy_wh=energy_wh,
+                job_outcome=job_outcome,
+            )
+            usage[pk] = [0.0, 0.0, None, ""]
+        if session is None:
+            continue
+        values = usage[pk]
         until = max(ended or now, started)
         values[0] += _minutes(until - started)
-        values[1] += _minutes(until - max(started, booking.end))
+        values[1] += _minutes(until - max(started, end))
         if energy is not None:
             values[2] = (values[2] or 0.0) + energy
         values[3] = outcome
         if ended is None:
-            open_ones.add(booking_id)
+            open_ones.add(pk)
     changed = []
     for pk, booking in bookings.items():
         used, overrun, energy, outcome = usage[pk]
@@ -280,7 +299,9 @@ def recompute_booking(
             for name, value in new.items():
                 setattr(booking, name, value)
             changed.append(booking)
-    if changed:
+    if len(changed) == 1:  # the hub's usual case: a plain UPDATE is far cheaper to build than a CASE
+        Booking.objects.filter(pk=changed[0].pk).update(**{f: getattr(changed[0], f) for f in _USAGE_FIELDS})
+    elif changed:
         Booking.objects.bulk_update(changed, _USAGE_FIELDS)
     return len(changed)
 
