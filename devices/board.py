@@ -227,6 +227,12 @@ def cards_for(
     return cards
 
 
+def public_states(lab: Lab) -> dict[str, str]:
+    """Each machine of ``lab`` by slug: its state word (``offline`` when it never reported), for anyone."""
+    states = dict(MachineStatus.objects.filter(machine__lab=lab).values_list("machine__slug", "state"))
+    return {slug: states.get(slug, "offline") for slug in lab.machines.values_list("slug", flat=True)}
+
+
 def machines_held_by(user_id: int | None, lab: Lab, *, now: dt.datetime | None = None) -> set[str]:
     """Slugs of ``lab``'s machines whose current booking belongs to ``user_id``."""
     if user_id is None:

@@ -7,6 +7,7 @@ from . import api, interlock_views, views
 app_name = "devices"
 urlpatterns = [
     path("labs/<slug:lab>/board/", views.lab_board, name="board"),
+    path("labs/<slug:lab>/states.json", views.lab_states, name="states"),
     path("labs/<slug:lab>/machines/<slug:machine>/live/", views.machine_live, name="machine"),
     path("labs/<slug:lab>/machines/<slug:machine>/command/", views.machine_command, name="command"),
     path(

@@ -98,6 +98,17 @@ def _ws_path(lab: Lab) -> str:
     return f"/ws/labs/{lab.slug}/"
 
 
+def lab_states(request, lab):
+    """``{"machines": {<slug>: <state>}, "labels": {<state>: <label>}}``: the lab page's live states.
+
+    Public (the lab page is): state words only, no names, no jobs, no alerts.
+    """
+    lab = get_object_or_404(Lab, slug=lab)
+    return JsonResponse(
+        {"machines": board.public_states(lab), "labels": {k: str(v) for k, v in STATE_CHOICES}}
+    )
+
+
 @login_required
 def lab_board(request, lab):
     lab = get_object_or_404(Lab, slug=lab)

@@ -23,6 +23,13 @@ def lab_list(request):
 
 
 def lab_detail(request, lab):
+    """A lab's page: its opening hours this coming week, its closures ahead and its machines.
+
+    Each machine's live state (idle, running, offline…) is not read here: ``fablab.labs`` knows
+    nothing of the machine side (``devices`` depends on it, not the other way round). The page's
+    script reads the states from the devices app's public JSON (``devices:states``, state words
+    only, no names) and fills them in; without JavaScript the page simply shows no states.
+    """
     lab = get_object_or_404(Lab, slug=lab)
     machines = list(
         lab.machines.select_related("lab", "machine_type", "required_training").order_by(
@@ -41,8 +48,20 @@ def lab_detail(request, lab):
                 "next_free": selectors.next_free_slot(machine, now=now) if machine.bookable else None,
             }
         )
+    today = timezone.localtime(now, lab.tz).date()
+    week = [
+        {
+            "day": day,
+            "intervals": [
+                (s.astimezone(lab.tz), e.astimezone(lab.tz)) for s, e in lab.opening_intervals(day)
+            ],
+        }
+        for day in (today + dt.timedelta(days=n) for n in range(7))
+    ]
+    closures = lab.closures.filter(ends_on__gte=today).order_by("starts_on")[:5]
+    context = {"lab": lab, "rows": rows, "week": week, "today": today, "closures": closures}
     with timezone.override(lab.tz):
-        return render(request, "labs/lab_detail.html", {"lab": lab, "rows": rows})
+        return render(request, "labs/lab_detail.html", context)
 
 
 def machine_week(request, lab, machine):

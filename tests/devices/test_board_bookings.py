@@ -165,3 +165,16 @@ def test_a_check_in_reaches_each_board_as_its_viewers_card(in_memory_layer):  # 
     assert frames["maker_a"]["next_booking"]["mine"] is True
     assert frames["maker_b"]["next_booking"]["status"] == "booked"
     assert frames["manager"]["next_booking"]["holder"] == "Anouk Maker"
+
+
+def test_the_lab_page_shows_the_weeks_hours_and_reads_the_states_from_the_public_json(client, scene):
+    lab = scene["lab"]
+    page = client.get(f"/labs/{lab.slug}/").content.decode()
+    assert "Opening hours" in page
+    assert f"/labs/{lab.slug}/states.json" in page
+    states = client.get(f"/labs/{lab.slug}/states.json").json()  # anonymous: the lab page is public
+    assert states["machines"] == {"printer-1": "running", "laser-1": "idle"}
+    assert states["labels"]["running"] == "Running"
+    text = json.dumps(states)
+    for private in ("Karim", "karim-bracket", "Anouk"):
+        assert private not in text
