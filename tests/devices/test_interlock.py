@@ -331,3 +331,5 @@ def test_a_manager_overrides_with_a_reason_for_a_time_and_ends_it_early(client, 
     assert (override.ended_at, override.ended_by) == (at(5), manager)
     assert sent(machine) == ["enable", "disable"]
     assert InterlockOverride.objects.count() == 1  # the audit keeps it
+    page = client.get(url).content.decode()
+    assert f"by {manager.get_username()}" in page and "End now" not in page
