@@ -228,7 +228,7 @@ def booking_for_new_session(
     candidates = _candidates([machine_id], started, max(started, now)).get(machine_id, [])
     booking, checks_in = choose(candidates, started, None, now)
     if booking is not None and checks_in and not lifecycle.check_in_by_machine(booking.id, started):
-        return None  # checked in or released by someone else meanwhile: the next pass decides
+        return None  # checked in meanwhile (its change re-attributes the session) or released
     return booking.id if booking is not None else None
 
 
