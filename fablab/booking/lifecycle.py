@@ -26,6 +26,10 @@ from .models import Booking
 from .services import check_certification
 from .signals import booking_changed
 
+NOT_CERTIFIED_AT_CHECK_IN = _(
+    "Your training for this machine is no longer valid, so this booking cannot be checked in."
+)
+EXPIRES_BEFORE_THE_END = _("Your certification for this machine expires before the end of this booking.")
 NON_MEMBER_KINDS = [k for k in Booking.Kind.values if k != Booking.Kind.MEMBER]
 
 
@@ -55,7 +59,10 @@ def check_in(*, booking: Booking, by, via: str, now: dt.datetime | None = None) 
         raise ValueError(f"check-in through {via!r}")
     with transaction.atomic():
         booking = (
-            Booking.objects.select_for_update().select_related("machine__lab", "member").get(pk=booking.pk)
+            # ``of=self``: PostgreSQL cannot lock the nullable side of the outer join to ``member``.
+            Booking.objects.select_for_update(of=("self",))
+            .select_related("machine__lab", "member")
+            .get(pk=booking.pk)
         )
         is_manager = roles.manages_lab(by, booking.machine.lab_id)
         if booking.member_id != by.pk and not is_manager:
@@ -95,10 +102,7 @@ def _check_certification_now(booking: Booking, by) -> None:
         if booking.member_id != by.pk:
             raise
         raise BookingError(
-            exc.code,
-            _("Your training for this machine is no longer valid, so this booking cannot be checked in.")
-            if exc.code == "not_certified"
-            else _("Your certification for this machine expires before the end of this booking."),
+            exc.code, NOT_CERTIFIED_AT_CHECK_IN if exc.code == "not_certified" else EXPIRES_BEFORE_THE_END
         ) from exc
 
 

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from fablab.booking import kiosk as service
-from fablab.booking.errors import RULES
 from fablab.booking.kiosk_views import COOKIE
+from fablab.booking.lifecycle import NOT_CERTIFIED_AT_CHECK_IN
 from fablab.booking.models import Booking, Kiosk, KioskPinFailure
 from fablab.members.models import MemberProfile
 from tests.factories import (
@@ -437,9 +437,9 @@ def test_a_refused_check_in_is_explained_in_the_kiosks_language(client, lab, mak
     client.post(reverse("members:set_language"), {"language": "nl", "next": screen_url(lab)})
     html = type_in(client, lab, number_of(maker), PIN).content.decode()
     with translation.override("nl"):
-        dutch = str(RULES["not_certified"][1])
+        dutch = str(NOT_CERTIFIED_AT_CHECK_IN)
     with translation.override("en"):
-        assert dutch != str(RULES["not_certified"][1])  # the check proves something
+        assert dutch != str(NOT_CERTIFIED_AT_CHECK_IN)  # the check proves something
     assert dutch in html
     assert '<html lang="nl">' in html
     booking.refresh_from_db()
