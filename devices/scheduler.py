@@ -11,8 +11,8 @@ b. **no-shows** — at the no-show deadline, a confirmed member booking without 
    machine activity in [check-in opens, deadline] (a usage session overlapping it, or the machine
    running now) becomes ``no_show`` (:func:`lifecycle.mark_no_show`: the member is emailed, the slot
    is released). With activity on a machine without interlock the job is the check-in
-   (:func:`lifecycle.check_in_by_machine`); on an interlocked machine someone else's job (a previous
-   booking finishing, an override) kept the member from it, so it is neither;
+   (:func:`lifecycle.check_in_by_machine`); on an interlocked machine a job is someone else's (a
+   previous booking finishing, an override) and does not excuse a missing check-in;
 c. **completion** — every booking whose end has passed (:func:`lifecycle.complete`);
 d. **interlocks** — every interlocked machine is reconciled (:func:`devices.interlock.reconcile`);
 e. **silent machines** — online machines without telemetry raise ``silent``
@@ -212,9 +212,9 @@ def no_shows(now: dt.datetime) -> int:
         overlapping = [
             s for s, e in sessions.get(b.machine_id, []) if s <= deadline and (e is None or e >= opens)
         ]
-        if overlapping or b.machine_id in running:
-            if b.machine_id in interlocked:
-                continue  # not this member's job: the machine was locked for them
+        # On an interlocked machine a job is never the member's check-in: it ran for someone else
+        # (a previous booking finishing, an override), and the member could still have checked in.
+        if (overlapping or b.machine_id in running) and b.machine_id not in interlocked:
             at = max(min(overlapping), opens) if overlapping else deadline
             if lifecycle.check_in_by_machine(b.pk, at):
                 changed += 1
