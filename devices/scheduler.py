@@ -38,8 +38,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from devices import alerts, attribution, interlock, readings
-from devices.machines import MachineIndex
+from devices.machines import MachineIndex, dt_to_ms
 from devices.models import Alert, MachineLink, MachineStatus, StateChange, UsageSession
+from devices.status import push_machines
 from fablab.booking import lifecycle
 from fablab.booking.models import Booking
 from fablab.labs.models import MaintenanceWindow
@@ -252,9 +253,8 @@ def reconcile_interlocks(now: dt.datetime) -> int:
 
 
 def attribute(now: dt.datetime) -> int:
-    """Step f: the attribution helper's pass (usage, overruns, walk-ins), when it exists."""
-    scheduled_pass = getattr(attribution, "scheduled_pass", None)
-    if scheduled_pass is None:
-        return 0
-    result = scheduled_pass(now)
-    return result if isinstance(result, int) else 0
+    """Step f: usage brought up to date, unbooked-use and overrun alerts; the changed machines pushed."""
+    changed = attribution.scheduled_pass(now)
+    if changed:
+        push_machines(sorted(changed), dt_to_ms(now))
+    return len(changed)
