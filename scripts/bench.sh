@@ -15,3 +15,9 @@ $PY scripts/bench_bridge.py
 # first run): 50,000 queued QoS 1 messages each, timed from the process start.
 $PY scripts/bench_hub.py --messages 50000 --workers 1,2 --peer node-red
 $PY scripts/bench_board.py --machines 200,20 --duration 60
+# Bookings meet machines (issue 9): check-in → `enable` acknowledged through a real hub, bridge and
+# plugs, one scheduler pass with 200 machines and 5,000 bookings, attribution per session; on SQLite,
+# then on a throw-away PostgreSQL (each script makes and drops its own database there).
+env -u DATABASE_URL $PY scripts/bench_checkin.py
+env -u DATABASE_URL $PY scripts/bench_attribution.py
+pg_virtualenv -t -o fsync=off sh -c 'export DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE"; "$0" scripts/bench_checkin.py && "$0" scripts/bench_attribution.py' "$PY"

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def setup_database() -> str:
+def setup_database() -> tuple[str, str]:
+    """Point DATABASE_URL at a fresh database; return (engine name, the URL to drop it from, or '')."""
     url = os.environ.get("DATABASE_URL", "")
     if url.startswith("postgres"):
         import dj_database_url
@@ -45,9 +46,24 @@ def setup_database() -> str:
         admin.execute("CREATE DATABASE fablab_bench_attribution")
         admin.close()
         os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/fablab_bench_attribution"
-        return "PostgreSQL"
+        return "PostgreSQL", url
     os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-    return "SQLite"
+    return "SQLite", ""
+
+
+def drop_database(admin_url: str) -> None:
+    """Drop the PostgreSQL database :func:`setup_database` made (the docstring's promise)."""
+    if not admin_url:
+        return
+    import dj_database_url
+    import psycopg
+
+    cfg = dj_database_url.parse(admin_url)
+    with psycopg.connect(
+        host=cfg["HOST"], port=cfg["PORT"], user=cfg["USER"], password=cfg["PASSWORD"],
+        dbname=cfg["NAME"], autocommit=True,
+    ) as admin:  # fmt: skip
+        admin.execute("DROP DATABASE IF EXISTS fablab_bench_attribution WITH (FORCE)")
 
 
 def main() -> None:
@@ -56,7 +72,7 @@ def main() -> None:
     parser.add_argument("--bookings", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20000)
     args = parser.parse_args()
-    engine = setup_database()
+    engine, admin_url = setup_database()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fablab.settings")
     import logging
 
@@ -202,6 +218,7 @@ def main() -> None:
     for label, count, elapsed, per_item, unit in rows:
         print(f"| {label} | {count} | {elapsed:.2f} | {per_item:,.0f} per {unit} |")
     connection.close()
+    drop_database(admin_url)
 
 
 if __name__ == "__main__":
