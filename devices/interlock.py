@@ -127,13 +127,18 @@ def _active_overrides(machine_ids: list[int], now: dt.datetime) -> dict[int, Int
 
 
 def _bookings_around(machine_ids: list[int], now: dt.datetime) -> dict[int, list[Booking]]:
-    """Bookings that may hold the machines at ``now``: started, ended less than the longest grace ago.
+    """Bookings that may hold the machines at ``now``: started or checked in (a member checks in up to
+    the check-in window before the start, and the machine is theirs from then), ended less than the
+    longest grace ago.
 
     Read through the ``(status, end)`` index: a window of hours, whatever the history's length.
     """
     statuses = (Booking.Status.CONFIRMED, Booking.Status.CHECKED_IN, Booking.Status.COMPLETED)
     rows = Booking.objects.filter(
-        machine_id__in=machine_ids, status__in=statuses, end__gt=now - MAX_END_GRACE, start__lte=now
+        Q(start__lte=now) | Q(checked_in_at__lte=now),
+        machine_id__in=machine_ids,
+        status__in=statuses,
+        end__gt=now - MAX_END_GRACE,
     ).only("id", "machine_id", "kind", "status", "start", "end", "checked_in_at")
     out: dict[int, list[Booking]] = {}
     for b in rows:

@@ -291,6 +291,15 @@ def test_a_check_in_unlocks_at_once_through_the_booking_signal(clock, django_cap
     assert (command.action, command.booking_id, command.source) == ("enable", booking.pk, "system")
 
 
+def test_an_early_check_in_unlocks_at_once_before_the_start(clock, django_capture_on_commit_callbacks):
+    machine = interlocked()
+    booking = member_booking(machine, start=at(10), end=at(70))  # the window opens at its start - 15 min
+    with django_capture_on_commit_callbacks(execute=True):
+        lifecycle.check_in(booking=booking, by=booking.member, via="page", now=at(0))
+    assert interlock.wanted_state(machine, at(0)) == (True, "booking", booking)
+    assert sent(machine) == ["enable"]
+
+
 # -------------------------------------------------------------------------------- the manager's page
 
 
