@@ -27,6 +27,7 @@ from devices import board, live, machines
 from devices import status as live_status
 from devices.models import MachineStatus
 from devices.routing import websocket_urlpatterns
+from fablab.booking.models import Booking
 from firmware_bridge import protocol
 from tests.devices.board_fixtures import redis_server  # noqa: F401
 from tests.devices.conftest import make_machine
@@ -249,8 +250,11 @@ def test_every_viewer_ends_on_each_machines_final_state_after_a_burst(layer, cap
     assert views[slow_user.pk].machines["m-01"]["job"]["name"] == "job-01.gcode"
     assert views[slow_user.pk].machines["m-02"]["job"]["name"] is None
     assert views[users[0].pk].machines["m-02"]["job"]["name"] == "job-02.gcode"
-    # The blocked viewer was not sent a backlog: the frame it was stuck on, then the latest per machine.
-    assert slow_frames <= 1 + MACHINES
+    # The blocked viewer was not sent a backlog: the frame it was stuck on, then the latest per machine,
+    # and the card of each machine whose booking changed in the burst (its job checked the booking in).
+    booking_changes = Booking.objects.filter(machine__lab=lab, status=Booking.Status.CHECKED_IN).count()
+    assert booking_changes == 5
+    assert slow_frames <= 1 + MACHINES + booking_changes
     # Everyone else kept up and saw the burst go by (coalescing is for those who fall behind).
     assert stall or min(views[u.pk].frames for u in users if u is not slow_user) > MACHINES
 
