@@ -448,7 +448,9 @@ class Interlock(models.Model):
     reported ``MachineStatus.enabled`` first disagreed with ``wanted``; 30 s later an alert is raised.
     """
 
-    machine = models.OneToOneField(Machine, on_delete=models.CASCADE, primary_key=True, related_name="interlock")
+    machine = models.OneToOneField(
+        Machine, on_delete=models.CASCADE, primary_key=True, related_name="interlock"
+    )
     wanted = models.BooleanField(_("wanted enabled"), default=False)
     wanted_since = models.DateTimeField(null=True, blank=True)
     #: Why: ``booking``, ``override``, ``finishing`` (a job may end first), or ``idle``.
@@ -488,7 +490,9 @@ class InterlockOverride(models.Model):
         verbose_name_plural = _("interlock overrides")
         indexes = [models.Index(fields=["machine", "until"])]
         constraints = [
-            models.CheckConstraint(condition=models.Q(until__gt=models.F("starts_at")), name="override_order"),
+            models.CheckConstraint(
+                condition=models.Q(until__gt=models.F("starts_at")), name="override_order"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -158,7 +158,8 @@ class Booking(models.Model):
                 condition=models.Q(blocked_until__gte=models.F("end")), name="booking_buffer"
             ),
             models.CheckConstraint(
-                condition=~models.Q(kind="member") | models.Q(member__isnull=False), name="member_booking_has_member"
+                condition=~models.Q(kind="member") | models.Q(member__isnull=False),
+                name="member_booking_has_member",
             ),
         ]
 

@@ -218,7 +218,9 @@ class Machine(models.Model):
     walk_ins_allowed = models.BooleanField(
         _("walk-ins allowed"),
         default=False,
-        help_text=_("Use without a checked-in booking is counted as walk-in; when not allowed it raises an alert."),
+        help_text=_(
+            "Use without a checked-in booking is counted as walk-in; when not allowed it raises an alert."
+        ),
     )
 
     class Meta:
