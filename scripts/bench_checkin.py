@@ -10,7 +10,7 @@
    the call's return, ``enable`` on the broker and the bridge's ack on the broker (both seen by a
    subscriber of this process), and the ack recorded by the hub (the row's ``answered_at``). The bridge
    acks only once the plug has confirmed its relay. Between two check-ins of a machine its booking is
-   ended and the interlock reconciled, so it is locked again (not timed).
+   cancelled and the interlock reconciled, so it is locked again (not timed).
 2. **The scheduler's pass** (:meth:`devices.scheduler.Scheduler.run_pass`): ``--machines`` interlocked
    machines (default 200) with ``--bookings`` bookings in the day (default 5,000: slots of 30 min from
    07:30, back to back), written as the hub and earlier passes would have left them (past bookings
@@ -296,13 +296,13 @@ def _check_ins(args, work: Path, broker: Mosquitto, env: dict, machines: list, m
                 samples.append(
                     (returned - t0, published - t0, switched - t0, confirmed - t0, acked - t0, recorded - t0)
                 )
-            # Lock it again for its next turn, once it reports unlocked: the booking is over (untimed).
+            # Lock it again for its next turn, once it reports unlocked (untimed).
             wait_for(
                 lambda m=machine.pk: MachineStatus.objects.filter(pk=m, enabled=True).exists(),
                 "the machine to report enabled",
             )
-            end = timezone.now() - dt.timedelta(minutes=machine.end_grace_minutes, seconds=1)
-            Booking.objects.filter(pk=booking.pk).update(end=end, blocked_until=end, status="completed")
+            # Cancelled rather than moved: PostgreSQL's exclusion constraint keeps active bookings apart.
+            Booking.objects.filter(pk=booking.pk).update(status=Booking.Status.CANCELLED)
             interlock.reconcile([machine.pk])
             disable = Command.objects.filter(machine=machine, action=protocol.DISABLE).order_by("-issued_at")[
                 0
