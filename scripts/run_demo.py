@@ -141,6 +141,9 @@ def mosquitto_config(root_user: bool) -> Path:
         "max_inflight_messages 1000",
         # The hub's payload limit plus the largest MQTT header: bigger packets are refused.
         f"max_packet_size {MOSQUITTO_MAX_PACKET_SIZE}",
+        # Small packets (a command, its ack) go out at once instead of waiting on Nagle's algorithm
+        # for the peer's delayed ACK: check-in → unlock in about 110 ms instead of 170 (docs/benchmarks.md).
+        "set_tcp_nodelay true",
         f"pid_file {conf_dir / 'mosquitto.pid'}",
         "log_dest stderr",
     ]
