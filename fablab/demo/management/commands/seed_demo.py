@@ -53,8 +53,9 @@ LABS = [
         "slug": "bxl-centre",
         "name": "FabLab Brussels Centre",
         "address": "Rue de la Loi 1\n1000 Bruxelles",
-        # Tuesday to Friday afternoons and evenings, Saturday daytime.
-        "hours": [(d, T(10), T(21)) for d in (1, 2, 3, 4)] + [(5, T(10), T(18))],
+        # Long hours every day (members come in with their badge), so that whenever `make run` is
+        # started the demo has bookings under way: check-ins, jobs, no-shows, walk-ins.
+        "hours": [(d, T(7), T(23, 30)) for d in range(7)],
     },
     {
         "slug": "bxl-south",
