@@ -473,8 +473,8 @@ class BookingCheckInView(MemberAPIView):
         summary="Check a booking in (its member, or a manager of its lab)",
         description=(
             "Allowed from `check_in_opens_at` (a window before the start) until `check_in_closes_at` "
-            "(the no-show deadline, or the end when the machine was unavailable at the start). The "
-            "member's certification is checked again now. Checking in a booking that is already "
+            "(the no-show deadline, never after the end; the end when the machine was unavailable at "
+            "the start). The member's certification is checked again now. Checking in a booking that is already "
             "checked in changes nothing and returns it. Without a body."
         ),
         request=None,

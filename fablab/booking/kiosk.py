@@ -277,8 +277,7 @@ class Bookings:
 def bookings_now(member, lab: Lab, now: dt.datetime | None = None) -> Bookings:
     """``member``'s bookings on ``lab``'s machines that matter at the kiosk at ``now``.
 
-    Checkable means confirmed, ``check_in_opens <= now < check_in_closes`` and not over
-    (:mod:`fablab.booking.lifecycle` decides the window, machine by machine).
+    Checkable means :func:`fablab.booking.lifecycle.check_in_open` (the window, machine by machine).
     """
     now = now or timezone.now()
     local = timezone.localtime(now, lab.tz)
@@ -299,7 +298,7 @@ def bookings_now(member, lab: Lab, now: dt.datetime | None = None) -> Bookings:
     for booking in rows:
         if booking.status == Booking.Status.CHECKED_IN:
             checked_in.append(booking)
-        elif lifecycle.check_in_opens(booking) <= now < lifecycle.check_in_closes(booking):
+        elif lifecycle.check_in_open(booking, now):
             checkable.append(booking)
         elif now < lifecycle.check_in_opens(booking):
             later.append(booking)

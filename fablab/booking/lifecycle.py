@@ -43,8 +43,19 @@ def no_show_deadline(booking: Booking) -> dt.datetime:
 
 
 def check_in_closes(booking: Booking) -> dt.datetime:
-    """The no-show deadline; the booking's end when the machine could not be used at its start."""
-    return booking.end if booking.unavailable else no_show_deadline(booking)
+    """The no-show deadline, or the booking's end when that comes first or when the machine could not
+    be used at the start: never after the end."""
+    return booking.end if booking.unavailable else min(no_show_deadline(booking), booking.end)
+
+
+def check_in_open(booking: Booking, now: dt.datetime) -> bool:
+    """Whether ``booking`` (a confirmed member booking) can be checked in at ``now``: the window's rule
+    alone, not who checks it in nor their certification (:func:`check_in` checks those)."""
+    return (
+        booking.kind == Booking.Kind.MEMBER
+        and booking.status == Booking.Status.CONFIRMED
+        and check_in_opens(booking) <= now < check_in_closes(booking)
+    )
 
 
 def check_in(*, booking: Booking, by, via: str, now: dt.datetime | None = None) -> Booking:
@@ -77,7 +88,7 @@ def check_in(*, booking: Booking, by, via: str, now: dt.datetime | None = None) 
             raise BookingError("check_in_closed")
         if now < check_in_opens(booking):
             raise BookingError("check_in_too_early")
-        if now >= check_in_closes(booking) or now >= booking.end:
+        if now >= check_in_closes(booking):
             raise BookingError("check_in_closed")
         _check_certification_now(booking, by)
         Booking.objects.filter(pk=booking.pk, status=Booking.Status.CONFIRMED).update(

@@ -26,7 +26,7 @@ from fablab.members.forms import GrantCertificationForm, MemberLookupForm, Revok
 from fablab.members.models import Certification, CertificationAudit
 from fablab.members.services import CertificationError, certification_grant, certification_revoke
 
-from . import selectors, services
+from . import lifecycle, selectors, services
 from .errors import BookingError
 from .forms import MaintenanceWindowForm
 from .manage_forms import (
@@ -37,7 +37,6 @@ from .manage_forms import (
     QuotaPolicyForm,
 )
 from .models import Booking, QuotaPolicy
-from .views import check_in_state
 
 #: Rows of the certification list and of its audit shown at once.
 CERTIFICATION_ROWS = 200
@@ -246,7 +245,7 @@ def day(request, lab: str):
     now = timezone.now()
     for booking in bookings:
         # The same window the member's own page offers: the manager checks them in for them.
-        booking.check_in_open = check_in_state(booking, now)[0]
+        booking.check_in_open = lifecycle.check_in_open(booking, now)
     context = {
         "lab": lab,
         "date": chosen,

@@ -244,7 +244,8 @@ class BookingSerializer(serializers.ModelSerializer):
         help_text="From here the booking may be checked in (null for kinds without check-in)."
     )
     check_in_closes_at = serializers.SerializerMethodField(
-        help_text="The no-show deadline, or the end when the machine was unavailable at the start."
+        help_text="The no-show deadline (never after the end), or the end when the machine was "
+        "unavailable at the start."
     )
     used_minutes = serializers.FloatField(
         read_only=True, help_text="Minutes the machine ran for this booking."

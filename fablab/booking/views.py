@@ -193,7 +193,7 @@ def check_in_state(booking: Booking, now) -> tuple[bool, str]:
     """``(open, note)``: whether the check-in button shows now, and what to say when it does not.
 
     The button shows for a confirmed member booking from :func:`~fablab.booking.lifecycle.check_in_opens`
-    until :func:`~fablab.booking.lifecycle.check_in_closes` (and never after the end); the note says when
+    until :func:`~fablab.booking.lifecycle.check_in_closes`; the note says when
     check-in opens or why it is closed. Nothing to say (``""``) once the booking is checked in or over:
     the status sentence says it.
     """
@@ -203,7 +203,7 @@ def check_in_state(booking: Booking, now) -> tuple[bool, str]:
         return False, _("Check-in opens once a lab manager approves this booking.")
     if booking.status != Booking.Status.CONFIRMED:
         return False, ""
-    opens, closes = lifecycle.check_in_opens(booking), min(lifecycle.check_in_closes(booking), booking.end)
+    opens, closes = lifecycle.check_in_opens(booking), lifecycle.check_in_closes(booking)
     if now < opens:
         return False, _("Check-in opens at %(time)s.") % {"time": _at(opens, now)}
     if now >= closes:

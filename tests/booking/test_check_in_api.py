@@ -105,6 +105,17 @@ def test_unavailable_at_the_start_moves_the_deadline_to_the_end(maker, booking):
     assert post_check_in(maker, booking, at(10, 45)).status_code == 200
 
 
+def test_a_grace_longer_than_the_booking_closes_check_in_at_the_end(maker, booking):
+    """The window never outlasts the booking: ``check_in_closes_at`` says when the API refuses."""
+    booking.machine.no_show_grace_minutes = 90
+    booking.machine.save(update_fields=["no_show_grace_minutes"])
+    with time_machine.travel(at(10, 30), tick=False):
+        data = client_for(maker).get(f"/api/v1/bookings/{booking.pk}/").json()
+    assert data["check_in_closes_at"] == "2031-03-12T11:00:00+01:00"
+    assert_error(post_check_in(maker, booking, at(11)), 409, "check_in_closed")
+    assert post_check_in(maker, booking, at(10, 59)).status_code == 200
+
+
 def test_someone_elses_booking_is_404(booking):
     assert_error(post_check_in(UserFactory(username="other"), booking, at(9, 50)), 404, "not_found")
     booking.refresh_from_db()
