@@ -2,24 +2,67 @@
 
 :func:`on_booking_changed` receives :data:`fablab.booking.signals.booking_changed` (sent after the
 booking's transaction commits) and asks :mod:`devices.interlock` to bring the machine to its wanted
-state at once (a check-in unlocks within the hub's wake-up, not at the scheduler's next pass) and
+state at once (a check-in unlocks within the hub's wake-up, not at the scheduler's next pass),
 :mod:`devices.attribution` to attribute the machine's sessions again (a session that started before
-the check-in belongs to the booking). Neither may undo the booking change: failures are logged, and
-the scheduler's next pass repairs what was missed.
+the check-in belongs to the booking), then :mod:`devices.live` to push the machine's card (last, so
+it shows what the others moved). Neither may undo the booking change: failures are logged, and the
+scheduler's next pass repairs what was missed.
+
+A caller that changes many bookings in a row (the scheduler's pass at a boundary where every machine
+changes hands) wraps them in :func:`batched`: the changes are followed at the end of the block, the
+interlocks of all their machines in one :func:`devices.interlock.reconcile` instead of one per booking.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 log = logging.getLogger(__name__)
 
+#: A booking change as the signal gives it: ``(booking_id, machine_id, change)``.
+Change = tuple[int, int, str]
+
+#: The changes collected by the :func:`batched` block in force (None: follow each at once).
+_collected: ContextVar[list[Change] | None] = ContextVar("devices_follow_collected", default=None)
+
 
 def on_booking_changed(sender, *, booking_id: int, machine_id: int, change: str, **kwargs) -> None:
+    collected = _collected.get()
+    if collected is not None:
+        collected.append((booking_id, machine_id, change))
+    else:
+        follow([(booking_id, machine_id, change)])
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[None]:
+    """Collect the booking changes made in the block and follow them all when it ends (even on an error)."""
+    collected: list[Change] = []
+    token = _collected.set(collected)
+    try:
+        yield
+    finally:
+        _collected.reset(token)
+        follow(collected)
+
+
+def follow(changes: list[Change]) -> None:
+    """Follow ``changes``: one interlock reconcile for all their machines, then each one's usage and card."""
     from devices import attribution, interlock, live
 
-    for follower in (interlock.follow_booking, attribution.follow_booking, live.push_booking_change):
-        try:
-            follower(booking_id=booking_id, machine_id=machine_id, change=change)
-        except Exception:
-            log.exception("%s after booking %s %s failed", follower.__module__, booking_id, change)
+    if not changes:
+        return
+    machine_ids = sorted({machine_id for _booking_id, machine_id, _change in changes})
+    try:
+        interlock.reconcile(machine_ids)
+    except Exception:
+        log.exception("interlock after booking changes on machines %s failed", machine_ids)
+    for booking_id, machine_id, change in changes:
+        for follower in (attribution.follow_booking, live.push_booking_change):
+            try:
+                follower(booking_id=booking_id, machine_id=machine_id, change=change)
+            except Exception:
+                log.exception("%s after booking %s %s failed", follower.__module__, booking_id, change)

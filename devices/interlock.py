@@ -26,9 +26,9 @@ while the previous one awaits its answer), and after :data:`ALERT_AFTER` an ``in
 raised; it is cleared when both agree again. An offline machine is not chased: its own ``offline``
 alert says enough, and the command goes again once it is back.
 
-Called by :mod:`devices.follow` (a booking changed), :mod:`devices.status` (a status changed
-``enabled`` or ``online``), :mod:`devices.scheduler` (every pass) and :mod:`devices.interlock_views`
-(an override). Never talks MQTT.
+Called by :mod:`devices.follow` (bookings changed: their machines in one call), :mod:`devices.status`
+(a status changed ``enabled`` or ``online``), :mod:`devices.scheduler` (every pass) and
+:mod:`devices.interlock_views` (an override). Never talks MQTT.
 """
 
 from __future__ import annotations
@@ -331,11 +331,6 @@ def machines_of_statuses(changed: Iterable[int]) -> None:
         reconcile(list(changed))
     except Exception:
         log.exception("interlock reconcile after a status change failed")
-
-
-def follow_booking(*, booking_id: int, machine_id: int, change: str) -> None:
-    """Bring ``machine_id``'s interlock to its wanted state after a booking change (now, not at the next pass)."""
-    reconcile([machine_id])
 
 
 def override_filter(now: dt.datetime) -> Q:

@@ -22,7 +22,8 @@ f. **attribution** — :func:`devices.attribution.scheduled_pass` (usage, overru
 Every transition is a conditional ``UPDATE`` (in :mod:`fablab.booking.lifecycle` and
 :mod:`devices.interlock`), so any number of schedulers may run side by side: each change happens
 once. Every step reads its rows in a few batched queries; a step that fails is logged and the others
-still run, and the next pass tries again (a database outage included).
+still run, and the next pass tries again (a database outage included). The follow-ups of the bookings
+steps a–c changed (:mod:`devices.follow`) run together after step c, before the interlocks and usage.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from devices import alerts, attribution, interlock, readings
+from devices import alerts, attribution, follow, interlock, readings
 from devices.machines import MachineIndex, dt_to_ms
 from devices.models import Alert, MachineLink, MachineStatus, StateChange, UsageSession
 from devices.status import push_machines
@@ -80,6 +81,15 @@ class Scheduler:
             ("attribution", attribute),
         ]
         done: dict[str, int] = {}
+        # The bookings' follow-ups (interlock, attribution, board) run once the booking steps are done:
+        # the interlocks of all the machines that changed hands in one reconcile, not one per booking.
+        with follow.batched():
+            self._run(steps[:3], now, done)
+        self._run(steps[3:], now, done)
+        return done
+
+    @staticmethod
+    def _run(steps: list[tuple[str, Callable[[dt.datetime], int]]], now: dt.datetime, done: dict) -> None:
         for name, step in steps:
             try:
                 done[name] = step(now)
@@ -87,7 +97,6 @@ class Scheduler:
                 # A connection the database dropped is replaced before the next pass (run_forever).
                 log.exception("scheduler step %s failed; the next pass tries again", name)
                 done[name] = -1
-        return done
 
     def silent(self, now: dt.datetime) -> int:
         if time.monotonic() - self._index_loaded > INDEX_RELOAD_S:

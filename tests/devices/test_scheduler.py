@@ -214,3 +214,43 @@ def test_two_schedulers_side_by_side_release_a_no_show_once(clock):
     assert sorted(changes) == sorted((b.pk, "no_show") for b in bookings)
     assert len(mail.outbox) == len(bookings)
     assert set(Booking.objects.values_list("status", flat=True)) == {Booking.Status.NO_SHOW}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_follows_its_booking_changes_together_one_interlock_reconcile_for_all(clock, monkeypatch):
+    """Committed for real (the follow-ups run on commit, inside the pass): each change is still followed
+    (attribution, the board), but the interlocks of the machines concerned are reconciled in one call."""
+    from devices import interlock, live
+
+    free = machine_that_was("idle")
+    locked = [machine_that_was("idle", interlock=True) for _ in range(2)]
+    free_booking = booking_of(free)
+    locked_bookings = [booking_of(m) for m in locked]
+    session = UsageSession.objects.create(machine=free, started_at=at(-5), ended_at=at(3))
+    reconciled: list[list[int]] = []
+    pushed: list[int] = []
+    real_reconcile, real_push = interlock.reconcile, live.push_booking_change
+
+    def spy_reconcile(machines, now=None):
+        reconciled.append(sorted(m if isinstance(m, int) else m.pk for m in machines))
+        return real_reconcile(machines, now)
+
+    def spy_push(*, machine_id, **details):
+        pushed.append(machine_id)
+        real_push(machine_id=machine_id, **details)
+
+    monkeypatch.setattr(interlock, "reconcile", spy_reconcile)
+    monkeypatch.setattr(live, "push_booking_change", spy_push)
+    done = run(clock, 15)
+
+    assert done["no_show"] == 3
+    locked_ids = sorted(m.pk for m in locked)
+    # The follow-ups' one reconcile (every machine whose booking changed), then the pass's own step.
+    assert reconciled == [sorted([free.pk, *locked_ids]), locked_ids]
+    assert sorted(pushed) == sorted([free.pk, *locked_ids])
+    # The job checked the free machine's booking in, and the follow-up gave it the job's session.
+    assert Booking.objects.get(pk=free_booking.pk).status == Booking.Status.CHECKED_IN
+    assert UsageSession.objects.get(pk=session.pk).booking_id == free_booking.pk
+    assert {b.status for b in Booking.objects.filter(pk__in=[b.pk for b in locked_bookings])} == {
+        Booking.Status.NO_SHOW
+    }
