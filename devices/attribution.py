@@ -12,13 +12,14 @@ Contract. A session belongs to the booking of its machine that held the machine 
    at the job's start);
 3. else a holding booking whose window extended by the machine's ``end_grace_minutes`` contains it;
 4. else the holding booking whose extended window overlaps the session most (a job started, then its
-   maker checked in: the check-in re-runs attribution through :func:`follow_booking`; a session still
+   maker checked in: the check-in re-runs attribution through :func:`follow_bookings`; a session still
    running also takes a window that opens just now);
 5. else nobody: ``walk_in=True``.
 
 The rule depends on the session and the bookings only, never on the order messages arrived in, so
-running it again (a replayed status, a spool replayed after a bridge outage, a booking change) is
-harmless. :func:`recompute_booking` derives a booking's usage from *all* its sessions the same way.
+running it again (a replayed status, a spool replayed after a bridge outage, a booking change:
+:func:`follow_bookings`) is harmless. :func:`recompute_booking` derives a booking's usage from *all*
+its sessions the same way.
 
 Cost (the hub calls this inside its transactions): a new session costs one query for the machine's
 nearby bookings, plus the booking's recomputation (two queries and one write) when it has one; a
@@ -312,20 +313,45 @@ def _differs(booking: Booking, new: dict, tolerance: float) -> bool:
     return any(abs(getattr(booking, f) - new[f]) > tolerance for f in ("used_minutes", "overrun_minutes"))
 
 
-def follow_booking(*, booking_id: int, machine_id: int, change: str) -> None:
-    """Attribute ``machine_id``'s sessions around a changed booking again, and recompute it.
+def follow_bookings(booking_ids: Iterable[int], *, now: dt.datetime | None = None) -> None:
+    """Attribute the sessions around changed bookings again, and recompute those bookings.
 
     A check-in claims a session that started before it; a completed, no-show or cancelled booking
-    lets its sessions go to whoever else held the machine (or to nobody).
+    lets its sessions go to whoever else held the machine (or to nobody). The sessions looked at are
+    those running within each booking's window widened by the longest check-in window before and the
+    machine's end grace after. Four queries whatever the number of bookings (the scheduler's pass
+    follows every booking it changed in one call), plus the writes.
     """
-    booking = Booking.objects.filter(pk=booking_id).select_related("machine").first()
-    if booking is None:
+    now = now or timezone.now()
+    rows = Booking.objects.filter(pk__in=list(booking_ids)).values_list(
+        "pk", "machine_id", "start", "checked_in_at", "end", "machine__end_grace_minutes"
+    )
+    ids: list[int] = []
+    windows: dict[int, list[tuple[dt.datetime, dt.datetime]]] = {}
+    for pk, machine_id, start, checked_in_at, end, grace in rows:
+        opens = min(start, checked_in_at) if checked_in_at else start
+        ids.append(pk)
+        windows.setdefault(machine_id, []).append(
+            (opens - MAX_CHECK_IN_WINDOW, end + dt.timedelta(minutes=grace))
+        )
+    if not ids:
         return
-    now = timezone.now()
-    opens = min(booking.start, booking.checked_in_at) if booking.checked_in_at else booking.start
-    end = booking.end + dt.timedelta(minutes=booking.machine.end_grace_minutes)
-    attribute_sessions(machine_id, opens - MAX_CHECK_IN_WINDOW, end, now=now)
-    recompute_booking([booking_id], now=now)
+    lo = min(w[0] for ws in windows.values() for w in ws)
+    hi = max(w[1] for ws in windows.values() for w in ws)
+    sessions = [
+        s
+        for s in UsageSession.objects.filter(machine_id__in=list(windows), started_at__lte=hi)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=lo))
+        .only("pk", "machine_id", "started_at", "ended_at", "booking_id", "walk_in")
+        if any(
+            s.started_at <= w_end and (s.ended_at is None or s.ended_at >= w_start)
+            for w_start, w_end in windows[s.machine_id]
+        )
+    ]
+    if sessions:
+        _attribute(sessions, now, recompute=ids)
+    else:
+        recompute_booking(ids, now=now)
 
 
 def scheduled_pass(now: dt.datetime | None = None) -> set[int]:

@@ -5,12 +5,12 @@ booking's transaction commits) and asks :mod:`devices.interlock` to bring the ma
 state at once (a check-in unlocks within the hub's wake-up, not at the scheduler's next pass),
 :mod:`devices.attribution` to attribute the machine's sessions again (a session that started before
 the check-in belongs to the booking), then :mod:`devices.live` to push the machine's card (last, so
-it shows what the others moved). Neither may undo the booking change: failures are logged, and the
+it shows what the others moved). None may undo the booking change: failures are logged, and the
 scheduler's next pass repairs what was missed.
 
 A caller that changes many bookings in a row (the scheduler's pass at a boundary where every machine
-changes hands) wraps them in :func:`batched`: the changes are followed at the end of the block, the
-interlocks of all their machines in one :func:`devices.interlock.reconcile` instead of one per booking.
+changes hands) wraps them in :func:`batched`: the changes are followed at the end of the block, all
+together (one interlock reconcile and one attribution for all of them, not one per booking).
 """
 
 from __future__ import annotations
@@ -50,19 +50,24 @@ def batched() -> Iterator[None]:
 
 
 def follow(changes: list[Change]) -> None:
-    """Follow ``changes``: one interlock reconcile for all their machines, then each one's usage and card."""
+    """Follow ``changes``: the interlocks of all their machines, their bookings' usage, then each machine's card.
+
+    Two calls whatever the number of changes (:func:`devices.interlock.reconcile`,
+    :func:`devices.attribution.follow_bookings`), then one board push per change.
+    """
     from devices import attribution, interlock, live
 
     if not changes:
         return
     machine_ids = sorted({machine_id for _booking_id, machine_id, _change in changes})
-    try:
-        interlock.reconcile(machine_ids)
-    except Exception:
-        log.exception("interlock after booking changes on machines %s failed", machine_ids)
+    booking_ids = sorted({booking_id for booking_id, _machine_id, _change in changes})
+    for follower, ids in ((interlock.reconcile, machine_ids), (attribution.follow_bookings, booking_ids)):
+        try:
+            follower(ids)
+        except Exception:
+            log.exception("%s after booking changes %s failed", follower.__module__, changes)
     for booking_id, machine_id, change in changes:
-        for follower in (attribution.follow_booking, live.push_booking_change):
-            try:
-                follower(booking_id=booking_id, machine_id=machine_id, change=change)
-            except Exception:
-                log.exception("%s after booking %s %s failed", follower.__module__, booking_id, change)
+        try:
+            live.push_booking_change(booking_id=booking_id, machine_id=machine_id, change=change)
+        except Exception:
+            log.exception("board push after booking %s %s failed", booking_id, change)

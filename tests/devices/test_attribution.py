@@ -120,6 +120,30 @@ def test_a_session_started_before_the_check_in_is_the_bookings_once_checked_in(
         assert usage(mine) == (6.0, 0.0, None, "running")
 
 
+def test_check_ins_followed_together_each_claim_their_own_machines_session(
+    machine, django_capture_on_commit_callbacks
+):
+    """Booking changes batched (as the scheduler's pass does) are attributed like one at a time."""
+    from devices import follow
+
+    other = make_machine(machine.lab, slug="laser")
+    MachineLink.objects.filter(machine__in=[machine, other]).update(interlock=True)
+    mine, theirs = booking(machine, at(10), at(11)), booking(other, at(10), at(11))
+    later = booking(machine, at(12), at(13), checked_in_at=at(12))
+    with time_machine.travel(at(9, 58), tick=False):
+        run(machine, at(9, 50))
+        run(other, at(9, 40), at(9, 57))
+        with follow.batched():
+            with django_capture_on_commit_callbacks(execute=True):
+                for b, when in ((mine, at(9, 55)), (theirs, at(9, 56))):
+                    lifecycle.check_in(booking=b, by=b.member, via=Booking.CheckInVia.PAGE, now=when)
+            assert only_session(machine).walk_in  # committed, collected: followed when the batch ends
+    assert (only_session(machine).booking_id, only_session(other).booking_id) == (mine.pk, theirs.pk)
+    assert usage(mine) == (8.0, 0.0, None, "running")
+    assert usage(theirs) == (17.0, 0.0, None, "interrupted")
+    assert usage(later)[0] == 0.0
+
+
 def test_a_session_with_no_booking_is_a_walk_in(machine):
     booking(machine, at(12), at(13), checked_in_at=at(12))  # later: not the session's
     with time_machine.travel(at(11), tick=False):
