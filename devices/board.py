@@ -106,6 +106,15 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
+def _concerning_now(now: dt.datetime) -> Q:
+    """Bookings that may be a machine's current one at ``now`` (the module's docstring says which wins)."""
+    return (
+        Q(status__in=HOLDING, start__lte=now, end__gt=now)
+        | Q(status=Booking.Status.NO_SHOW, start__lte=now, end__gt=now)
+        | Q(status=Booking.Status.CHECKED_IN, end__lte=now)
+    )
+
+
 def _bookings_now(ids: list[int], now: dt.datetime) -> tuple[dict[int, Booking], dict[int, Booking]]:
     """Per machine: the booking that concerns it now and the next one (see the module's docstring)."""
     current: dict[int, Booking] = {}
@@ -114,11 +123,7 @@ def _bookings_now(ids: list[int], now: dt.datetime) -> tuple[dict[int, Booking],
     upcoming: dict[int, Booking] = {}
     bookings = (
         Booking.objects.filter(machine_id__in=ids)
-        .filter(
-            Q(status__in=HOLDING, end__gt=now)
-            | Q(status=Booking.Status.NO_SHOW, start__lte=now, end__gt=now)
-            | Q(status=Booking.Status.CHECKED_IN, end__lte=now)
-        )
+        .filter(_concerning_now(now) | Q(status__in=HOLDING, start__gt=now))
         .select_related("member")
         .order_by("start")
     )
@@ -223,7 +228,7 @@ def cards_for(
         frame["interlock"] = {"wanted": wanted.get(machine.pk, False)} if interlocked else None
         frame["booking"] = _booking_dict(current.get(machine.pk), viewer)
         frame["next_booking"] = _booking_dict(upcoming.get(machine.pk), viewer)
-        cards.append(for_viewer(frame, viewer, mine=bool(frame["booking"] and frame["booking"]["mine"])))
+        cards.append(for_viewer(frame, viewer, mine=holds(frame)))
     return cards
 
 
@@ -233,20 +238,31 @@ def public_states(lab: Lab) -> dict[str, str]:
     return {slug: states.get(slug, "offline") for slug in lab.machines.values_list("slug", flat=True)}
 
 
+def holds(card: dict[str, Any]) -> bool:
+    """Whether the viewer a card was read for holds its machine now.
+
+    Their booking is the machine's current one (running, or overrunning after a check-in) and was not
+    released as a no-show: only then may they see the machine's job name (:func:`for_viewer`).
+    """
+    booking = card.get("booking")
+    return bool(booking and booking["mine"] and booking["status"] != Booking.Status.NO_SHOW)
+
+
 def machines_held_by(user_id: int | None, lab: Lab, *, now: dt.datetime | None = None) -> set[str]:
-    """Slugs of ``lab``'s machines whose current booking belongs to ``user_id``."""
+    """Slugs of ``lab``'s machines ``user_id`` holds now: the same rule as the cards' (:func:`holds`)."""
     if user_id is None:
         return set()
     now = now or timezone.now()
-    return set(
-        Booking.objects.filter(
-            machine__lab=lab,
-            member_id=user_id,
-            status__in=HOLDING,
-            start__lte=now,
-            end__gt=now,
-        ).values_list("machine__slug", flat=True)
-    )
+    mine = Booking.objects.filter(machine__lab=lab, member_id=user_id).filter(_concerning_now(now))
+    machines = dict(mine.values_list("machine_id", "machine__slug"))
+    if not machines:
+        return set()
+    current, _upcoming = _bookings_now(list(machines), now)
+    return {
+        machines[machine_id]
+        for machine_id, booking in current.items()
+        if booking.member_id == user_id and booking.status != Booking.Status.NO_SHOW
+    }
 
 
 def for_viewer(frame: dict[str, Any], viewer: Viewer, *, mine: bool) -> dict[str, Any]:

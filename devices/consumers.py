@@ -217,7 +217,7 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
         # viewer never gets a frame newer than the snapshot just before it.
         async with self._send_lock:
             cards = await database_sync_to_async(board.lab_cards)(self.lab, self.viewer)
-            self.held = {c["machine"] for c in cards if c["booking"] and c["booking"]["mine"]}
+            self.held = {c["machine"] for c in cards if board.holds(c)}
             self.held_read_at = self.last_snapshot_at = time.monotonic()
             self._sent_v = {c["machine"]: c["v"] for c in cards if c.get("v") is not None}
             self._repair_due = False
@@ -439,11 +439,16 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
     async def _send_cards(self) -> None:
         """Send the cards of the machines whose bookings changed, read for this viewer."""
         slugs, self._cards_due = self._cards_due, set()
-        self.held_read_at = 0.0  # who holds what may have changed with the booking
         for slug in sorted(slugs):
             card = await database_sync_to_async(board.lab_machine_card)(self.lab, slug, self.viewer)
             if card is None:
+                self.held.discard(slug)
                 continue
+            # Who holds the machine may have changed with the booking: the card says, no query needed.
+            if board.holds(card):
+                self.held.add(slug)
+            else:
+                self.held.discard(slug)
             async with self._send_lock:
                 if self.revoked or live.older(card, {"v": self._sent_v.get(slug)}):
                     continue  # a newer frame went out meanwhile; the next refresh brings the bookings

@@ -98,6 +98,27 @@ def test_a_checked_in_booking_past_its_end_stays_on_the_card_as_an_overrun(scene
     assert cards(scene["manager"], scene["lab"], now=later)["printer-1"]["booking"] is None
 
 
+def test_the_overrunning_holder_still_holds_the_machine_on_the_card_and_in_the_live_frames(scene):
+    later = scene["current"].end + dt.timedelta(minutes=12)
+    card = cards(scene["maker_b"], scene["lab"], now=later)["printer-1"]
+    assert board_mod.holds(card)
+    assert card["job"]["name"] == "karim-bracket.gcode"
+    # The live frames follow the same rule (the consumer re-reads it every minute).
+    assert board_mod.machines_held_by(scene["maker_b"].pk, scene["lab"], now=later) == {"printer-1"}
+    assert board_mod.machines_held_by(scene["maker_a"].pk, scene["lab"], now=later) == set()
+
+
+def test_a_released_no_show_does_not_hold_the_machine_nor_see_the_next_users_job(scene):
+    Booking.objects.filter(pk=scene["current"].pk).update(
+        status=Booking.Status.NO_SHOW, checked_in_at=None, released_at=scene["now"]
+    )
+    card = cards(scene["maker_b"], scene["lab"])["printer-1"]
+    assert card["booking"]["status"] == "no_show" and card["booking"]["mine"] is True
+    assert not board_mod.holds(card)
+    assert card["job"]["name"] is None  # somebody else's job on the released machine
+    assert board_mod.machines_held_by(scene["maker_b"].pk, scene["lab"]) == set()
+
+
 def test_a_training_session_shows_its_kind_and_title_to_everyone(scene):
     now = scene["now"]
     BookingFactory(
