@@ -77,8 +77,9 @@ def _booking_dict(booking: Booking | None, viewer: Viewer) -> dict[str, Any] | N
     """The board's view of ``booking`` for ``viewer`` (see the module's docstring for who sees what).
 
     ``status``: ``confirmed``, ``pending``, ``checked_in``, ``no_show`` or, for a member's booking
-    the viewer may not look into, ``booked``/``released``. ``checked_in_at`` and ``released_at``
-    only with the full view; ``kind`` and ``title`` always (a member's booking has no title shown).
+    the viewer may not look into, ``booked``/``released``. ``checked_in_at`` only with the full
+    view, ``released_at`` to anyone (a released machine is free for all); ``kind`` always, ``title``
+    but for a member's booking seen by someone who does not manage the lab.
     """
     if booking is None:
         return None
@@ -199,7 +200,7 @@ def cards_for(
     now = now or timezone.now()
     ids = [m.pk for m in machines]
     statuses = {s.machine_id: s for s in MachineStatus.objects.filter(machine_id__in=ids)}
-    # The links matter only for machines whose bridge declared no capabilities (the fallback).
+    # The links say which machines are interlocked, and give the commands of an undeclared bridge.
     links = {link.machine_id: link for link in MachineLink.objects.filter(machine_id__in=ids)}
     wanted = dict(Interlock.objects.filter(machine_id__in=ids).values_list("machine_id", "wanted"))
     alerts: dict[int, list[dict[str, Any]]] = {}
@@ -234,8 +235,7 @@ def cards_for(
 
 def public_states(lab: Lab) -> dict[str, str]:
     """Each machine of ``lab`` by slug: its state word (``offline`` when it never reported), for anyone."""
-    states = dict(MachineStatus.objects.filter(machine__lab=lab).values_list("machine__slug", "state"))
-    return {slug: states.get(slug, "offline") for slug in lab.machines.values_list("slug", flat=True)}
+    return {slug: state or "offline" for slug, state in lab.machines.values_list("slug", "live__state")}
 
 
 def holds(card: dict[str, Any]) -> bool:

@@ -17,7 +17,7 @@ from fablab.booking import lifecycle
 from fablab.booking.models import Booking
 from tests.devices.board_fixtures import in_memory_layer, make_board  # noqa: F401
 from tests.devices.test_consumers import TIMEOUT, _open
-from tests.factories import BookingFactory, ProgrammeFactory, UserFactory
+from tests.factories import BookingFactory, MachineFactory, ProgrammeFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -199,3 +199,9 @@ def test_the_lab_page_shows_the_weeks_hours_and_reads_the_states_from_the_public
     text = json.dumps(states)
     for private in ("Karim", "karim-bracket", "Anouk"):
         assert private not in text
+
+
+def test_a_machine_that_never_reported_is_offline_on_the_lab_page(client, scene):
+    MachineFactory(lab=scene["lab"], slug="router-1", name="Router 1")
+    states = client.get(f"/labs/{scene['lab'].slug}/states.json").json()
+    assert states["machines"] == {"printer-1": "running", "laser-1": "idle", "router-1": "offline"}
