@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import random
 from pathlib import Path
 
@@ -38,8 +37,6 @@ from fablab.booking.models import Booking
 from fablab.demo import story
 from fablab.labs.models import Machine
 from firmware_bridge.simulators import demo_control
-
-log = logging.getLogger(__name__)
 
 #: One member booking in this many is a no-show.
 NO_SHOW_ONE_IN = 6
@@ -77,13 +74,12 @@ class Makers:
     booked_ahead_at: dt.datetime | None = None
 
     def run_pass(self, now: dt.datetime) -> list[str]:
-        """One round of the story at ``now``; returns what happened, one line per event."""
+        """One round of the story at ``now``; returns what happened, one line per event (the caller
+        writes them: ``run_demo_makers`` prints them with their time)."""
         events = self.check_in(now) + self.start_jobs(now) + self.walk_in(now)
         if self.booked_ahead_at is None or now - self.booked_ahead_at >= self.book_ahead_every:
             self.booked_ahead_at = now
             events += self.book_ahead(now)
-        for line in events:
-            log.info("%s", line)
         return events
 
     # ------------------------------------------------------------------ check-ins
