@@ -333,10 +333,7 @@ def main() -> int:
         )
         wait_port(PORT, "web", web)
         # The scheduler (no-shows, the interlock, the ends of bookings) and the demo's makers.
-        if (ROOT / "devices" / "management" / "commands" / "run_scheduler.py").exists():
-            sup.start("scheduler", [PY, "manage.py", "run_scheduler"], env=env, restart=True)
-        else:
-            say("no run_scheduler command yet: bookings are not followed by the machines")
+        sup.start("scheduler", [PY, "manage.py", "run_scheduler"], env=env, restart=True)
         sup.start(
             "demo_makers",
             [PY, "manage.py", "run_demo_makers", "--control-dir", str(CONTROL)],
