@@ -299,7 +299,25 @@ def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking
     return booking
 
 
-def _notify_on_commit(booking: Booking, kind: str) -> None:
-    from .emails import send_booking_email
+#: The email kind of each write, and the :data:`~fablab.booking.signals.booking_changed` change it makes.
+_CHANGES = {
+    "confirmed": "created",
+    "requested": "created",
+    "approved": "approved",
+    "declined": "cancelled",
+    "cancelled": "cancelled",
+}
 
-    transaction.on_commit(lambda: send_booking_email(booking, kind))
+
+def _notify_on_commit(booking: Booking, kind: str) -> None:
+    """After the commit: the member's email, and the signal the machine side follows (interlock, board)."""
+    from .emails import send_booking_email
+    from .signals import booking_changed
+
+    def follow_up() -> None:
+        send_booking_email(booking, kind)
+        booking_changed.send(
+            sender=Booking, booking_id=booking.pk, machine_id=booking.machine_id, change=_CHANGES[kind]
+        )
+
+    transaction.on_commit(follow_up)
