@@ -22,48 +22,13 @@ import argparse
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def setup_database() -> tuple[str, str]:
-    """Point DATABASE_URL at a fresh database; return (engine name, the URL to drop it from, or '')."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        import dj_database_url
-        import psycopg
-
-        cfg = dj_database_url.parse(url)
-        admin = psycopg.connect(
-            host=cfg["HOST"], port=cfg["PORT"], user=cfg["USER"], password=cfg["PASSWORD"],
-            dbname=cfg["NAME"], autocommit=True,
-        )  # fmt: skip
-        admin.execute("DROP DATABASE IF EXISTS fablab_bench_attribution")
-        admin.execute("CREATE DATABASE fablab_bench_attribution")
-        admin.close()
-        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/fablab_bench_attribution"
-        return "PostgreSQL", url
-    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-    return "SQLite", ""
-
-
-def drop_database(admin_url: str) -> None:
-    """Drop the PostgreSQL database :func:`setup_database` made (the docstring's promise)."""
-    if not admin_url:
-        return
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(admin_url)
-    with psycopg.connect(
-        host=cfg["HOST"], port=cfg["PORT"], user=cfg["USER"], password=cfg["PASSWORD"],
-        dbname=cfg["NAME"], autocommit=True,
-    ) as admin:  # fmt: skip
-        admin.execute("DROP DATABASE IF EXISTS fablab_bench_attribution WITH (FORCE)")
+from bench.database import drop_database, setup_database
 
 
 def main() -> None:
@@ -72,7 +37,7 @@ def main() -> None:
     parser.add_argument("--bookings", type=int, default=5000)
     parser.add_argument("--sessions", type=int, default=20000)
     args = parser.parse_args()
-    engine, admin_url = setup_database()
+    engine, admin_url = setup_database("fablab_bench_attribution")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fablab.settings")
     import logging
 
@@ -218,7 +183,7 @@ def main() -> None:
     for label, count, elapsed, per_item, unit in rows:
         print(f"| {label} | {count} | {elapsed:.2f} | {per_item:,.0f} per {unit} |")
     connection.close()
-    drop_database(admin_url)
+    drop_database(admin_url, "fablab_bench_attribution")
 
 
 if __name__ == "__main__":

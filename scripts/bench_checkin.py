@@ -45,6 +45,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench.database import drop_database, setup_database  # noqa: E402
 
 from tests.devices.board_fixtures import RedisServer  # noqa: E402
 from tests.support.influxdb import InfluxDB  # noqa: E402
@@ -70,40 +73,6 @@ def wait_for(predicate, what: str, timeout: float = WAIT_S, pause: float = 0.002
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-
-def setup_database() -> tuple[str, str]:
-    """Point DATABASE_URL at a fresh database; return (engine name, admin URL to drop it, or '')."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        import dj_database_url
-        import psycopg
-
-        cfg = dj_database_url.parse(url)
-        with psycopg.connect(
-            host=cfg["HOST"], port=cfg["PORT"], user=cfg["USER"], password=cfg["PASSWORD"],
-            dbname=cfg["NAME"], autocommit=True,
-        ) as admin:  # fmt: skip
-            admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-            admin.execute(f"CREATE DATABASE {BENCH_DB}")
-        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + f"/{BENCH_DB}"
-        return "PostgreSQL", url
-    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='bench-checkin-db-')}/bench.sqlite3"
-    return "SQLite", ""
-
-
-def drop_database(admin_url: str) -> None:
-    if not admin_url:
-        return
-    import dj_database_url
-    import psycopg
-
-    cfg = dj_database_url.parse(admin_url)
-    with psycopg.connect(
-        host=cfg["HOST"], port=cfg["PORT"], user=cfg["USER"], password=cfg["PASSWORD"],
-        dbname=cfg["NAME"], autocommit=True,
-    ) as admin:  # fmt: skip
-        admin.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 # ------------------------------------------------------------------ part 1: check-in → enable acknowledged
@@ -542,7 +511,7 @@ def main() -> None:
     parser.add_argument("--skip-checkin", action="store_true", help="only the scheduler's pass")
     args = parser.parse_args()
 
-    engine, admin_url = setup_database()
+    engine, admin_url = setup_database(BENCH_DB)
     work = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
     influx, redis = InfluxDB(work / "influxdb"), RedisServer(work / "redis")
     servers = [] if args.skip_checkin else [influx, redis]
@@ -585,7 +554,7 @@ def main() -> None:
     finally:
         for server in reversed(servers):
             server.stop()
-        drop_database(admin_url)
+        drop_database(admin_url, BENCH_DB)
 
 
 if __name__ == "__main__":
