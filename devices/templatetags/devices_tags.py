@@ -8,6 +8,7 @@ from typing import Any
 from django import template
 
 from devices.charts import LABELS, format_value, unit_of
+from fablab.booking.models import Booking
 
 register = template.Library()
 
@@ -59,3 +60,12 @@ def iso_dt(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@register.filter
+def booking_kind(kind: Any) -> str:
+    """A booking kind's translated name ("Training session"), as board.js writes it on repaint."""
+    try:
+        return str(Booking.Kind(kind).label)
+    except ValueError:
+        return str(kind)

@@ -156,6 +156,21 @@ def test_the_page_renders_the_check_in_for_its_holder_only(client, scene):
     assert "checked in at" not in html
 
 
+def test_an_untitled_training_is_named_by_its_translated_kind_on_the_page(client, scene):
+    BookingFactory(
+        machine=scene["laser"],
+        member=None,
+        kind=Booking.Kind.TRAINING,
+        title="",
+        start=scene["now"] - dt.timedelta(minutes=5),
+        end=scene["now"] + dt.timedelta(hours=1),
+    )
+    html, _strings = _page(client, scene["maker_a"], scene["lab"])
+    # The card's first paint, before board.js repaints it (the page's strings also carry the labels).
+    assert "<dd>Training session ·" in html
+    assert "<dd>training ·" not in html
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_check_in_reaches_each_board_as_its_viewers_card(in_memory_layer):  # noqa: F811
     now = timezone.now()
