@@ -45,8 +45,6 @@ from . import capabilities, machine_errors
 from .live import machine_frame
 from .models import Alert, Interlock, MachineLink, MachineStatus
 
-#: Bookings that mean someone holds (or will hold) the machine.
-HOLDING = (Booking.Status.CONFIRMED, Booking.Status.CHECKED_IN, Booking.Status.PENDING)
 #: What a viewer who neither holds a member's booking nor manages the lab learns of its state.
 PUBLIC_STATE = {Booking.Status.NO_SHOW: "released"}
 
@@ -110,7 +108,7 @@ def _iso(moment: dt.datetime | None) -> str | None:
 def _concerning_now(now: dt.datetime) -> Q:
     """Bookings that may be a machine's current one at ``now`` (the module's docstring says which wins)."""
     return (
-        Q(status__in=HOLDING, start__lte=now, end__gt=now)
+        Q(status__in=Booking.HOLDING, start__lte=now, end__gt=now)
         | Q(status=Booking.Status.NO_SHOW, start__lte=now, end__gt=now)
         | Q(status=Booking.Status.CHECKED_IN, end__lte=now)
     )
@@ -124,7 +122,7 @@ def _bookings_now(ids: list[int], now: dt.datetime) -> tuple[dict[int, Booking],
     upcoming: dict[int, Booking] = {}
     bookings = (
         Booking.objects.filter(machine_id__in=ids)
-        .filter(_concerning_now(now) | Q(status__in=HOLDING, start__gt=now))
+        .filter(_concerning_now(now) | Q(status__in=Booking.HOLDING, start__gt=now))
         .select_related("member")
         .order_by("start")
     )

@@ -66,6 +66,8 @@ class Booking(models.Model):
 
     #: States that hold the machine: they take part in the no-overlap rule.
     ACTIVE = (Status.PENDING, Status.CONFIRMED, Status.CHECKED_IN, Status.COMPLETED)
+    #: States in which a booking holds its machine now or later (a no-show, completed or cancelled one does not).
+    HOLDING = (Status.PENDING, Status.CONFIRMED, Status.CHECKED_IN)
     #: States a member or manager may still cancel.
     CANCELLABLE = (Status.PENDING, Status.CONFIRMED)
 

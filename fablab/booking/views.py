@@ -150,7 +150,6 @@ def cancel(request, pk: int):
 
 
 #: Booking states whose machine is worth watching live.
-LIVE_STATES = (Booking.Status.PENDING, Booking.Status.CONFIRMED, Booking.Status.CHECKED_IN)
 
 
 def _at(moment, now) -> str:
@@ -310,7 +309,7 @@ def detail(request, pk: int):
             "check_in_note": check_in_note,
             "can_cancel": booking.is_cancellable and booking.start > now,
             "usage": usage_facts(booking),
-            "live": booking.status in LIVE_STATES and booking.end > now,
+            "live": booking.status in Booking.HOLDING and booking.end > now,
             "live_config": {
                 "ws_path": f"/ws/labs/{lab.slug}/",
                 "machine": booking.machine.slug,

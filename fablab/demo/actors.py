@@ -44,8 +44,6 @@ NO_SHOW_ONE_IN = 6
 OVERRUN_ONE_IN = 8
 #: A job starts this long after the check-in.
 JOB_AFTER = dt.timedelta(minutes=1)
-#: Bookings holding a machine.
-HOLDING = (Booking.Status.PENDING, Booking.Status.CONFIRMED, Booking.Status.CHECKED_IN)
 
 
 def _draw(booking_id: int, what: str) -> random.Random:
@@ -147,7 +145,9 @@ class Makers:
         if self.rng.random() >= self.pass_s / self.walk_in_every_s:
             return []
         soon = now + dt.timedelta(minutes=45)
-        booked = Booking.objects.filter(status__in=HOLDING, start__lt=soon, end__gt=now).values("machine_id")
+        booked = Booking.objects.filter(status__in=Booking.HOLDING, start__lt=soon, end__gt=now).values(
+            "machine_id"
+        )
         interlocked = MachineLink.objects.filter(interlock=True).values("machine_id")
         idle = MachineStatus.objects.filter(online=True, state="idle").values("machine_id")
         candidates = [
@@ -179,9 +179,9 @@ class Makers:
         """Give each machine with nothing booked in the next :attr:`ahead` a booking soon."""
         events = []
         makers = list(get_user_model().objects.filter(username__in=story.MAKERS, is_active=True))
-        busy = Booking.objects.filter(status__in=HOLDING, start__lt=now + self.ahead, end__gt=now).values(
-            "machine_id"
-        )
+        busy = Booking.objects.filter(
+            status__in=Booking.HOLDING, start__lt=now + self.ahead, end__gt=now
+        ).values("machine_id")
         for machine in (
             Machine.objects.filter(bookable=True, approval_required=False)
             .exclude(pk__in=busy)

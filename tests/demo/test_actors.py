@@ -152,7 +152,7 @@ def test_now_and_then_a_walk_in_runs_an_unbooked_idle_machine(seeded, tmp_path):
     with time_machine.travel(moment, tick=False):
         booked_now = set(
             Booking.objects.filter(
-                status__in=actors.HOLDING,
+                status__in=Booking.HOLDING,
                 start__lt=timezone.now() + dt.timedelta(minutes=45),
                 end__gt=timezone.now(),
             ).values_list("machine__slug", flat=True)
