@@ -11,39 +11,24 @@ import datetime as dt
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def setup_database() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith("postgres"):
-        import dj_database_url
-        import psycopg
-
-        cfg = dj_database_url.parse(url)
-        admin = psycopg.connect(
-            host=cfg["HOST"],
-            port=cfg["PORT"],
-            user=cfg["USER"],
-            password=cfg["PASSWORD"],
-            dbname=cfg["NAME"],
-            autocommit=True,
-        )
-        admin.execute("DROP DATABASE IF EXISTS fablab_bench")
-        admin.execute("CREATE DATABASE fablab_bench")
-        admin.close()
-        os.environ["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/fablab_bench"
-        return "PostgreSQL"
-    os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-    return "SQLite"
+from bench.database import drop_database, setup_database
 
 
 def main() -> None:
-    engine = setup_database()
+    engine, admin_url = setup_database("fablab_bench")
+    try:
+        _run(engine)
+    finally:
+        drop_database(admin_url, "fablab_bench")
+
+
+def _run(engine: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fablab.settings")
     import logging
 
