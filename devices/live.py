@@ -356,7 +356,7 @@ def push_booking_change(*, machine_id: int, **_details: Any) -> None:
     (so a lost one is repaired like any frame); it carries no booking data, since what a viewer may
     see of a booking depends on who they are: each consumer reads the machine's card again for its
     own viewer (:func:`devices.board.lab_machine_card`) and sends that. Called by
-    :func:`devices.follow.on_booking_changed` (last, so the card shows what the interlock and
+    :mod:`devices.follow` (last, so the card shows what the interlock and
     attribution followers just moved) with the signal's details, which it does not need.
     """
     from fablab.labs.models import Machine
