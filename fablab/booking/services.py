@@ -14,11 +14,12 @@ Each write follows lock → check → write in one transaction:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -72,16 +73,15 @@ def booking_create(
             race_point()
         status = Booking.Status.PENDING if machine.approval_required else Booking.Status.CONFIRMED
         try:
-            with transaction.atomic():
-                booking = Booking.objects.create(
-                    machine=machine,
-                    member=member,
-                    start=start,
-                    end=end,
-                    blocked_until=end + machine.buffer,
-                    status=status,
-                    purpose=purpose.strip(),
-                )
+            booking = _insert(
+                machine=machine,
+                member=member,
+                start=start,
+                end=end,
+                blocked_until=end + machine.buffer,
+                status=status,
+                purpose=purpose.strip(),
+            )
         except IntegrityError as exc:
             if NO_OVERLAP_CONSTRAINT in str(exc):
                 # A concurrent insert won; it has committed, so it can be seen now.
@@ -89,6 +89,29 @@ def booking_create(
             raise
         _notify_on_commit(booking, "confirmed" if status == Booking.Status.CONFIRMED else "requested")
     return booking
+
+
+#: PostgreSQL's SQLSTATE for a deadlock: the server aborted this statement to break a cycle.
+DEADLOCK_DETECTED = "40P01"
+#: A deadlocked insert is tried again this many times before the error is let through.
+DEADLOCK_RETRIES = 5
+
+
+def _insert(**fields) -> Booking:
+    """Insert the booking in a savepoint; retry it when PostgreSQL broke a deadlock by aborting it.
+
+    Two conflicting inserts checked by the exclusion constraint at the same moment may each wait for
+    the other's transaction; PostgreSQL aborts one of them (``deadlock detected``) rather than pick a
+    loser by the constraint. Rolling back to the savepoint releases this insert, the other one commits,
+    and the retry then meets it as an ordinary constraint violation (``slot_taken``).
+    """
+    for attempt in itertools.count():
+        try:
+            with transaction.atomic():
+                return Booking.objects.create(**fields)
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED or attempt >= DEADLOCK_RETRIES:
+                raise
 
 
 def check_booking_rules(
