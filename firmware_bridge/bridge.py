@@ -91,6 +91,7 @@ class MachineRunner:
         self._status_ts = protocol.now_ms()
         self._last_published: tuple[Any, ...] | None = None
         self._last_published_at = 0.0
+        self._last_published_ts = 0
         self._stop = bridge.stop_event
         self._thread: threading.Thread | None = None
         self.commands = concurrent.futures.ThreadPoolExecutor(
@@ -221,6 +222,11 @@ class MachineRunner:
             fingerprint = (status.state, status.enabled, status.job, status.error, status.spool_dropped)
             if not force and fingerprint == self._last_published:
                 return
+            if fingerprint != self._last_published and self._status_ts <= self._last_published_ts:
+                # Something changed without a new state (the interlock after enable/disable): a new
+                # status needs a newer ts, or the server keeps the older one it has (``status_ts < ts``).
+                self._status_ts = max(protocol.now_ms(), self._last_published_ts + 1)
+                status = self.status()
             try:
                 payload = protocol.encode(status)
             except protocol.ProtocolError as exc:
@@ -232,6 +238,7 @@ class MachineRunner:
             if mid is not None:
                 self._last_published = fingerprint
                 self._last_published_at = time.monotonic()
+                self._last_published_ts = status.ts
 
     def maybe_republish(self, interval_s: float) -> None:
         if time.monotonic() - self._last_published_at >= interval_s:

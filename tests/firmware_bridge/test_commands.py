@@ -315,6 +315,31 @@ def test_an_unconfirmed_disable_is_not_acked_ok_and_stays_wanted_after_a_restart
     assert Bridge(cfg).machines[f"{LAB}/stuck"].initial_enabled is False
 
 
+def test_enabling_a_machine_whose_state_does_not_change_publishes_a_newer_status(
+    tmp_path: Path, mosquitto: Mosquitto, collector: Collector
+) -> None:
+    """The server keeps a machine's status only when its ``ts`` is newer (devices.status): an interlock
+    that changes while the state stays idle (a GRBL laser enabled at a check-in) must come with a new ts."""
+    machines = [{"lab": LAB, "machine": "stuck", "adapter": "test-stubborn", "interlock": True}]
+    cfg = load(write_config(tmp_path / "bridge.toml", mosquitto, machines))
+    b = Bridge(cfg)
+    b.start()
+    try:
+        wait_until(lambda: b.machines[f"{LAB}/stuck"].ready, what="adapter ready")
+        first = wait_until(
+            lambda: (s := status(collector, "stuck")) is not None and s.enabled is False and s,
+            what="the first, disabled status",
+        )
+        assert ack_of(collector, "stuck", send(collector, "stuck", "enable")).ok
+        enabled = wait_until(
+            lambda: (s := status(collector, "stuck")) is not None and s.enabled and s, what="enabled status"
+        )
+        assert enabled.state == first.state == "idle"
+        assert enabled.ts > first.ts
+    finally:
+        b.stop()
+
+
 def test_setup_failures_retry_and_poll_errors_do_not_kill(
     tmp_path: Path, mosquitto: Mosquitto, collector: Collector
 ) -> None:
