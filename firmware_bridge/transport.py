@@ -34,7 +34,10 @@ the spool) and published again one topic at a time, as a probe, after a
 backoff. A probe's topic that gets a successful PUBACK is free again; one
 whose probe ends in another quick drop is blamed alone and waits twice as
 long (up to ``QUARANTINE_MAX_S``). Innocent topics caught in the first round
-are freed by their own probes within seconds.
+are freed by their own probes within seconds. A drop that follows a refusal
+the broker did answer (a PUBACK with reason 135) is explained by it: only
+that topic is held back, with every message of it that paho still holds, and
+the drop does not count towards blaming the other topics in flight.
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ class Transport:
         self._in_flight: dict[int, str] = {}  # paho mid -> topic, until its PUBACK
         self._connected_at: float | None = None
         self._quick_drops = 0
+        self._refused_here = False  # a publish was refused on the current connection
         #: topic -> monotonic time from which it may be probed again.
         self.quarantined: dict[str, float] = {}
         self._quarantine_s: dict[str, float] = {}  # topic -> its current backoff
@@ -210,6 +214,7 @@ class Transport:
             self._failures = 0
             with self._q_lock:
                 self._connected_at = time.monotonic()
+                self._refused_here = False
             self._connected.set()
         self.wakeup.set()
 
@@ -245,9 +250,18 @@ class Transport:
                 and bool(self._in_flight)
             )
             self._connected_at = None
+            explained, self._refused_here = self._refused_here, False
             probe, self._probe = self._probe, None
             if probe is not None and quick and probe in self._in_flight.values():
                 suspects = {probe}  # only the probe was new on this connection: blame it alone
+            elif explained:
+                # The broker refused a publish on this connection (a PUBACK with a failure reason)
+                # and then dropped it: the refusal explains the drop, and its topic is already held
+                # back. Counting it as an unexplained quick drop would, after a few, blame every
+                # innocent topic that happened to be in flight with it.
+                suspects = set()
+                if probe is not None:  # another topic's refusal ended the probe's connection: later
+                    self.quarantined[probe] = now + self._quarantine_s.get(probe, QUARANTINE_MIN_S)
             elif quick:
                 self._quick_drops += 1
                 if self._quick_drops < QUICK_DROPS:
@@ -261,12 +275,16 @@ class Transport:
             self._quick_drops = 0
             for topic in suspects:
                 self._quarantine_locked(topic, now)
-            mids = [mid for mid, topic in self._in_flight.items() if topic in suspects]
+            # Every message of a held-back topic leaves paho's queue, not only the suspects': paho
+            # would otherwise re-send the rest of a refused topic first thing after reconnecting.
+            mids = [mid for mid, topic in self._in_flight.items() if topic in self.quarantined]
             for mid in mids:
                 del self._in_flight[mid]
             # Taken out of paho's queue just before it reconnects (on_pre_connect): here, paho may
             # be iterating over that queue.
             self._to_take_back.extend(mids)
+            if not suspects:
+                return
         log.error(
             "the broker keeps dropping the connection while these topics are in flight: %s; holding them "
             "back (spooled messages stay spooled) and trying them one at a time. Does the broker's ACL "
@@ -337,6 +355,7 @@ class Transport:
                 if topic == self._probe:
                     self._probe = None
                 self._quarantine_locked(topic, time.monotonic())
+                self._refused_here = True
         self.acks.append((mid, failed, str(reason)))
         self.wakeup.set()
 
