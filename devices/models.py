@@ -326,6 +326,8 @@ class Alert(models.Model):
         OVERRUN = "overrun", _("Running into the next booking")
         BOOKED_OFFLINE = "booked_offline", _("Booked machine offline at the start")
         INTERLOCK = "interlock", _("Interlock not in its wanted state")
+        SERVICE_DUE = "service_due", _("Service due")
+        FAULT_REPORTED = "fault_reported", _("Fault reported by a member")
 
     machine = models.ForeignKey(Machine, on_delete=models.CASCADE, related_name="alerts")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -497,3 +499,58 @@ class InterlockOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.machine}: {'enabled' if self.enabled else 'disabled'} until {self.until}"
+
+
+class ServiceInterval(models.Model):
+    """A maintenance task due every so many hours of real use (e.g. the laser tube every 1,000 h).
+
+    Hours count from the last :class:`ServiceRecord` (or from ``counted_from`` when there is none):
+    run hours from the machine's usage sessions, or laser-on hours where GRBL reports laser power
+    (:mod:`devices.care`).
+    """
+
+    class Basis(models.TextChoices):
+        RUN = "run", _("Run hours")
+        LASER = "laser", _("Laser-on hours")
+
+    machine = models.ForeignKey(
+        Machine, on_delete=models.CASCADE, related_name="service_intervals", verbose_name=_("machine")
+    )
+    name = models.CharField(_("task"), max_length=100)
+    every_hours = models.PositiveIntegerField(_("every (hours)"))
+    basis = models.CharField(_("counted in"), max_length=5, choices=Basis.choices, default=Basis.RUN)
+    #: Hours before the first service count from here (the machine's installation, or when it was added).
+    counted_from = models.DateTimeField(_("counted from"))
+
+    class Meta:
+        ordering = ["machine", "name"]
+        verbose_name = _("service interval")
+        verbose_name_plural = _("service intervals")
+        constraints = [
+            models.UniqueConstraint(fields=["machine", "name"], name="one_service_interval_per_task"),
+            models.CheckConstraint(condition=models.Q(every_hours__gt=0), name="service_interval_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine}: {self.name}"
+
+
+class ServiceRecord(models.Model):
+    """A service done: resets its interval's counter. Never edited."""
+
+    interval = models.ForeignKey(ServiceInterval, on_delete=models.CASCADE, related_name="records")
+    at = models.DateTimeField(_("done at"))
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("by")
+    )
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    #: The hours counted since the previous service when this one was done (for the history).
+    hours = models.FloatField(_("hours since the previous service"), default=0)
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("service record")
+        verbose_name_plural = _("service records")
+
+    def __str__(self) -> str:
+        return f"{self.interval}: {self.at:%Y-%m-%d}"

@@ -38,6 +38,15 @@ RULES: dict[str, tuple[int, object]] = {
     "forbidden": (403, _("You are not allowed to do this.")),
     "check_in_too_early": (409, _("Check-in for this booking has not opened yet.")),
     "check_in_closed": (409, _("This booking can no longer be checked in.")),
+    "no_show_blocked": (
+        403,
+        _("Because of missed bookings you cannot make new bookings in this lab for a while."),
+    ),
+    "machine_out_of_service": (409, _("This machine is out of service at that time.")),
+    "not_checked_in": (409, _("Only a booking that is checked in can be finished.")),
+    "offer_not_open": (409, _("This offer is no longer open.")),
+    "already_waiting": (409, _("You are already on the waitlist for this time.")),
+    "not_waivable": (409, _("This booking does not count as a strike, or its strike was already waived.")),
 }
 
 

@@ -21,8 +21,9 @@ from django.utils.translation import gettext_lazy as _
 
 from fablab.members import roles
 
+from . import freed
 from .errors import BookingError
-from .models import Booking
+from .models import Booking, FreedTime
 from .services import check_certification
 from .signals import booking_changed
 
@@ -141,11 +142,21 @@ def mark_no_show(booking_id: int, now: dt.datetime) -> bool:
     The caller has checked the machine's activity and availability; this claims the transition and
     sends the member an email in their language. True when this call made the change.
     """
-    changed = Booking.objects.filter(
-        pk=booking_id, kind=Booking.Kind.MEMBER, status=Booking.Status.CONFIRMED, unavailable=""
-    ).update(status=Booking.Status.NO_SHOW, released_at=now, updated_at=now)
-    if changed:
-        _changed_on_commit_ids(booking_id, "no_show", email="no_show")
+    with transaction.atomic():
+        changed = Booking.objects.filter(
+            pk=booking_id, kind=Booking.Kind.MEMBER, status=Booking.Status.CONFIRMED, unavailable=""
+        ).update(status=Booking.Status.NO_SHOW, released_at=now, updated_at=now)
+        if changed:
+            booking = Booking.objects.select_related("machine__lab").get(pk=booking_id)
+            freed.release(
+                machine=booking.machine,
+                start=now,
+                end=booking.blocked_until,
+                reason=FreedTime.Reason.NO_SHOW,
+                now=now,
+                booking=booking,
+            )
+            _changed_on_commit_ids(booking_id, "no_show", email="no_show")
     return bool(changed)
 
 

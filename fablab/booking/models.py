@@ -63,6 +63,7 @@ class Booking(models.Model):
         MEMBER = "member", _("Cancelled by the member")
         MANAGER = "manager", _("Cancelled by a lab manager")
         DECLINED = "declined", _("Declined by a lab manager")
+        OUT_OF_SERVICE = "out_of_service", _("Machine out of service")
 
     #: States that hold the machine: they take part in the no-overlap rule.
     ACTIVE = (Status.PENDING, Status.CONFIRMED, Status.CHECKED_IN, Status.COMPLETED)
@@ -91,7 +92,8 @@ class Booking(models.Model):
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
     blocked_until = models.DateTimeField(
-        _("machine blocked until"), help_text=_("End plus the machine's buffer.")
+        _("machine blocked until"),
+        help_text=_("End plus the machine's buffer; where the time was released, if it was released early."),
     )
     status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.CONFIRMED)
     purpose = models.CharField(_("purpose"), max_length=300, blank=True)
@@ -116,7 +118,7 @@ class Booking(models.Model):
         verbose_name=_("cancelled by"),
     )
     cancel_reason = models.CharField(
-        _("cancel reason"), max_length=10, choices=CancelReason.choices, blank=True
+        _("cancel reason"), max_length=14, choices=CancelReason.choices, blank=True
     )
     # Check-in and the end of the booking.
     checked_in_at = models.DateTimeField(_("checked in at"), null=True, blank=True)
@@ -132,8 +134,11 @@ class Booking(models.Model):
         _("checked in through"), max_length=8, choices=CheckInVia.choices, blank=True
     )
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
-    #: A no-show's time stopped holding the machine from here; start and end stay as booked.
+    #: A no-show's time, or the rest of a booking finished early, stopped holding the machine from
+    #: here; start and end stay as booked (a finished booking's ``blocked_until`` moves here).
     released_at = models.DateTimeField(_("released at"), null=True, blank=True)
+    #: The one line a member may leave when finishing ("the nozzle is clogged"): raises an alert.
+    fault_report = models.CharField(_("fault reported"), max_length=300, blank=True)
     #: Set instead of ``no_show`` when the machine could not be used at the start.
     unavailable = models.CharField(
         _("machine unavailable"), max_length=16, choices=Unavailable.choices, blank=True
@@ -157,7 +162,8 @@ class Booking(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="booking_order"),
             models.CheckConstraint(
-                condition=models.Q(blocked_until__gte=models.F("end")), name="booking_buffer"
+                condition=models.Q(blocked_until__gte=models.F("end")) | models.Q(released_at__isnull=False),
+                name="booking_buffer",
             ),
             models.CheckConstraint(
                 condition=~models.Q(kind="member") | models.Q(member__isnull=False),
@@ -296,3 +302,153 @@ class KioskPinFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kiosk_id}:{self.member_id}@{self.at:%Y-%m-%d %H:%M}"
+
+
+class FreedTime(models.Model):
+    """Time on a machine that stopped being held (a cancellation, a no-show, a booking finished early,
+    maintenance ended or shortened), to be offered to the waitlist.
+
+    Written in the same transaction as the change that freed it, so no freed time is lost; the
+    waitlist (:mod:`fablab.booking.waitlist`) offers it and closes it. ``start`` is on a slot boundary.
+    """
+
+    class Reason(models.TextChoices):
+        CANCELLED = "cancelled", _("Cancelled")
+        NO_SHOW = "no_show", _("No-show")
+        FINISHED_EARLY = "finished", _("Finished early")
+        MAINTENANCE = "maintenance", _("Maintenance ended early")
+
+    machine = models.ForeignKey(
+        Machine, on_delete=models.CASCADE, related_name="+", verbose_name=_("machine")
+    )
+    start = models.DateTimeField(_("start"))
+    end = models.DateTimeField(_("end"))
+    reason = models.CharField(_("reason"), max_length=12, choices=Reason.choices)
+    booking = models.ForeignKey(Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(_("freed at"))
+    #: Set once no more offers will be made for it (taken, nobody eligible, or its time passed).
+    closed_at = models.DateTimeField(_("closed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = _("freed time")
+        verbose_name_plural = _("freed time")
+        indexes = [models.Index(fields=["closed_at", "created_at"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="freed_time_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.machine_id} {self.start:%Y-%m-%d %H:%M}–{self.end:%H:%M}"
+
+
+class WaitlistEntry(models.Model):
+    """A member waiting for time on one machine, or on any machine of a type in a lab, within a window."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", _("Waiting")
+        BOOKED = "booked", _("Booked from an offer")
+        LEFT = "left", _("Left the waitlist")
+        EXPIRED = "expired", _("Window passed")
+
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="waitlist", verbose_name=_("member")
+    )
+    lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="+", verbose_name=_("lab"))
+    #: Either one machine, or (machine empty) any machine of ``machine_type`` in ``lab``.
+    machine = models.ForeignKey(
+        Machine, on_delete=models.CASCADE, null=True, blank=True, related_name="+", verbose_name=_("machine")
+    )
+    machine_type = models.ForeignKey(
+        MachineType,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("machine type"),
+    )
+    start = models.DateTimeField(_("from"))
+    end = models.DateTimeField(_("until"))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.WAITING)
+    created_at = models.DateTimeField(_("joined at"))
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        verbose_name = _("waitlist entry")
+        verbose_name_plural = _("waitlist entries")
+        indexes = [models.Index(fields=["status", "lab", "end"])]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(end__gt=models.F("start")), name="waitlist_order"),
+            models.CheckConstraint(
+                condition=models.Q(machine__isnull=False) | models.Q(machine_type__isnull=False),
+                name="waitlist_machine_or_type",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id} {self.machine or self.machine_type} {self.start:%Y-%m-%d %H:%M}"
+
+
+class WaitlistOffer(models.Model):
+    """Freed time offered to one waiting member, held for them until ``expires_at``.
+
+    At most one open offer per piece of freed time and per entry (unique constraints), so two
+    schedulers racing to offer the same time make one offer between them.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        ACCEPTED = "accepted", _("Accepted")
+        DECLINED = "declined", _("Declined")
+        EXPIRED = "expired", _("Expired")
+        VOID = "void", _("No longer available")
+
+    entry = models.ForeignKey(WaitlistEntry, on_delete=models.CASCADE, related_name="offers")
+    freed = models.ForeignKey(FreedTime, on_delete=models.CASCADE, related_name="offers")
+    machine = models.ForeignKey(
+        Machine, on_delete=models.CASCADE, related_name="+", verbose_name=_("machine")
+    )
+    start = models.DateTimeField(_("start"))
+    end = models.DateTimeField(_("end"))
+    offered_at = models.DateTimeField(_("offered at"))
+    expires_at = models.DateTimeField(_("held until"))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices, default=Status.OPEN)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    booking = models.ForeignKey(Booking, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-offered_at"]
+        verbose_name = _("waitlist offer")
+        verbose_name_plural = _("waitlist offers")
+        indexes = [models.Index(fields=["status", "expires_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["freed"], condition=models.Q(status="open"), name="one_open_offer_per_freed_time"
+            ),
+            models.UniqueConstraint(
+                fields=["entry"], condition=models.Q(status="open"), name="one_open_offer_per_entry"
+            ),
+            models.UniqueConstraint(fields=["entry", "freed"], name="one_offer_per_entry_and_freed_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entry_id} {self.machine_id} {self.start:%Y-%m-%d %H:%M} ({self.status})"
+
+
+class StrikeWaiver(models.Model):
+    """A manager waived the strike a booking (a no-show or a late cancellation) counted as. Never edited."""
+
+    booking = models.OneToOneField(Booking, on_delete=models.CASCADE, related_name="strike_waiver")
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+", verbose_name=_("by")
+    )
+    reason = models.CharField(_("reason"), max_length=300)
+    at = models.DateTimeField(_("waived at"))
+
+    class Meta:
+        ordering = ["-at"]
+        verbose_name = _("strike waiver")
+        verbose_name_plural = _("strike waivers")
+
+    def __str__(self) -> str:
+        return f"{self.booking_id} waived"

@@ -28,8 +28,9 @@ from fablab.labs.models import Machine, MaintenanceWindow
 from fablab.members import roles
 from fablab.members.models import Certification
 
+from . import freed, strikes
 from .errors import BookingError
-from .models import NO_OVERLAP_CONSTRAINT, Booking, QuotaPolicy
+from .models import NO_OVERLAP_CONSTRAINT, Booking, FreedTime, QuotaPolicy
 
 # Test hooks for the concurrency proofs (tests/booking/test_concurrency.py):
 # ``race_point`` runs between the checks and the insert, and ``lock_member``
@@ -50,11 +51,17 @@ def booking_create(
     end: dt.datetime,
     purpose: str = "",
     now: dt.datetime | None = None,
+    from_waitlist: bool = False,
 ) -> Booking:
     """Book ``machine`` for ``member`` from ``start`` to ``end`` (aware datetimes).
 
     Returns the booking, ``confirmed`` or (machines needing approval) ``pending``.
     Raises :class:`BookingError` naming the first rule the request breaks.
+
+    ``from_waitlist``: the member accepts time offered from the waitlist
+    (:func:`fablab.booking.waitlist.accept`). They could not have asked earlier, so the notice,
+    horizon and approval rules do not apply, nor ``in_past`` while the time has not ended;
+    certification, strikes, quota and integrity do.
     """
     now = now or timezone.now()
     if start.tzinfo is None or end.tzinfo is None:
@@ -68,10 +75,13 @@ def booking_create(
         machine = Machine.objects.select_related("lab", "machine_type", "required_training").get(
             pk=machine.pk
         )
-        check_booking_rules(machine=machine, member=member, start=start, end=end, now=now)
+        check_booking_rules(
+            machine=machine, member=member, start=start, end=end, now=now, from_waitlist=from_waitlist
+        )
         if race_point is not None:
             race_point()
-        status = Booking.Status.PENDING if machine.approval_required else Booking.Status.CONFIRMED
+        pending = machine.approval_required and not from_waitlist
+        status = Booking.Status.PENDING if pending else Booking.Status.CONFIRMED
         try:
             booking = _insert(
                 machine=machine,
@@ -115,9 +125,18 @@ def _insert(**fields) -> Booking:
 
 
 def check_booking_rules(
-    *, machine: Machine, member, start: dt.datetime, end: dt.datetime, now: dt.datetime
+    *,
+    machine: Machine,
+    member,
+    start: dt.datetime,
+    end: dt.datetime,
+    now: dt.datetime,
+    from_waitlist: bool = False,
 ) -> None:
-    """Raise :class:`BookingError` for the first rule a new booking would break."""
+    """Raise :class:`BookingError` for the first rule a new booking would break.
+
+    ``from_waitlist`` leaves out the rules an accepted waitlist offer skips (see :func:`booking_create`).
+    """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("booking times must be timezone-aware")
     _check_reach(start, end, now)
@@ -125,13 +144,35 @@ def check_booking_rules(
     if not machine.bookable:
         raise BookingError("not_bookable")
     check_certification(machine, member, end)
-    _check_timing(machine, start, end, now)
+    strikes.check_not_blocked(member, machine.lab, now)
+    _check_timing(machine, start, end, now, from_waitlist=from_waitlist)
     _check_opening_hours(machine, start, end)
-    if MaintenanceWindow.objects.filter(machine=machine, start__lt=end, end__gt=start).exists():
-        raise BookingError("maintenance")
+    _check_maintenance(machine, start, end, now)
     if _overlapping(machine, start, end + machine.buffer).exists():
         raise BookingError(_overlap_code(machine, member, start, end + machine.buffer))
     _check_quota(machine, member, start, end, now)
+
+
+def _check_maintenance(machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
+    """``machine_out_of_service`` (saying until when) for a breakdown or a window already under way,
+    ``maintenance`` for planned maintenance ahead."""
+    windows = list(
+        MaintenanceWindow.objects.filter(machine=machine, start__lt=end, end__gt=start).order_by("start")
+    )
+    if not windows:
+        return
+    down = [w for w in windows if w.kind == MaintenanceWindow.Kind.BREAKDOWN or w.start <= now]
+    if not down:
+        raise BookingError("maintenance")
+    from django.utils.formats import date_format
+    from django.utils.translation import gettext
+
+    until = timezone.localtime(max(w.end for w in down), machine.lab.tz)
+    raise BookingError(
+        "machine_out_of_service",
+        gettext("This machine is out of service until %(until)s.")
+        % {"until": date_format(until, "DATETIME_FORMAT")},
+    )
 
 
 def _check_reach(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
@@ -187,15 +228,21 @@ def check_certification(machine: Machine, member, end: dt.datetime, *, for_manag
         )
 
 
-def _check_timing(machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
-    if start < now:
-        raise BookingError("in_past")
-    if start < now + dt.timedelta(minutes=machine.min_notice_minutes):
-        raise BookingError("too_soon")
-    tz = machine.lab.tz
-    last_day = timezone.localtime(now, tz).date() + dt.timedelta(days=machine.max_days_ahead)
-    if timezone.localtime(start, tz).date() > last_day:
-        raise BookingError("too_far_ahead")
+def _check_timing(
+    machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime, *, from_waitlist: bool = False
+) -> None:
+    if from_waitlist:
+        if end <= now:
+            raise BookingError("in_past")
+    else:
+        if start < now:
+            raise BookingError("in_past")
+        if start < now + dt.timedelta(minutes=machine.min_notice_minutes):
+            raise BookingError("too_soon")
+        tz = machine.lab.tz
+        last_day = timezone.localtime(now, tz).date() + dt.timedelta(days=machine.max_days_ahead)
+        if timezone.localtime(start, tz).date() > last_day:
+            raise BookingError("too_far_ahead")
     slot = machine.slot_minutes
     for moment in (start, end):
         local = timezone.localtime(moment, tz)
@@ -281,6 +328,14 @@ def booking_cancel(*, booking: Booking, by, now: dt.datetime | None = None) -> B
             Booking.CancelReason.MEMBER if booking.member_id == by.pk else Booking.CancelReason.MANAGER
         )
         booking.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "updated_at"])
+        freed.release(
+            machine=booking.machine,
+            start=booking.start,
+            end=booking.blocked_until,
+            reason=FreedTime.Reason.CANCELLED,
+            now=now,
+            booking=booking,
+        )
         _notify_on_commit(booking, "cancelled")
     return booking
 
@@ -318,6 +373,15 @@ def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking
             booking.cancel_reason = Booking.CancelReason.DECLINED
             fields += ["cancelled_at", "cancelled_by", "cancel_reason"]
         booking.save(update_fields=fields)
+        if not approve:
+            freed.release(
+                machine=booking.machine,
+                start=booking.start,
+                end=booking.blocked_until,
+                reason=FreedTime.Reason.CANCELLED,
+                now=now,
+                booking=booking,
+            )
         _notify_on_commit(booking, "approved" if approve else "declined")
     return booking
 

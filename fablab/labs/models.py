@@ -36,6 +36,33 @@ class Lab(models.Model):
     managers = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="managed_labs", verbose_name=_("lab managers")
     )
+    # The waitlist and the no-show policy (fablab.booking.waitlist, fablab.booking.strikes).
+    waitlist_hold_minutes = models.PositiveSmallIntegerField(
+        _("waitlist offer held for (minutes)"),
+        default=15,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text=_("How long a member offered freed time has to accept it before it goes to the next."),
+    )
+    strike_limit = models.PositiveSmallIntegerField(
+        _("strikes before a block"),
+        default=3,
+        validators=[MaxValueValidator(100)],
+        help_text=_("No-shows (and late cancellations, if counted) within the period below. 0: no blocks."),
+    )
+    strike_window_days = models.PositiveSmallIntegerField(
+        _("strikes counted over (days)"),
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(366)],
+    )
+    strike_block_days = models.PositiveSmallIntegerField(
+        _("block lasts (days)"), default=14, validators=[MinValueValidator(1), MaxValueValidator(366)]
+    )
+    late_cancel_hours = models.PositiveSmallIntegerField(
+        _("a cancellation is late within (hours of the start)"),
+        default=0,
+        validators=[MaxValueValidator(168)],
+        help_text=_("A member's cancellation this close to the start counts as a strike. 0: never."),
+    )
 
     class Meta:
         ordering = ["name"]
@@ -253,15 +280,28 @@ class Machine(models.Model):
 
 
 class MaintenanceWindow(models.Model):
+    """A time a machine cannot be booked: planned maintenance, or out of service after a breakdown.
+
+    A manager putting a machine out of service makes a window from now until a date
+    (:mod:`fablab.booking.out_of_service`); the reports count ``planned`` windows as planned
+    downtime and ``breakdown`` ones as unplanned.
+    """
+
+    class Kind(models.TextChoices):
+        PLANNED = "planned", _("Planned maintenance")
+        BREAKDOWN = "breakdown", _("Breakdown")
+
     machine = models.ForeignKey(
         Machine, on_delete=models.CASCADE, related_name="maintenance_windows", verbose_name=_("machine")
     )
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
     reason = models.CharField(_("reason"), max_length=200, blank=True)
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices, default=Kind.PLANNED)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    created_at = models.DateTimeField(_("created at"), null=True, blank=True, auto_now_add=True)
 
     class Meta:
         ordering = ["machine", "start"]
