@@ -231,6 +231,7 @@ def check_certification(machine: Machine, member, end: dt.datetime, *, for_manag
 def _check_timing(
     machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime, *, from_waitlist: bool = False
 ) -> None:
+    tz = machine.lab.tz
     if from_waitlist:
         if end <= now:
             raise BookingError("in_past")
@@ -239,7 +240,6 @@ def _check_timing(
             raise BookingError("in_past")
         if start < now + dt.timedelta(minutes=machine.min_notice_minutes):
             raise BookingError("too_soon")
-        tz = machine.lab.tz
         last_day = timezone.localtime(now, tz).date() + dt.timedelta(days=machine.max_days_ahead)
         if timezone.localtime(start, tz).date() > last_day:
             raise BookingError("too_far_ahead")
