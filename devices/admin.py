@@ -1,7 +1,17 @@
 from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
-from .models import Alert, Bridge, Command, MachineLink, MachineStatus, PowerPlug, UsageSession
+from .models import (
+    Alert,
+    Bridge,
+    Command,
+    MachineLink,
+    MachineStatus,
+    PowerPlug,
+    ServiceInterval,
+    ServiceRecord,
+    UsageSession,
+)
 from .mqtt_auth import set_bridge_password, set_plug_password
 
 
@@ -69,3 +79,32 @@ class CommandAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class ServiceRecordInline(admin.TabularInline):
+    model = ServiceRecord
+    extra = 0
+    fields = ["at", "by", "hours", "note"]
+    readonly_fields = fields  # a record is never edited; services are recorded on the machine's page
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ServiceInterval)
+class ServiceIntervalAdmin(admin.ModelAdmin):
+    list_display = ["machine", "name", "every_hours", "basis", "counted_from"]
+    list_filter = ["basis", "machine__lab"]
+    search_fields = ["name", "machine__name"]
+    inlines = [ServiceRecordInline]
+
+
+@admin.register(ServiceRecord)
+class ServiceRecordAdmin(admin.ModelAdmin):
+    list_display = ["interval", "at", "by", "hours", "note"]
+    list_filter = ["interval__machine__lab"]
+    date_hierarchy = "at"
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a record is never edited (devices.models.ServiceRecord)

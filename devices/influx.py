@@ -446,6 +446,74 @@ class InfluxStore:
                     out.setdefault(column.removeprefix("mean_"), []).append((int(row[0]), float(value)))
         return out
 
+    def field_on_seconds(
+        self,
+        lab: str,
+        machine: str,
+        field: str,
+        start: datetime,
+        end: datetime,
+        *,
+        reading_cap_s: float,
+        bucket_s: int = 60,
+        max_buckets: int = 20_000,
+    ) -> float:
+        """Seconds from ``start`` to ``end`` during which the machine's ``field`` was above 0 (laser on).
+
+        Method: InfluxDB counts, per ``GROUP BY time`` bucket, the readings of ``field`` (``n``) and
+        those above 0 (``n_on``); two statements, so a year is a few thousand rows, not millions of
+        points. Readings are samples taken every ``c`` seconds (the bridge's poll interval, whatever it
+        is set to), so each stands for ``c`` seconds and a bucket's on-time is ``n_on · c``. ``c`` is
+        read from the data: a bucket of width ``w`` (clipped to ``[start, end)``) shows ``w / n``; the
+        median of that over the buckets is the cadence, bounded by ``reading_cap_s`` (the link's
+        expected telemetry interval), and a bucket uses ``min(w / n, cadence)``. A bucket only partly
+        covered (the bridge went silent or came back inside it) shows a longer ``w / n`` than the
+        truth; the median, which such buckets cannot move while most are covered, keeps it from
+        stretching a few readings over the whole bucket.
+
+        Error: sampling misses or adds at most one reading interval per switch on or off (with a 1 s
+        poll, about a second per job), plus the cadence's own spread (a bucket that lost a reading
+        counts a reading short). Readings never sent (the bridge offline) count as off. ``bucket_s``
+        grows with the range so that at most ``max_buckets`` rows come back. Raises
+        :class:`InfluxError` like :meth:`query`.
+        """
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        if end_ms <= start_ms:
+            return 0.0
+        bucket_ms = max(int(bucket_s), -(-(end_ms - start_ms) // 1000 // max(max_buckets, 1))) * 1000
+        base = (
+            f"FROM {quote_ident(TELEMETRY)} WHERE {quote_ident('lab')} = {quote_str(lab)} "
+            f"AND {quote_ident('machine')} = {quote_str(machine)} "
+            f"AND time >= {start_ms}ms AND time < {end_ms}ms"
+        )
+        group = f" GROUP BY time({bucket_ms}ms) fill(none)"
+        column = quote_ident(field)
+        # Every value is quoted by quote_ident/quote_str or is an integer.
+        all_counts = self._bucket_counts(f"SELECT count({column}) {base}{group}")
+        on_counts = self._bucket_counts(f"SELECT count({column}) {base} AND {column} > 0{group}")
+        if not on_counts:
+            return 0.0
+
+        def spacing(bucket: int, n: int) -> float:
+            return (min(bucket + bucket_ms, end_ms) - max(bucket, start_ms)) / 1000 / n
+
+        spacings = sorted(spacing(b, n) for b, n in all_counts.items())
+        cadence = min(spacings[len(spacings) // 2] if spacings else reading_cap_s, reading_cap_s)
+        total = 0.0
+        for bucket, n_on in on_counts.items():
+            n = max(all_counts.get(bucket, n_on), n_on)
+            total += n_on * min(spacing(bucket, n), cadence)
+        return total
+
+    def _bucket_counts(self, q: str) -> dict[int, int]:
+        """``{bucket start ms: count}`` of a ``SELECT count(…) … GROUP BY time`` statement (empty left out)."""
+        out: dict[int, int] = {}
+        for block in self.query(q):
+            for row in block.get("values", []):
+                if len(row) > 1 and isinstance(row[1], int | float) and row[1] > 0:
+                    out[int(row[0])] = int(row[1])
+        return out
+
 
 def quote_ident(name: str) -> str:
     """An InfluxQL double-quoted identifier."""

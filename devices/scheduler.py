@@ -18,6 +18,7 @@ d. **interlocks** — every interlocked machine is reconciled (:func:`devices.in
 e. **silent machines** — online machines without telemetry raise ``silent``
    (:func:`devices.readings.check_silent`);
 f. **attribution** — :func:`devices.attribution.scheduled_pass` (usage, overruns, walk-ins).
+g. **care** — :func:`devices.care.scheduled_pass` (``service_due`` alerts from run and laser-on hours).
 
 Every transition is a conditional ``UPDATE`` (in :mod:`fablab.booking.lifecycle` and
 :mod:`devices.interlock`), so any number of schedulers may run side by side: each change happens
@@ -38,7 +39,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from devices import alerts, attribution, follow, interlock, readings
+from devices import alerts, attribution, care, follow, interlock, readings
 from devices.machines import MachineIndex, dt_to_ms
 from devices.models import Alert, MachineLink, MachineStatus, StateChange, UsageSession
 from devices.status import push_machines
@@ -79,6 +80,7 @@ class Scheduler:
             ("interlock", reconcile_interlocks),
             ("silent", self.silent),
             ("attribution", attribute),
+            ("care", care.scheduled_pass),
         ]
         done: dict[str, int] = {}
         # The bookings' follow-ups (interlock, attribution, board) run once the booking steps are done:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api, interlock_views, views
+from . import api, care_views, interlock_views, views
 
 app_name = "devices"
 urlpatterns = [
@@ -19,6 +19,17 @@ urlpatterns = [
         "labs/<slug:lab>/machines/<slug:machine>/interlock/<int:pk>/end/",
         interlock_views.end_override,
         name="interlock-end",
+    ),
+    path("labs/<slug:lab>/machines/<slug:machine>/care/", care_views.add_interval, name="care-add"),
+    path(
+        "labs/<slug:lab>/machines/<slug:machine>/care/<int:pk>/remove/",
+        care_views.remove_interval,
+        name="care-remove",
+    ),
+    path(
+        "labs/<slug:lab>/machines/<slug:machine>/care/<int:pk>/done/",
+        care_views.service_done,
+        name="care-done",
     ),
     # The command API lives with the commands; mounted before the booking API's catch-all.
     path("api/v1/machines/<int:pk>/commands/", api.MachineCommandsView.as_view(), name="api-commands"),

@@ -227,7 +227,12 @@ def _chart_client(
 
 
 @login_required
-def machine_live(request, lab, machine):
+def machine_live(request, lab, machine, *, care_forms=None):
+    """The machine's card, charts and, for its lab's managers, commands and care.
+
+    ``care_forms``: the care section's forms as typed (:mod:`devices.care_views` renders the page again
+    with their errors).
+    """
     machine = get_object_or_404(
         Machine.objects.select_related("lab", "machine_type"), lab__slug=lab, slug=machine
     )
@@ -245,7 +250,9 @@ def machine_live(request, lab, machine):
             audit = list(Command.objects.filter(machine=machine).select_related("issued_by")[:AUDIT_ROWS])
             for command in audit:
                 command.action_label = ACTIONS.get(command.action, command.action)
+        care_section = care_context(machine, end, care_forms or {}) if viewer.manager else None
         context = {
+            "care": care_section,
             "lab": lab,
             "machine": machine,
             "cards": [card],
@@ -264,6 +271,19 @@ def machine_live(request, lab, machine):
             "time_zone": str(lab.tz),
         }
         return render(request, "devices/machine_live.html", context)
+
+
+def care_context(machine: Machine, now: dt.datetime, forms: dict) -> dict:
+    """The care section (:func:`devices.care.summary`) with its forms; ``forms`` as typed, if any."""
+    from . import care, care_views
+
+    section = care.summary(machine, now)
+    service_pk, service_form = forms.get("service", (None, None))
+    for s in section["statuses"]:
+        s_form = service_form if s.interval.pk == service_pk else care_views.ServiceForm()
+        s.interval.service_form = s_form
+    section["add_form"] = forms.get("add") or care_views.IntervalForm(machine=machine)
+    return section
 
 
 def _wants_json(request) -> bool:

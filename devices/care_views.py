@@ -1,0 +1,165 @@
+"""The manager's hand on a machine's care: service intervals added and removed, services recorded.
+
+The "Care" section of the machine's live page (:func:`devices.views.machine_live`, managers only)
+shows :func:`devices.care.summary`; its forms post here. Only the lab's managers
+(:func:`fablab.members.roles.manages_lab`) may post (anyone else: 403, nothing written). A form with
+bad input renders the page again with its errors and what was typed (status 400), so nothing is lost;
+a success redirects to the page's care section. After each change the machine's ``service_due`` alert
+follows its intervals at once (:func:`devices.care.refresh_machine`).
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from fablab.labs.models import Machine
+from fablab.members import roles
+
+from . import care
+from .models import ServiceInterval
+
+#: The longest interval a task may have (about eleven years of use around the clock).
+MAX_HOURS = 100_000
+
+
+class IntervalForm(forms.Form):
+    name = forms.CharField(
+        label=gettext_lazy("Task"),
+        max_length=100,
+        help_text=gettext_lazy("For example: laser tube, spindle bearings."),
+    )
+    every_hours = forms.IntegerField(label=gettext_lazy("Every (hours)"), min_value=1, max_value=MAX_HOURS)
+    basis = forms.ChoiceField(label=gettext_lazy("Counted in"), choices=ServiceInterval.Basis.choices)
+
+    def __init__(self, *args, machine: Machine, **kwargs) -> None:
+        kwargs.setdefault("auto_id", "care_%s")  # unique on the machine's page
+        super().__init__(*args, **kwargs)
+        self.machine = machine
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError(_("Name the task."), code="required")
+        if ServiceInterval.objects.filter(machine=self.machine, name__iexact=name).exists():
+            raise forms.ValidationError(
+                _("%(machine)s already has a task named “%(name)s”.")
+                % {"machine": self.machine.name, "name": name},
+                code="duplicate",
+            )
+        return name
+
+    def clean_basis(self) -> str:
+        basis = self.cleaned_data["basis"]
+        if basis == ServiceInterval.Basis.LASER and not care.reports_laser(self.machine):
+            raise forms.ValidationError(
+                _(
+                    "Laser-on hours are counted only on a machine linked through a GRBL controller "
+                    "in laser mode; count this task in run hours."
+                ),
+                code="no_laser",
+            )
+        return basis
+
+
+class ServiceForm(forms.Form):
+    note = forms.CharField(
+        label=gettext_lazy("Note"),
+        max_length=300,
+        required=False,
+        help_text=gettext_lazy("Optional: what was done, parts replaced."),
+    )
+
+
+def managed_machine(request, lab: str, machine: str) -> Machine:
+    machine = get_object_or_404(
+        Machine.objects.select_related("lab", "machine_type"), lab__slug=lab, slug=machine
+    )
+    if not roles.manages_lab(request.user, machine.lab_id):
+        raise PermissionDenied(_("Only the lab's managers may look after a machine's service intervals."))
+    return machine
+
+
+def _back(machine: Machine):
+    return redirect(reverse("devices:machine", args=[machine.lab.slug, machine.slug]) + "#care")
+
+
+def _page_again(request, machine: Machine, **care_forms):
+    """The machine's page with the care forms as typed and their errors (400)."""
+    from .views import machine_live
+
+    response = machine_live(request, machine.lab.slug, machine.slug, care_forms=care_forms)
+    response.status_code = 400
+    return response
+
+
+@login_required
+@require_POST
+def add_interval(request, lab, machine):
+    """POST ``name``, ``every_hours``, ``basis``: a new service interval, counted from now."""
+    machine = managed_machine(request, lab, machine)
+    form = IntervalForm(request.POST, machine=machine)
+    if not form.is_valid():
+        return _page_again(request, machine, add=form)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            ServiceInterval.objects.create(
+                machine=machine,
+                name=form.cleaned_data["name"],
+                every_hours=form.cleaned_data["every_hours"],
+                basis=form.cleaned_data["basis"],
+                counted_from=now,
+            )
+    except IntegrityError:  # the same name added at the same moment by someone else
+        form.add_error(
+            "name", _("%(machine)s already has a task with this name.") % {"machine": machine.name}
+        )
+        return _page_again(request, machine, add=form)
+    care.refresh_machine(machine, now)
+    messages.success(
+        request,
+        _("%(task)s is now counted every %(hours)s hours.")
+        % {"task": form.cleaned_data["name"], "hours": form.cleaned_data["every_hours"]},
+    )
+    return _back(machine)
+
+
+@login_required
+@require_POST
+def remove_interval(request, lab, machine, pk):
+    """POST: the interval and its service history are removed; the machine's alert follows."""
+    machine = managed_machine(request, lab, machine)
+    interval = get_object_or_404(ServiceInterval, pk=pk, machine=machine)
+    name = interval.name
+    interval.delete()
+    care.refresh_machine(machine, timezone.now())
+    messages.success(request, _("%(task)s is no longer counted.") % {"task": name})
+    return _back(machine)
+
+
+@login_required
+@require_POST
+def service_done(request, lab, machine, pk):
+    """POST ``note`` (optional): the interval's service is done now; its count restarts."""
+    machine = managed_machine(request, lab, machine)
+    interval = get_object_or_404(
+        ServiceInterval.objects.select_related("machine__lab"), pk=pk, machine=machine
+    )
+    form = ServiceForm(request.POST)
+    if not form.is_valid():
+        return _page_again(request, machine, service=(interval.pk, form))
+    care.record_service(interval, request.user, form.cleaned_data["note"], timezone.now())
+    messages.success(
+        request, _("Service recorded: %(task)s counts from zero again.") % {"task": interval.name}
+    )
+    return _back(machine)
