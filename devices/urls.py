@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api, care_views, interlock_views, views
+from . import api, care_api, care_views, interlock_views, views
 
 app_name = "devices"
 urlpatterns = [
@@ -33,6 +33,7 @@ urlpatterns = [
     ),
     # The command API lives with the commands; mounted before the booking API's catch-all.
     path("api/v1/machines/<int:pk>/commands/", api.MachineCommandsView.as_view(), name="api-commands"),
+    path("api/v1/machines/<int:pk>/care/", care_api.MachineCareView.as_view(), name="api-care"),
     path("api/v1/commands/<uuid:pk>/", api.CommandDetailView.as_view(), name="api-command"),
     path("api/v1/alerts/", api.AlertListView.as_view(), name="api-alerts"),
 ]

@@ -358,3 +358,24 @@ def test_the_page_shows_laser_on_hours_and_an_overdue_task(client, lab_people, s
         + html.split(f'data-interval="{oil.pk}"')[1].split("</tr>")[0]
     )
     assert 'class="warning due"' in oil_row and "overdue by 0.2 h" in oil_row  # 0.5 + 0.67 h of 1 h
+
+
+# ----------------------------------------------------------------------------------- the API
+
+
+def test_the_care_api_answers_the_labs_managers_only(page):
+    from rest_framework.test import APIClient
+
+    url = f"/api/v1/machines/{page['machine'].pk}/care/"
+    api = APIClient()
+    api.force_authenticate(page["maker"])
+    assert api.get(url).status_code == 403
+    assert api.get("/api/v1/machines/999999/care/").status_code == 404
+    api.force_authenticate(page["manager"])
+    body = api.get(url).json()
+    assert body["machine"] == page["machine"].pk and body["laser"] is None
+    assert body["use"]["recent_hours"] == pytest.approx(2.0) and body["use"]["total_jobs"] == 1
+    [interval] = body["intervals"]
+    assert (interval["name"], interval["every_hours"], interval["due"]) == ("Spindle bearings", 10, False)
+    assert interval["used_hours"] == pytest.approx(2.0) and interval["left_hours"] == pytest.approx(8.0)
+    assert body["records"] == []
