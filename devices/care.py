@@ -275,29 +275,36 @@ def record_service(
     """Record that ``by`` did the interval's service at ``now``: its count restarts from there.
 
     Only the managers of the machine's lab may (else :class:`PermissionDenied`, nothing written).
-    The record keeps the hours used until then (0 when the laser-on figure is unknown). The interval's
-    row is locked, so two managers pressing the button together write two records in turn; a second
-    record within :data:`SAME_SERVICE` of the last one is that same service (a double submit) and is
-    not written again. Afterwards the machine's ``service_due`` alert follows the other intervals:
-    cleared when none is due, else its message lists those still due.
+    The record keeps the hours used until then (0 when the laser-on figure is unknown). Those hours are
+    counted before the transaction (a laser figure may wait on InfluxDB, and no row stays locked
+    meanwhile); inside it the interval's row is locked and its last service read again, so two managers
+    pressing the button together write in turn, and the second counts from the first. A second record
+    within :data:`SAME_SERVICE` of the last one is that same service (a double submit) and is not
+    written again. Afterwards the machine's ``service_due`` alert follows its intervals: cleared when
+    none is due, else its message lists those still due.
     """
     now = now or timezone.now()
     machine = interval.machine
     if not roles.manages_lab(by, machine.lab_id):
         raise PermissionDenied(_("Only the lab's managers may record a service."))
     note = (note or "").strip()[:300]
+
+    def since_last(last: ServiceRecord | None) -> dt.datetime:
+        return max(last.at, interval.counted_from) if last is not None else interval.counted_from
+
+    seen = interval.records.order_by("-at", "-pk").first()
+    used = hours_used(interval, since_last(seen), now)
     with transaction.atomic():
         ServiceInterval.objects.select_for_update().filter(pk=interval.pk).first()
         last = interval.records.order_by("-at", "-pk").first()
         if last is not None and dt.timedelta(0) <= now - last.at < SAME_SERVICE:
             record = last
         else:
-            since = max(last.at, interval.counted_from) if last is not None else interval.counted_from
-            used = hours_used(interval, since, now)
+            if last != seen:  # recorded meanwhile by someone else: count from that one
+                used = hours_used(interval, since_last(last), now)
             record = ServiceRecord.objects.create(
                 interval=interval, at=now, by=by, note=note, hours=round(used or 0.0, 2)
             )
-    laser_cache.clear()
     refresh_machine(machine, now)
     return record
 
