@@ -53,15 +53,22 @@ def follow(changes: list[Change]) -> None:
     """Follow ``changes``: the interlocks of all their machines, their bookings' usage, then each machine's card.
 
     Two calls whatever the number of changes (:func:`devices.interlock.reconcile`,
-    :func:`devices.attribution.follow_bookings`), then one board push per change.
+    :func:`devices.attribution.follow_bookings`), a third when bookings were completed (their members'
+    fault reports: :func:`devices.fault_reports.raise_for_bookings`), then one board push per change.
     """
-    from devices import attribution, interlock, live
+    from devices import attribution, fault_reports, interlock, live
 
     if not changes:
         return
     machine_ids = sorted({machine_id for _booking_id, machine_id, _change in changes})
     booking_ids = sorted({booking_id for booking_id, _machine_id, _change in changes})
-    for follower, ids in ((interlock.reconcile, machine_ids), (attribution.follow_bookings, booking_ids)):
+    completed_ids = sorted(
+        {booking_id for booking_id, _machine_id, change in changes if change == "completed"}
+    )
+    followers = [(interlock.reconcile, machine_ids), (attribution.follow_bookings, booking_ids)]
+    if completed_ids:
+        followers.append((fault_reports.raise_for_bookings, completed_ids))
+    for follower, ids in followers:
         try:
             follower(ids)
         except Exception:

@@ -7,7 +7,8 @@ rule that applies wins:
    its ``enabled`` (reason ``override``);
 2. a maintenance booking holding the machine now: disabled (reason ``maintenance``, a lock-out;
    technicians use an override);
-3. a member booking checked in (``checked_in``/``completed``, ``checked_in_at <= now < end + grace``)
+3. a member booking checked in (``checked_in``/``completed``, ``checked_in_at <= now < end + grace``;
+   one its member finished early holds it until ``completed_at`` only)
    or a booking of :attr:`Booking.UNLOCKING_KINDS` (``confirmed``/``completed``,
    ``start <= now < end + grace``): enabled (reason ``booking``; the latest-starting one is named);
 4. with the machine's end action ``finish``: a machine that was enabled and still runs a job stays
@@ -97,7 +98,7 @@ def decide(
             if (
                 b.status in (Booking.Status.CHECKED_IN, Booking.Status.COMPLETED)
                 and b.checked_in_at is not None
-                and b.checked_in_at <= now < b.end + grace
+                and b.checked_in_at <= now < _member_holds_until(b, grace)
             ):
                 holding.append(b)
         elif (
@@ -117,6 +118,20 @@ def decide(
     ):
         return Wanted(True, FINISHING, current.booking_id)
     return Wanted(False, IDLE)
+
+
+def _member_holds_until(booking: Booking, grace: dt.timedelta) -> dt.datetime:
+    """Until when a checked-in member booking keeps its machine enabled: the end plus the grace, or,
+    for a booking its member finished early (:func:`fablab.booking.lifecycle.finish`: completed
+    before its end), the moment they said they were done. That is never after ``released_at`` (the
+    next slot boundary), so the machine is locked before its freed time can be booked by anyone else."""
+    if (
+        booking.status == Booking.Status.COMPLETED
+        and booking.completed_at is not None
+        and booking.completed_at < booking.end
+    ):
+        return booking.completed_at
+    return booking.end + grace
 
 
 def _active_overrides(machine_ids: list[int], now: dt.datetime) -> dict[int, InterlockOverride]:
@@ -139,7 +154,7 @@ def _bookings_around(machine_ids: list[int], now: dt.datetime) -> dict[int, list
         machine_id__in=machine_ids,
         status__in=statuses,
         end__gt=now - MAX_END_GRACE,
-    ).only("id", "machine_id", "kind", "status", "start", "end", "checked_in_at")
+    ).only("id", "machine_id", "kind", "status", "start", "end", "checked_in_at", "completed_at")
     out: dict[int, list[Booking]] = {}
     for b in rows:
         out.setdefault(b.machine_id, []).append(b)

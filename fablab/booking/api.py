@@ -43,6 +43,7 @@ from .serializers import (
     LabSerializer,
     MachineFilterSerializer,
     MachineSerializer,
+    TextField,
     TokenObtainSerializer,
     TokenSerializer,
     local_iso,
@@ -492,6 +493,55 @@ class BookingCheckInView(MemberAPIView):
         booking = lifecycle.check_in(
             booking=_booking(request, pk), by=request.user, via=Booking.CheckInVia.API
         )
+        return Response(BookingSerializer(booking).data)
+
+
+class BookingFinishSerializer(serializers.Serializer):
+    fault = TextField(
+        required=False,
+        allow_blank=True,
+        max_length=lifecycle.FAULT_MAX,
+        default="",
+        help_text="Optional: one line about a fault of the machine (at most 300 characters); it raises "
+        "an alert for the lab's managers. Line breaks become spaces.",
+    )
+
+    def validate_fault(self, value: str) -> str:
+        return lifecycle.one_line(value)
+
+
+#: What finishing can answer besides the booking: the rules of ``lifecycle.finish``.
+FINISH_CODES = ["forbidden", "not_checked_in"]
+
+
+class BookingFinishView(MemberAPIView):
+    @extend_schema(
+        operation_id="bookings_finish",
+        summary="I'm done: finish a checked-in booking early (its member, or a manager of its lab)",
+        description=(
+            "The booking becomes `completed` and the machine is locked. The rest of its time, from the "
+            "machine's next slot boundary, is given back (`released_at`; `start` and `end` stay as "
+            "booked) and offered to the waitlist. Finishing a booking that is already completed "
+            "changes nothing and returns it (a fault line given then is kept if none was). Body "
+            'optional: `{"fault": "the nozzle is clogged"}`.'
+        ),
+        request=BookingFinishSerializer,
+        parameters=[ID_PARAMETER],
+        responses={
+            200: BookingSerializer,
+            400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid")),
+            403: _codes_with_status(403, FINISH_CODES),
+            404: NOT_FOUND,
+            409: _codes_with_status(409, FINISH_CODES),
+            **AUTH_ERRORS,
+        },
+        tags=["bookings"],
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        booking = _booking(request, pk)
+        data = _valid(BookingFinishSerializer, request.data)
+        via = Booking.CheckInVia.API if booking.member_id == request.user.pk else Booking.CheckInVia.MANAGER
+        booking = lifecycle.finish(booking=booking, by=request.user, via=via, fault=data["fault"])
         return Response(BookingSerializer(booking).data)
 
 

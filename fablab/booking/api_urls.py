@@ -18,3 +18,4 @@ urlpatterns = [
     # Anything else, even a path with a newline in it.
     re_path(r"^", api.NotFoundView.as_view(), name="not-found"),
 ]
+    path("bookings/<int:pk>/finish/", api.BookingFinishView.as_view(), name="booking-finish"),

@@ -1,4 +1,4 @@
-"""The lab kiosk: an enrolled screen where makers check in with their member number (or badge) and PIN.
+"""The lab kiosk: an enrolled screen where makers check in and finish with their number (or badge) and PIN.
 
 Security model
 --------------
@@ -30,6 +30,8 @@ protects it from casual reading only; what protects it is throttling, with
 ticket signed for this kiosk and member (:func:`pick_ticket`), valid :data:`PICK_MAX_AGE`: picking
 needs no second PIN. Within that time the ticket can check in only that member's own bookings
 open now, at this kiosk; the page is ``no-store`` and returns to the empty form before it expires.
+The same ticket lets a member with a checked-in booking here say "I'm done" (:func:`finish`), with
+an optional one-line fault report: it finishes only that member's own checked-in bookings of this lab.
 
 Every attempt runs in one transaction that first locks the kiosk row (and then the member's
 profile row), so parallel requests cannot slip past a limit between counting and recording.
@@ -315,6 +317,18 @@ def check_in(*, member, booking_id: int, lab: Lab, now: dt.datetime | None = Non
     if booking is None:
         raise BookingError("forbidden")
     return lifecycle.check_in(booking=booking, by=member, via=Booking.CheckInVia.KIOSK, now=now)
+
+
+def finish(*, member, booking_id: int, lab: Lab, fault: str = "", now: dt.datetime | None = None) -> Booking:
+    """Finish early ("I'm done") at the kiosk: ``member``'s checked-in booking ``booking_id`` in ``lab``.
+
+    Like :func:`check_in`, only the member's own booking in this lab (else ``forbidden``); the rules
+    are :func:`fablab.booking.lifecycle.finish`'s (``not_checked_in``; a second finish changes nothing).
+    """
+    booking = Booking.objects.filter(pk=booking_id, member=member, machine__lab=lab).first()
+    if booking is None:
+        raise BookingError("forbidden")
+    return lifecycle.finish(booking=booking, by=member, via=Booking.CheckInVia.KIOSK, fault=fault, now=now)
 
 
 def pick_ticket(kiosk: Kiosk, member) -> str:

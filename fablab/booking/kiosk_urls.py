@@ -8,6 +8,7 @@ app_name = "kiosk"
 urlpatterns = [
     path("kiosk/<slug:lab>/", kiosk_views.screen, name="screen"),
     path("kiosk/<slug:lab>/pick/", kiosk_views.pick, name="pick"),
+    path("kiosk/<slug:lab>/finish/", kiosk_views.finish, name="finish"),
     path("manage/labs/<slug:lab>/kiosks/", kiosk_views.manage, name="manage"),
     path("manage/labs/<slug:lab>/kiosks/enrol/", kiosk_views.enrol, name="enrol"),
     path("manage/labs/<slug:lab>/kiosks/<int:pk>/revoke/", kiosk_views.revoke, name="revoke"),

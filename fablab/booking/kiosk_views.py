@@ -25,6 +25,7 @@ from fablab.members.models import Certification, MemberProfile
 
 from . import kiosk as service
 from .errors import BookingError
+from .finish_forms import KioskFinishForm
 from .kiosk_forms import BadgeForm, EnrolKioskForm, KioskLoginForm, KioskPickForm
 from .models import Booking, Kiosk
 
@@ -106,17 +107,29 @@ def screen(request, lab: str):
             kiosk=kiosk,
         )
     found = service.bookings_now(member, lab)
-    if len(found.checkable) == 1:
+    # One booking to check in and none to finish: check it in at once (the common case).
+    if len(found.checkable) == 1 and not found.checked_in:
         return _check_in(request, lab, kiosk, member, found.checkable[0].pk)
+    ticket = service.pick_ticket(kiosk, member) if found.checkable or found.checked_in else ""
+    finishing = _finish_choices(found.checked_in, ticket)
     if found.checkable:
         context = {
             "bookings": found.checkable,
-            "form": KioskPickForm(initial={"ticket": service.pick_ticket(kiosk, member)}),
+            "form": KioskPickForm(initial={"ticket": ticket}),
+            "finishing": finishing,
             "seconds": PICK_SECONDS,
         }
         return _screen(request, lab, "booking/kiosk_pick.html", context, kiosk=kiosk)
-    context = {"found": found, "seconds": DONE_SECONDS}
+    context = {"found": found, "finishing": finishing, "seconds": PICK_SECONDS if finishing else DONE_SECONDS}
     return _screen(request, lab, "booking/kiosk_nothing.html", context, kiosk=kiosk)
+
+
+def _finish_choices(bookings: list[Booking], ticket: str) -> list[tuple[Booking, KioskFinishForm]]:
+    """An "I'm done" form per checked-in booking, each with its own field ids (several on one page)."""
+    return [
+        (b, KioskFinishForm(auto_id=f"finish_{b.pk}_%s", initial={"ticket": ticket, "booking": b.pk}))
+        for b in bookings
+    ]
 
 
 @never_cache
@@ -141,6 +154,57 @@ def pick(request, lab: str):
         context = {"error": _("This booking cannot be checked in now."), "seconds": DONE_SECONDS}
         return _screen(request, lab, "booking/kiosk_done.html", context, kiosk=kiosk)
     return _check_in(request, lab, kiosk, member, form.cleaned_data["booking"])
+
+
+@never_cache
+@require_POST
+def finish(request, lab: str):
+    """Finish early ("I'm done") a checked-in booking of the member whose PIN earned the ticket.
+
+    A fault line that is too long shows the form again with the line as typed (and a fresh ticket):
+    nothing typed is lost. A booking that is not the member's checked-in booking here is refused.
+    """
+    lab = get_object_or_404(Lab, slug=lab)
+    kiosk, refusal = _kiosk_or_refusal(request, lab)
+    if refusal:
+        return refusal
+    form = KioskFinishForm(request.POST)
+    valid = form.is_valid()
+    try:
+        member = service.member_from_ticket(request.POST.get("ticket", ""), kiosk)
+    except service.KioskRefused as exc:
+        return _screen(
+            request, lab, "booking/kiosk.html", {"form": KioskLoginForm(), "error": exc.detail}, kiosk=kiosk
+        )
+    checked_in = {b.pk: b for b in service.bookings_now(member, lab).checked_in}
+    booking_id = _int(request.POST.get("booking"))
+    if booking_id not in checked_in:
+        context = {"error": _("This booking cannot be finished now."), "seconds": DONE_SECONDS}
+        return _screen(request, lab, "booking/kiosk_done.html", context, kiosk=kiosk)
+    if not valid:
+        # Same page, the line as typed, a fresh ticket (the old one may be about to expire).
+        data = form.data.copy()
+        data["ticket"] = service.pick_ticket(kiosk, member)
+        bound = KioskFinishForm(data, auto_id=f"finish_{booking_id}_%s")
+        bound.is_valid()
+        context = {"finishing": [(checked_in[booking_id], bound)], "seconds": PICK_SECONDS}
+        return _screen(request, lab, "booking/kiosk_finish.html", context, status=400, kiosk=kiosk)
+    try:
+        booking = service.finish(
+            member=member, booking_id=booking_id, lab=lab, fault=form.cleaned_data["fault"]
+        )
+    except BookingError as exc:
+        context = {"error": exc.detail, "seconds": DONE_SECONDS}
+    else:
+        context = {"finished": booking, "seconds": DONE_SECONDS}
+    return _screen(request, lab, "booking/kiosk_done.html", context, kiosk=kiosk)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _check_in(request, lab: Lab, kiosk: Kiosk, member, booking_id: int):

@@ -1,4 +1,4 @@
-"""A booking's life after it is made: check-in, no-show, machine unavailable, completion.
+"""A booking's life after it is made: check-in, no-show, machine unavailable, finishing early, completion.
 
 Every transition is one conditional ``UPDATE … WHERE status = <from>``: whichever caller (a page,
 the kiosk, the API, the hub seeing a job start, any number of schedulers side by side) runs it
@@ -13,6 +13,7 @@ the start) is the caller's to find out (``devices``) and is passed in.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from django.db import transaction
 from django.db.models import Q
@@ -32,6 +33,8 @@ NOT_CERTIFIED_AT_CHECK_IN = _(
 )
 EXPIRES_BEFORE_THE_END = _("Your certification for this machine expires before the end of this booking.")
 NON_MEMBER_KINDS = [k for k in Booking.Kind.values if k != Booking.Kind.MEMBER]
+
+log = logging.getLogger(__name__)
 
 
 def check_in_opens(booking: Booking) -> dt.datetime:
@@ -187,6 +190,98 @@ def complete(booking_id: int, now: dt.datetime) -> bool:
     if changed:
         _changed_on_commit_ids(booking_id, "completed")
     return bool(changed)
+
+
+#: The longest fault line a member may leave when finishing (``Booking.fault_report``).
+FAULT_MAX = 300
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: every run of whitespace (newlines included) becomes one space."""
+    return " ".join((text or "").split())
+
+
+def finish(*, booking: Booking, by, via: str, fault: str = "", now: dt.datetime | None = None) -> Booking:
+    """The member (or a manager of the lab) is done early: complete the booking and free the rest of it.
+
+    Only a ``checked_in`` booking can be finished (else ``not_checked_in``; ``forbidden`` for anyone
+    but its member and the lab's managers). One conditional ``UPDATE … WHERE status = 'checked_in'``
+    makes it ``completed`` (``completed_at = now``, ``fault_report = fault``) and, when the next slot
+    boundary of the machine (never before the booking's start: a member may check in early) comes
+    before ``blocked_until``, moves ``blocked_until`` and ``released_at`` there. ``start`` and ``end``
+    stay as booked (the reports and the usage need them). In the same transaction the time from that
+    boundary to the old ``blocked_until`` is recorded as freed (:func:`fablab.booking.freed.release`,
+    which offers it to the waitlist after the commit); a boundary too close to the end frees nothing.
+    After the commit :data:`~fablab.booking.signals.booking_changed` goes out with ``completed``:
+    ``devices`` locks the machine (:mod:`devices.interlock`: a booking finished early holds it until
+    ``completed_at``) and raises a ``fault_reported`` alert when there is a fault line.
+
+    Finishing a booking that is already ``completed`` (a double tap, a retry, the page and the kiosk
+    at once) changes nothing and returns it, except that a fault line given when none was recorded
+    is kept (nothing the member typed is lost) and reported like the first time.
+
+    ``via`` says where the member finished (``page``, ``kiosk``, ``api``, ``manager``); the model
+    has no field for it, so it is logged. ``fault`` is made one line; longer than :data:`FAULT_MAX`
+    characters is the caller's bug (its form or serializer refuses it) and raises ``ValueError``.
+    """
+    now = now or timezone.now()
+    if via not in Booking.CheckInVia.values or via == Booking.CheckInVia.MACHINE:
+        raise ValueError(f"finishing through {via!r}")
+    fault = one_line(fault)
+    if len(fault) > FAULT_MAX:
+        raise ValueError(f"a fault line of {len(fault)} characters")
+    with transaction.atomic():
+        booking = (
+            Booking.objects.select_for_update(of=("self",))
+            .select_related("machine__lab", "member")
+            .get(pk=booking.pk)
+        )
+        if booking.member_id != by.pk and not roles.manages_lab(by, booking.machine.lab_id):
+            raise BookingError("forbidden")
+        if booking.status == Booking.Status.COMPLETED:
+            added = (
+                fault
+                and not booking.fault_report
+                and Booking.objects.filter(pk=booking.pk, fault_report="").update(
+                    fault_report=fault, updated_at=now
+                )
+            )
+            if added:
+                booking.refresh_from_db()
+                _changed_on_commit(booking, "completed")
+            return booking
+        if booking.status != Booking.Status.CHECKED_IN:
+            raise BookingError("not_checked_in")
+        machine = booking.machine
+        old_blocked_until = booking.blocked_until
+        boundary = max(freed.next_boundary(machine, now), booking.start)
+        fields = {
+            "status": Booking.Status.COMPLETED,
+            "completed_at": now,
+            "fault_report": fault,
+            "updated_at": now,
+        }
+        releases = boundary < old_blocked_until
+        if releases:
+            fields.update(released_at=boundary, blocked_until=boundary)
+        changed = Booking.objects.filter(pk=booking.pk, status=Booking.Status.CHECKED_IN).update(**fields)
+        booking.refresh_from_db()
+        if not changed:  # another caller got there first (the row lock makes this the rare path)
+            if booking.status == Booking.Status.COMPLETED:
+                return booking
+            raise BookingError("not_checked_in")
+        if releases:
+            freed.release(
+                machine=machine,
+                start=boundary,
+                end=old_blocked_until,
+                reason=FreedTime.Reason.FINISHED_EARLY,
+                now=now,
+                booking=booking,
+            )
+        log.info("booking %s finished early through %s by user %s", booking.pk, via, by.pk)
+        _changed_on_commit(booking, "completed")
+    return booking
 
 
 def _changed_on_commit(booking: Booking, change: str) -> None:

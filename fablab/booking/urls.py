@@ -7,6 +7,7 @@ urlpatterns = [
     path("bookings/", views.my_bookings, name="mine"),
     path("bookings/<int:pk>/", views.detail, name="detail"),
     path("bookings/<int:pk>/check-in/", views.check_in, name="check_in"),
+    path("bookings/<int:pk>/finish/", views.finish, name="finish"),
     path("bookings/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("book/<int:machine_id>/", views.book, name="book"),
     path("manage/", manage_views.overview, name="manage"),

@@ -23,6 +23,7 @@ from fablab.members.models import Certification, profile_for
 
 from . import lifecycle, selectors, services
 from .errors import BookingError
+from .finish_forms import FinishForm
 from .forms import BookingForm, parse_moment
 from .ical import absolute_feed_url
 from .models import Booking
@@ -281,7 +282,7 @@ def live_strings() -> dict[str, object]:
 
 
 @login_required
-def detail(request, pk: int):
+def detail(request, pk: int, *, finish_form=None, status: int = 200):
     """One booking, phone first: its machine, times, status in words, check-in, usage and cancelling.
 
     Only its member and the managers of its lab may open it (404 for anyone else). Everything but
@@ -310,6 +311,8 @@ def detail(request, pk: int):
             "can_cancel": booking.is_cancellable and booking.start > now,
             "usage": usage_facts(booking),
             "live": booking.status in Booking.HOLDING and booking.end > now,
+            "can_finish": booking.status == Booking.Status.CHECKED_IN,
+            "finish_form": finish_form or FinishForm(auto_id="finish_%s"),
             "live_config": {
                 "ws_path": f"/ws/labs/{lab.slug}/",
                 "machine": booking.machine.slug,
@@ -322,7 +325,7 @@ def detail(request, pk: int):
                 "strings": live_strings(),
             },
         }
-        return render(request, "booking/booking_detail.html", context)
+        return render(request, "booking/booking_detail.html", context, status=status)
 
 
 @login_required
@@ -341,4 +344,30 @@ def check_in(request, pk: int):
         messages.error(request, exc.detail)
     else:
         messages.success(request, _("Checked in. Enjoy the machine!"))
+    return redirect(_next_url(request, reverse("booking:detail", args=[booking.pk])))
+
+
+@login_required
+@require_POST
+def finish(request, pk: int):
+    """Finish the checked-in booking early ("I'm done"), with an optional one-line fault report.
+
+    Its member (``via="page"``) or a manager of its lab (``"manager"``); anyone else gets 404. A fault
+    line that is too long shows the booking page again with the line as typed and the error (400):
+    nothing typed is lost. Otherwise a redirect to ``next`` or the booking's page, with a message.
+    """
+    booking = _own_or_managed(request, pk)
+    form = FinishForm(request.POST, auto_id="finish_%s")
+    if not form.is_valid():
+        return detail(request, pk, finish_form=form, status=400)
+    via = Booking.CheckInVia.PAGE if booking.member_id == request.user.pk else Booking.CheckInVia.MANAGER
+    fault = form.cleaned_data["fault"]
+    try:
+        lifecycle.finish(booking=booking, by=request.user, via=via, fault=fault)
+    except BookingError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, _("Done. The rest of the booking is free for other makers again."))
+        if fault:
+            messages.info(request, _("Thank you for reporting the fault: the lab's managers have been told."))
     return redirect(_next_url(request, reverse("booking:detail", args=[booking.pk])))

@@ -1,0 +1,90 @@
+"""A member's fault report ("the nozzle is clogged") becomes a ``fault_reported`` alert for the managers.
+
+:func:`fablab.booking.lifecycle.finish` keeps the member's one line in ``Booking.fault_report`` and,
+after the commit, sends :data:`~fablab.booking.signals.booking_changed` with ``completed``;
+:func:`devices.follow.follow` passes the completed bookings here (a batch at a time: one query
+whatever their number, and none more when no booking carries a fault).
+
+One alert per machine: the database allows one open alert per machine and kind. The first report
+opens it, naming its booking; a report while it is still open is *appended* to its message (a
+manager reading the alert sees every member's line, not only the first), each line prefixed
+``#<booking id> <member>:`` so that it can be found on the booking. Following a booking again (the
+signal is sent again when a member adds a line on a second "I'm done", or twice by two processes)
+adds nothing: a line whose prefix is already in the open alert is not appended twice. The message
+is capped at the column's 500 characters; lines past that are still on their bookings.
+
+The message is the member's own words, stored as typed: it is not translated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+
+from django.db.models import F, Value
+from django.db.models.functions import Concat, Substr
+from django.utils import timezone
+
+from devices import alerts
+from devices.models import Alert
+from fablab.booking.models import Booking
+
+log = logging.getLogger(__name__)
+
+#: ``Alert.message``'s length.
+MESSAGE_MAX = 500
+SEPARATOR = " | "
+
+
+def prefix(booking: Booking) -> str:
+    """``#<id> <member>:``: which booking a line of the alert comes from."""
+    member = booking.member
+    name = (member.get_full_name() or member.get_username()) if member is not None else ""
+    return f"#{booking.pk} {name}:" if name else f"#{booking.pk}:"
+
+
+def raise_for_bookings(booking_ids: Iterable[int], now: dt.datetime | None = None) -> int:
+    """Raise or extend the ``fault_reported`` alert of every completed booking in ``booking_ids`` that
+    carries a fault line; return how many lines were added (0 when all were reported already)."""
+    ids = sorted(set(booking_ids))
+    if not ids:
+        return 0
+    now = now or timezone.now()
+    rows = (
+        Booking.objects.filter(pk__in=ids, status=Booking.Status.COMPLETED)
+        .exclude(fault_report="")
+        .select_related("member")
+        .order_by("completed_at", "pk")
+    )
+    return sum(report(booking, now) for booking in rows)
+
+
+def report(booking: Booking, now: dt.datetime) -> bool:
+    """Open the machine's ``fault_reported`` alert with this booking's line, or append the line to the
+    open one; True when the line was added by this call.
+
+    Races: opening is a claim (:func:`devices.alerts.raise_alert`); appending is one conditional
+    ``UPDATE`` on the open alert that does not hold this booking's prefix yet. If the open alert is
+    cleared between the two, the claim is tried again (at most three rounds: each round only fails
+    because another process changed the alert, which cannot go on for ever).
+    """
+    head = prefix(booking)
+    line = f"{head} {booking.fault_report}"
+    for _attempt in range(3):
+        if alerts.raise_alert(
+            booking.machine_id, Alert.Kind.FAULT_REPORTED, line, now, booking_id=booking.pk
+        ):
+            return True
+        open_alert = Alert.objects.filter(
+            machine_id=booking.machine_id, kind=Alert.Kind.FAULT_REPORTED, cleared_at__isnull=True
+        )
+        if open_alert.filter(message__contains=head).exists():
+            return False
+        appended = open_alert.exclude(message__contains=head).update(
+            message=Substr(Concat(F("message"), Value(SEPARATOR + line)), 1, MESSAGE_MAX)
+        )
+        if appended:
+            return True
+    log.warning("could not report the fault of booking %s: its alert kept changing", booking.pk)
+    return False
