@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import api
+from . import api, out_of_service_api
 
 app_name = "api"
 urlpatterns = [
@@ -9,6 +9,16 @@ urlpatterns = [
     path("machines/", api.MachineListView.as_view(), name="machines"),
     path("machines/<int:pk>/", api.MachineDetailView.as_view(), name="machine"),
     path("machines/<int:pk>/availability/", api.AvailabilityView.as_view(), name="availability"),
+    path(
+        "machines/<int:pk>/out-of-service/",
+        out_of_service_api.MachineOutOfServiceView.as_view(),
+        name="machine-out-of-service",
+    ),
+    path(
+        "machines/<int:pk>/back-in-service/",
+        out_of_service_api.MachineBackInServiceView.as_view(),
+        name="machine-back-in-service",
+    ),
     path("bookings/", api.BookingListView.as_view(), name="bookings"),
     path("bookings/<int:pk>/", api.BookingDetailView.as_view(), name="booking"),
     path("bookings/<int:pk>/cancel/", api.BookingCancelView.as_view(), name="booking-cancel"),

@@ -15,7 +15,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
+from fablab.labs.models import Closure, Lab, Machine, MachineType, MaintenanceWindow, OpeningHours
 from fablab.members.forms import ExactMemberField
 
 from .forms import StartEndMixin, within_reach
@@ -132,3 +132,40 @@ class ManagerBookingForm(StartEndMixin, forms.Form):
         """The lab's first opening time on ``day``, to pre-fill the form; ``None`` if it is closed."""
         intervals = lab.opening_intervals(day)
         return timezone.localtime(intervals[0][0], lab.tz) if intervals else None
+
+
+class OutOfServiceForm(forms.Form):
+    """Put a machine out of service from now until a moment typed in the lab's time zone (the view
+    activates it). Only parses input: :func:`fablab.booking.out_of_service.put_out_of_service` acts."""
+
+    kind = forms.ChoiceField(label=_("Why"), choices=MaintenanceWindow.Kind.choices)
+    until = forms.DateTimeField(
+        label=_("Out of service until"),
+        input_formats=StartEndMixin.INPUT_FORMATS,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=200,
+        required=False,
+        help_text=_("Told to the members whose bookings are cancelled."),
+    )
+
+    def clean_until(self):
+        until = within_reach(self.fields["until"], self.cleaned_data.get("until"))
+        if until is not None and until <= timezone.now():
+            raise forms.ValidationError(_("Give a moment after now."), code="past")
+        return until
+
+
+class ShortenMaintenanceForm(forms.Form):
+    """A window's new, earlier end, in the lab's time zone."""
+
+    end = forms.DateTimeField(
+        label=_("New end"),
+        input_formats=StartEndMixin.INPUT_FORMATS,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+    def clean_end(self):
+        return within_reach(self.fields["end"], self.cleaned_data.get("end"))

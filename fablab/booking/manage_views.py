@@ -26,7 +26,7 @@ from fablab.members.forms import GrantCertificationForm, MemberLookupForm, Revok
 from fablab.members.models import Certification, CertificationAudit
 from fablab.members.services import CertificationError, certification_grant, certification_revoke
 
-from . import lifecycle, selectors, services
+from . import lifecycle, out_of_service, out_of_service_views, selectors, services
 from .errors import BookingError
 from .forms import MaintenanceWindowForm
 from .manage_forms import (
@@ -168,6 +168,8 @@ def revoke_certification(request, pk: int):
 
 @login_required
 def maintenance(request, machine_id: int):
+    """Plan a maintenance window; the bookings it hits are cancelled (once the manager confirms) and
+    their members told (:func:`fablab.booking.out_of_service.schedule_maintenance`)."""
     machine = get_object_or_404(Machine.objects.select_related("lab"), pk=machine_id)
     lab = machine.lab
     _require_lab(request.user, lab)
@@ -176,52 +178,41 @@ def maintenance(request, machine_id: int):
             request.POST or None, instance=MaintenanceWindow(machine=machine, created_by=request.user)
         )
         if request.method == "POST" and form.is_valid():
-            window = form.save()
-            messages.success(request, _("Maintenance window planned."))
-            overlapping = _bookings_overlapping(window)
-            if overlapping:
-                lines = "; ".join(
-                    f"{_display_name(b.member)} ({date_format(timezone.localtime(b.start), 'DATETIME_FORMAT')})"
-                    for b in overlapping
+            start, end, now = form.cleaned_data["start"], form.cleaned_data["end"], timezone.now()
+            hits = out_of_service.bookings_hit(machine=machine, start=start, end=end, now=now)
+            if (hits.cancelled or hits.sessions) and "confirm" not in request.POST:
+                return out_of_service_views.render_page(request, machine, plan_form=form, confirm_plan=hits)
+            try:
+                result = out_of_service.schedule_maintenance(
+                    machine=machine,
+                    start=start,
+                    end=end,
+                    reason=form.cleaned_data["reason"],
+                    by=request.user,
+                    now=now,
                 )
-                messages.warning(
-                    request,
-                    _(
-                        "These bookings overlap the maintenance window; cancel or move them with the members: %(bookings)s"
-                    )
-                    % {"bookings": lines},
-                )
-            return redirect("booking:maintenance", machine_id=machine.pk)
-        windows = [
-            {"window": w, "overlapping": _bookings_overlapping(w)}
-            for w in machine.maintenance_windows.filter(end__gt=timezone.now()).order_by("start")
-        ]
-        context = {"machine": machine, "lab": lab, "form": form, "windows": windows}
-        return render(request, "booking/manage/maintenance.html", context)
+            except BookingError as exc:
+                form.add_error(None, exc.detail)
+            else:
+                messages.success(request, _("Maintenance window planned."))
+                out_of_service_views.report(request, result.hits)
+                return redirect("booking:maintenance", machine_id=machine.pk)
+    return out_of_service_views.render_page(request, machine, plan_form=form)
 
 
 @login_required
 @require_POST
 def delete_maintenance(request, pk: int):
+    """Delete a window that has not started; its time is given back to the waitlist."""
     window = get_object_or_404(MaintenanceWindow.objects.select_related("machine__lab"), pk=pk)
     _require_lab(request.user, window.machine.lab)
-    machine_id = window.machine_id
-    window.delete()
-    messages.success(request, _("Maintenance window deleted."))
-    return redirect("booking:maintenance", machine_id=machine_id)
-
-
-def _bookings_overlapping(window: MaintenanceWindow) -> list[Booking]:
-    return list(
-        Booking.objects.filter(
-            machine_id=window.machine_id,
-            status__in=Booking.CANCELLABLE,
-            start__lt=window.end,
-            end__gt=window.start,
-        )
-        .select_related("member")
-        .order_by("start")
-    )
+    try:
+        out_of_service.remove_maintenance(window=window, by=request.user)
+    except BookingError as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, _("Maintenance window deleted."))
+    return redirect("booking:maintenance", machine_id=window.machine_id)
 
 
 @login_required

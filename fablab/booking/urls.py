@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import manage_views, views
+from . import manage_views, out_of_service_views, views
 
 app_name = "booking"
 urlpatterns = [
@@ -32,6 +32,17 @@ urlpatterns = [
     ),
     path("manage/machines/<int:machine_id>/maintenance/", manage_views.maintenance, name="maintenance"),
     path("manage/maintenance/<int:pk>/delete/", manage_views.delete_maintenance, name="delete_maintenance"),
+    path(
+        "manage/machines/<int:machine_id>/out-of-service/",
+        out_of_service_views.put_out_of_service,
+        name="out_of_service",
+    ),
+    path(
+        "manage/maintenance/<int:pk>/back-in-service/",
+        out_of_service_views.back_in_service,
+        name="back_in_service",
+    ),
+    path("manage/maintenance/<int:pk>/shorten/", out_of_service_views.shorten, name="shorten_maintenance"),
     path("manage/labs/<slug:lab>/day/", manage_views.day, name="day"),
     path("manage/labs/<slug:lab>/settings/", manage_views.lab_settings, name="lab_settings"),
     path(

@@ -214,24 +214,25 @@ def test_revoking_records_when_and_by_whom(client, manager, machine, training):
     assert f"({cert.member.username})" in audit  # the revocation stays on record
 
 
-def test_a_maintenance_window_is_read_in_lab_time_and_names_overlapping_bookings(client, machine, manager):
+def test_a_maintenance_window_is_read_in_lab_time_and_cancels_overlapping_bookings_once_confirmed(
+    client, machine, manager
+):
     member = UserFactory(username="omar", first_name="Omar", last_name="Overlap")
-    BookingFactory(machine=machine, member=member, start=at(10), end=at(11))
+    booking = BookingFactory(machine=machine, member=member, start=at(10), end=at(11))
     day = day_after_tomorrow()
     client.force_login(manager)
+    data = {"start": f"{day.isoformat()}T09:30", "end": f"{day.isoformat()}T12:00", "reason": "New lens"}
 
-    response = client.post(
-        reverse("booking:maintenance", args=[machine.pk]),
-        {"start": f"{day.isoformat()}T09:30", "end": f"{day.isoformat()}T12:00", "reason": "New lens"},
-        follow=True,
-    )
+    asked = client.post(reverse("booking:maintenance", args=[machine.pk]), data)
+    assert "Omar Overlap" in asked.content.decode()
+    assert not MaintenanceWindow.objects.exists()  # nothing happens before the manager confirms
 
+    client.post(reverse("booking:maintenance", args=[machine.pk]), {**data, "confirm": "1"})
     window = MaintenanceWindow.objects.get(machine=machine)
     assert window.start == at(9, 30) and window.end == at(12)
     assert window.created_by == manager
-    html = response.content.decode()
-    assert "Omar Overlap" in html
-    assert "These bookings overlap the maintenance window" in html
+    booking.refresh_from_db()
+    assert booking.cancel_reason == Booking.CancelReason.OUT_OF_SERVICE
 
 
 def test_a_maintenance_window_must_end_after_it_starts(client, machine, manager):
