@@ -275,7 +275,7 @@ def record_service(
     """Record that ``by`` did the interval's service at ``now``: its count restarts from there.
 
     Only the managers of the machine's lab may (else :class:`PermissionDenied`, nothing written).
-    The record keeps the hours used until then (0 when the laser-on figure is unknown). Those hours are
+    The record keeps the hours used until then (empty when the laser-on figure is unknown). Those hours are
     counted before the transaction (a laser figure may wait on InfluxDB, and no row stays locked
     meanwhile); inside it the interval's row is locked and its last service read again, so two managers
     pressing the button together write in turn, and the second counts from the first. A second record
@@ -303,7 +303,7 @@ def record_service(
             if last != seen:  # recorded meanwhile by someone else: count from that one
                 used = hours_used(interval, since_last(last), now)
             record = ServiceRecord.objects.create(
-                interval=interval, at=now, by=by, note=note, hours=round(used or 0.0, 2)
+                interval=interval, at=now, by=by, note=note, hours=None if used is None else round(used, 2)
             )
     refresh_machine(machine, now)
     return record

@@ -545,7 +545,7 @@ class ServiceRecord(models.Model):
     )
     note = models.CharField(_("note"), max_length=300, blank=True)
     #: The hours counted since the previous service when this one was done (for the history).
-    hours = models.FloatField(_("hours since the previous service"), default=0)
+    hours = models.FloatField(_("hours since the previous service"), null=True, blank=True)
 
     class Meta:
         ordering = ["-at"]

@@ -6,57 +6,119 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('devices', '0005_interlock_and_attribution'),
-        ('labs', '0004_waitlist_strike_policy_out_of_service'),
+        ("devices", "0005_interlock_and_attribution"),
+        ("labs", "0004_waitlist_strike_policy_out_of_service"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='alert',
-            name='kind',
-            field=models.CharField(choices=[('offline', 'Machine offline'), ('error', 'Error or alarm'), ('job_failed', 'Job failed'), ('silent', 'No telemetry'), ('unbooked', 'Running without a booking'), ('overrun', 'Running into the next booking'), ('booked_offline', 'Booked machine offline at the start'), ('interlock', 'Interlock not in its wanted state'), ('service_due', 'Service due'), ('fault_reported', 'Fault reported by a member')], max_length=16),
+            model_name="alert",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("offline", "Machine offline"),
+                    ("error", "Error or alarm"),
+                    ("job_failed", "Job failed"),
+                    ("silent", "No telemetry"),
+                    ("unbooked", "Running without a booking"),
+                    ("overrun", "Running into the next booking"),
+                    ("booked_offline", "Booked machine offline at the start"),
+                    ("interlock", "Interlock not in its wanted state"),
+                    ("service_due", "Service due"),
+                    ("fault_reported", "Fault reported by a member"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='ServiceInterval',
+            name="ServiceInterval",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, verbose_name='task')),
-                ('every_hours', models.PositiveIntegerField(verbose_name='every (hours)')),
-                ('basis', models.CharField(choices=[('run', 'Run hours'), ('laser', 'Laser-on hours')], default='run', max_length=5, verbose_name='counted in')),
-                ('counted_from', models.DateTimeField(verbose_name='counted from')),
-                ('machine', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='service_intervals', to='labs.machine', verbose_name='machine')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, verbose_name="task")),
+                ("every_hours", models.PositiveIntegerField(verbose_name="every (hours)")),
+                (
+                    "basis",
+                    models.CharField(
+                        choices=[("run", "Run hours"), ("laser", "Laser-on hours")],
+                        default="run",
+                        max_length=5,
+                        verbose_name="counted in",
+                    ),
+                ),
+                ("counted_from", models.DateTimeField(verbose_name="counted from")),
+                (
+                    "machine",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="service_intervals",
+                        to="labs.machine",
+                        verbose_name="machine",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'service interval',
-                'verbose_name_plural': 'service intervals',
-                'ordering': ['machine', 'name'],
+                "verbose_name": "service interval",
+                "verbose_name_plural": "service intervals",
+                "ordering": ["machine", "name"],
             },
         ),
         migrations.CreateModel(
-            name='ServiceRecord',
+            name="ServiceRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(verbose_name='done at')),
-                ('note', models.CharField(blank=True, max_length=300, verbose_name='note')),
-                ('hours', models.FloatField(default=0, verbose_name='hours since the previous service')),
-                ('by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='by')),
-                ('interval', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='records', to='devices.serviceinterval')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("at", models.DateTimeField(verbose_name="done at")),
+                ("note", models.CharField(blank=True, max_length=300, verbose_name="note")),
+                (
+                    "hours",
+                    models.FloatField(blank=True, null=True, verbose_name="hours since the previous service"),
+                ),
+                (
+                    "by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="by",
+                    ),
+                ),
+                (
+                    "interval",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="records",
+                        to="devices.serviceinterval",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'service record',
-                'verbose_name_plural': 'service records',
-                'ordering': ['-at'],
+                "verbose_name": "service record",
+                "verbose_name_plural": "service records",
+                "ordering": ["-at"],
             },
         ),
         migrations.AddConstraint(
-            model_name='serviceinterval',
-            constraint=models.UniqueConstraint(fields=('machine', 'name'), name='one_service_interval_per_task'),
+            model_name="serviceinterval",
+            constraint=models.UniqueConstraint(
+                fields=("machine", "name"), name="one_service_interval_per_task"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='serviceinterval',
-            constraint=models.CheckConstraint(condition=models.Q(('every_hours__gt', 0)), name='service_interval_positive'),
+            model_name="serviceinterval",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("every_hours__gt", 0)), name="service_interval_positive"
+            ),
         ),
     ]

@@ -1,0 +1,114 @@
+"""Demo scenes for the waitlist, strikes and machine care (``seed_demo`` plays them once each).
+
+* **A member with a strike** — ``karim`` missed a Prusa booking three days ago (a ``no_show``);
+  the manager sees it on the strikes page and may waive it.
+* **A machine with a service due** — the CO2 laser ran about 21 hours over the last weeks (past
+  bookings, checked in and completed, each with its usage session), so "Clean lens and mirrors"
+  (every 20 run hours) is due and the laser tube (every 1,000 laser-on hours) is not; the scheduler's
+  care step raises the alert.
+* **A waitlist offer** — ``maker`` waits for the CO2 laser tomorrow afternoon; ``karim`` cancels his
+  booking there, and the freed time is offered to ``maker`` (see their bookings page).
+
+Past rows are written directly (the booking service refuses the past, rightly); everything from
+now on goes through the services.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from devices.models import ServiceInterval, UsageSession
+from fablab.booking.models import Booking
+from fablab.labs.models import Machine
+
+log = logging.getLogger(__name__)
+
+STRIKE_MACHINE = "prusa-mk4-2"
+CARE_MACHINE = "co2-laser"
+#: (task, every hours, basis): the first is due in the demo, the second is not.
+CARE_TASKS = (
+    ("Clean lens and mirrors", 20, ServiceInterval.Basis.RUN),
+    ("Replace the laser tube", 1000, ServiceInterval.Basis.LASER),
+)
+#: Past laser bookings: days ago, and the minutes the laser ran in each.
+CARE_HISTORY = tuple((days, 90) for days in range(2, 30, 2))
+
+
+def _past(machine: Machine, day: dt.date, at: dt.time, minutes: int) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, at, tzinfo=machine.lab.tz).astimezone(dt.UTC)
+    return start, start + dt.timedelta(minutes=minutes)
+
+
+@transaction.atomic
+def strike(machines: dict[str, Machine], users: dict, now: dt.datetime) -> Booking | None:
+    """Karim's missed booking three days ago, unless he already has a no-show in the last 30 days."""
+    member, machine = users.get("karim"), machines.get(STRIKE_MACHINE)
+    if member is None or machine is None:
+        return None
+    if Booking.objects.filter(
+        member=member, status=Booking.Status.NO_SHOW, start__gte=now - dt.timedelta(days=30)
+    ).exists():
+        return None
+    day = timezone.localdate(now, timezone=machine.lab.tz) - dt.timedelta(days=3)
+    start, end = _past(machine, day, dt.time(10), 60)
+    return Booking.objects.create(
+        machine=machine,
+        member=member,
+        start=start,
+        end=end,
+        blocked_until=end + machine.buffer,
+        status=Booking.Status.NO_SHOW,
+        purpose="Phone stand",
+        released_at=start + dt.timedelta(minutes=machine.no_show_grace_minutes),
+    )
+
+
+@transaction.atomic
+def care(machines: dict[str, Machine], users: dict, now: dt.datetime) -> int:
+    """The laser's service intervals and its past use; returns how many past sessions were added."""
+    machine = machines.get(CARE_MACHINE)
+    if machine is None or machine.service_intervals.exists():
+        return 0
+    since = now - dt.timedelta(days=45)
+    for name, every, basis in CARE_TASKS:
+        ServiceInterval.objects.create(
+            machine=machine, name=name, every_hours=every, basis=basis, counted_from=since
+        )
+    makers = [users[name] for name in ("maker", "anouk", "karim") if name in users]
+    today = timezone.localdate(now, timezone=machine.lab.tz)
+    added = 0
+    for n, (days, minutes) in enumerate(CARE_HISTORY):
+        start, end = _past(machine, today - dt.timedelta(days=days), dt.time(10), 120)
+        if Booking.objects.filter(machine=machine, start__lt=end, blocked_until__gt=start).exists():
+            continue
+        ran_from = start + dt.timedelta(minutes=10)
+        ran_to = ran_from + dt.timedelta(minutes=minutes)
+        booking = Booking.objects.create(
+            machine=machine,
+            member=makers[n % len(makers)],
+            start=start,
+            end=end,
+            blocked_until=end + machine.buffer,
+            status=Booking.Status.COMPLETED,
+            purpose="Plywood box",
+            checked_in_at=start,
+            check_in_via=Booking.CheckInVia.KIOSK,
+            completed_at=end,
+            used_minutes=minutes,
+            job_outcome=UsageSession.Outcome.FINISHED,
+        )
+        UsageSession.objects.create(
+            machine=machine,
+            started_at=ran_from,
+            ended_at=ran_to,
+            job_id=f"demo-history-{days}",
+            job_name="plywood-box.gcode",
+            outcome=UsageSession.Outcome.FINISHED,
+            booking=booking,
+        )
+        added += 1
+    return added
