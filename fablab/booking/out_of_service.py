@@ -152,7 +152,11 @@ def _check_manager(by, machine: Machine) -> None:
 
 
 def _lock_machine(machine: Machine) -> Machine:
-    return Machine.objects.select_for_update().select_related("lab", "machine_type").get(pk=machine.pk)
+    return (
+        Machine.objects.select_for_update(of=("self",))
+        .select_related("lab", "machine_type")
+        .get(pk=machine.pk)
+    )
 
 
 def put_out_of_service(
