@@ -19,6 +19,8 @@ e. **silent machines** — online machines without telemetry raise ``silent``
    (:func:`devices.readings.check_silent`);
 f. **attribution** — :func:`devices.attribution.scheduled_pass` (usage, overruns, walk-ins).
 g. **care** — :func:`devices.care.scheduled_pass` (``service_due`` alerts from run and laser-on hours).
+h. **waitlist** — :func:`fablab.booking.waitlist.scheduled_pass` (holds expire and pass on, freed time is
+   offered or closed, entries whose window passed stop waiting).
 
 Every transition is a conditional ``UPDATE`` (in :mod:`fablab.booking.lifecycle` and
 :mod:`devices.interlock`), so any number of schedulers may run side by side: each change happens
@@ -43,7 +45,7 @@ from devices import alerts, attribution, care, follow, interlock, readings
 from devices.machines import MachineIndex, dt_to_ms
 from devices.models import Alert, MachineLink, MachineStatus, StateChange, UsageSession
 from devices.status import push_machines
-from fablab.booking import lifecycle
+from fablab.booking import lifecycle, waitlist
 from fablab.booking.models import Booking
 from fablab.labs.models import MaintenanceWindow
 from firmware_bridge import protocol
@@ -81,6 +83,7 @@ class Scheduler:
             ("silent", self.silent),
             ("attribution", attribute),
             ("care", care.scheduled_pass),
+            ("waitlist", waitlist.scheduled_pass),
         ]
         done: dict[str, int] = {}
         # The bookings' follow-ups (interlock, attribution, board) run once the booking steps are done:

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from . import api, out_of_service_api
+from . import api, out_of_service_api, waitlist_api
 
 app_name = "api"
 urlpatterns = [
@@ -23,9 +23,13 @@ urlpatterns = [
     path("bookings/<int:pk>/", api.BookingDetailView.as_view(), name="booking"),
     path("bookings/<int:pk>/cancel/", api.BookingCancelView.as_view(), name="booking-cancel"),
     path("bookings/<int:pk>/check-in/", api.BookingCheckInView.as_view(), name="booking-check-in"),
+    path("bookings/<int:pk>/finish/", api.BookingFinishView.as_view(), name="booking-finish"),
     path("bookings/<int:pk>/approve/", api.BookingApproveView.as_view(), name="booking-approve"),
     path("bookings/<int:pk>/decline/", api.BookingDeclineView.as_view(), name="booking-decline"),
+    path("waitlist/", waitlist_api.WaitlistListView.as_view(), name="waitlist"),
+    path("waitlist/<int:pk>/", waitlist_api.WaitlistDetailView.as_view(), name="waitlist-entry"),
+    path("waitlist/<int:pk>/accept/", waitlist_api.WaitlistAcceptView.as_view(), name="waitlist-accept"),
+    path("waitlist/<int:pk>/decline/", waitlist_api.WaitlistDeclineView.as_view(), name="waitlist-decline"),
     # Anything else, even a path with a newline in it.
     re_path(r"^", api.NotFoundView.as_view(), name="not-found"),
 ]
-    path("bookings/<int:pk>/finish/", api.BookingFinishView.as_view(), name="booking-finish"),

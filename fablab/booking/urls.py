@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import manage_views, out_of_service_views, views
+from . import manage_views, out_of_service_views, views, waitlist_views
 
 app_name = "booking"
 urlpatterns = [
@@ -10,6 +10,10 @@ urlpatterns = [
     path("bookings/<int:pk>/finish/", views.finish, name="finish"),
     path("bookings/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("book/<int:machine_id>/", views.book, name="book"),
+    path("waitlist/join/<int:machine_id>/", waitlist_views.join, name="waitlist_join"),
+    path("waitlist/<int:pk>/leave/", waitlist_views.leave, name="waitlist_leave"),
+    path("waitlist/offers/<int:pk>/accept/", waitlist_views.accept, name="waitlist_accept"),
+    path("waitlist/offers/<int:pk>/decline/", waitlist_views.decline, name="waitlist_decline"),
     path("manage/", manage_views.overview, name="manage"),
     path("manage/approvals/", manage_views.approvals, name="approvals"),
     path(

@@ -21,7 +21,7 @@ from fablab.labs.models import Machine
 from fablab.members import roles
 from fablab.members.models import Certification, profile_for
 
-from . import lifecycle, selectors, services
+from . import lifecycle, selectors, services, waitlist
 from .errors import BookingError
 from .finish_forms import FinishForm
 from .forms import BookingForm, parse_moment
@@ -88,12 +88,14 @@ def book(request, machine_id: int):
 
 @login_required
 def my_bookings(request):
-    upcoming, past = selectors.upcoming_and_past(request.user)
+    now = timezone.now()
+    upcoming, past = selectors.upcoming_and_past(request.user, now)
     profile = profile_for(request.user)
     context = {
         "upcoming": upcoming,
         "past": past,
-        "now": timezone.now(),
+        "now": now,
+        "waitlist": waitlist.my_waitlist(request.user, now),
         "calendar_url": absolute_feed_url(member_calendar_path(profile.calendar_token)),
     }
     return render(request, "booking/my_bookings.html", context)

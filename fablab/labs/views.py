@@ -89,6 +89,7 @@ def machine_week(request, lab, machine):
         "next_week": monday + dt.timedelta(days=7),
         "this_week": monday <= today < monday + dt.timedelta(days=7),
         "today": today,
+        "now": now,
         "certified": certified,
         "has_free": any(slot.state == "free" for day in days for slot in day.slots),
     }
