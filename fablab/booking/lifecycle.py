@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from fablab.members import roles
 
-from . import freed
+from . import freed, strikes
 from .errors import BookingError
 from .models import Booking, FreedTime
 from .services import check_certification
@@ -160,7 +160,16 @@ def mark_no_show(booking_id: int, now: dt.datetime) -> bool:
                 booking=booking,
             )
             _changed_on_commit_ids(booking_id, "no_show", email="no_show")
+            transaction.on_commit(lambda: _notify_block(booking_id, now))
     return bool(changed)
+
+
+def _notify_block(booking_id: int, now: dt.datetime) -> None:
+    """The no-show that reaches the lab's strike limit: tell the member until when they are blocked."""
+    try:
+        strikes.notify_if_blocked(booking_id, now)
+    except Exception:  # the block itself holds without the email
+        log.exception("could not tell the member of booking %s about their block", booking_id)
 
 
 def mark_unavailable(booking_id: int, reason: str, now: dt.datetime) -> bool:

@@ -169,3 +169,17 @@ class ShortenMaintenanceForm(forms.Form):
 
     def clean_end(self):
         return within_reach(self.fields["end"], self.cleaned_data.get("end"))
+
+
+class LabPolicyForm(forms.ModelForm):
+    """The lab's waitlist hold and no-show (strike) policy; the model's validators bound every number."""
+
+    class Meta:
+        model = Lab
+        fields = [
+            "strike_limit",
+            "strike_window_days",
+            "strike_block_days",
+            "late_cancel_hours",
+            "waitlist_hold_minutes",
+        ]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import manage_views, out_of_service_views, views, waitlist_views
+from . import manage_views, out_of_service_views, strike_views, views, waitlist_views
 
 app_name = "booking"
 urlpatterns = [
@@ -49,6 +49,10 @@ urlpatterns = [
     path("manage/maintenance/<int:pk>/shorten/", out_of_service_views.shorten, name="shorten_maintenance"),
     path("manage/labs/<slug:lab>/day/", manage_views.day, name="day"),
     path("manage/labs/<slug:lab>/settings/", manage_views.lab_settings, name="lab_settings"),
+    path("manage/labs/<slug:lab>/policy/", strike_views.lab_policy, name="lab_policy"),
+    path("manage/labs/<slug:lab>/strikes/", strike_views.lab_strikes, name="strikes"),
+    path("manage/labs/<slug:lab>/strikes/<int:member>/", strike_views.member_strikes, name="member_strikes"),
+    path("manage/labs/<slug:lab>/strikes/waive/<int:pk>/", strike_views.waive, name="waive_strike"),
     path(
         "manage/labs/<slug:lab>/hours/<int:pk>/delete/",
         manage_views.delete_opening_hours,
