@@ -163,7 +163,8 @@ class AlertSerializer(serializers.ModelSerializer):
             "kind": {
                 "help_text": "offline, error, job_failed, silent (no telemetry), unbooked (running without a "
                 "checked-in booking), overrun (running into the next booking), booked_offline (a booked "
-                "machine offline at the start), interlock (the lock not in its wanted state)."
+                "machine offline at the start), interlock (the lock not in its wanted state), "
+                "fault_reported (members' fault lines when finishing early; `booking` is the first one's)."
             },
             "cleared_at": {"help_text": "Null while the alert is open."},
         }
