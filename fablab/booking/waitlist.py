@@ -518,7 +518,7 @@ def open_offers(member, now: dt.datetime) -> list[WaitlistOffer]:
         .order_by("expires_at", "pk")
     )
     for offer in offers:
-        offer.minutes_left = max(1, int((offer.expires_at - now).total_seconds() // 60))
+        offer.minutes_left = max(1, -int(-(offer.expires_at - now).total_seconds() // 60))  # rounded up
     return offers
 
 

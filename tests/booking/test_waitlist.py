@@ -141,6 +141,27 @@ def test_a_no_show_goes_to_the_first_eligible_member_then_the_next_when_the_hold
 
 
 @pytest.mark.django_db
+def test_a_member_blocked_for_missed_bookings_is_skipped(machine, training):
+    blocked, next_member = certified(training), certified(training)
+    entry, next_entry = wait(blocked, machine), wait(next_member, machine, now=at(8, 1))
+    for day in (1, 2, 3):  # three no-shows this week: the lab's default limit
+        BookingFactory(
+            machine=machine,
+            member=blocked,
+            start=at(10, day=day),
+            end=at(11, day=day),
+            status=Booking.Status.NO_SHOW,
+            released_at=at(10, 15, day=day),
+        )
+    free(machine, at(14), at(15), now=at(9))
+
+    waitlist.scheduled_pass(at(9))
+
+    assert open_offer(entry) is None
+    assert open_offer(next_entry) is not None
+
+
+@pytest.mark.django_db
 def test_accepting_on_an_approval_machine_books_at_once(training):
     machine = MachineFactory(required_training=training, approval_required=True, max_days_ahead=1)
     member = certified(training)
