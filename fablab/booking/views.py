@@ -21,7 +21,7 @@ from fablab.labs.models import Machine
 from fablab.members import roles
 from fablab.members.models import Certification, profile_for
 
-from . import lifecycle, selectors, services, waitlist
+from . import lifecycle, selectors, services, strikes, waitlist
 from .errors import BookingError
 from .finish_forms import FinishForm
 from .forms import BookingForm, parse_moment
@@ -96,6 +96,7 @@ def my_bookings(request):
         "past": past,
         "now": now,
         "waitlist": waitlist.my_waitlist(request.user, now),
+        "blocks": strikes.blocks_for(request.user, now),
         "calendar_url": absolute_feed_url(member_calendar_path(profile.calendar_token)),
     }
     return render(request, "booking/my_bookings.html", context)
