@@ -16,18 +16,23 @@ now on goes through the services.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 
 from django.db import transaction
 from django.utils import timezone
 
 from devices.models import ServiceInterval, UsageSession
-from fablab.booking.models import Booking
+from fablab.booking import services, waitlist
+from fablab.booking.errors import BookingError
+from fablab.booking.models import Booking, WaitlistEntry, WaitlistOffer
 from fablab.labs.models import Machine
 
 log = logging.getLogger(__name__)
 
 STRIKE_MACHINE = "prusa-mk4-2"
+#: The machine type of the waitlist scene (members may have the most upcoming bookings of it).
+WAITLIST_TYPE = "3d-printer"
 CARE_MACHINE = "co2-laser"
 #: (task, every hours, basis): the first is due in the demo, the second is not.
 CARE_TASKS = (
@@ -112,3 +117,49 @@ def care(machines: dict[str, Machine], users: dict, now: dt.datetime) -> int:
         )
         added += 1
     return added
+
+
+def waitlist_offer(machines: dict[str, Machine], users: dict, now: dt.datetime) -> WaitlistOffer | None:
+    """Another member (``karim``, else ``anouk`` or ``manager``: whoever the quota lets book) books a 3D
+    printer in a few days, ``maker`` joins the waitlist for that time, the other member cancels, and the freed time is offered to maker (their bookings page shows it, held 15 minutes).
+
+    Played once: not again while maker has an open offer or a waiting entry. Goes through the
+    services (booking, join, cancel, and the offer the cancellation's freed time makes on commit).
+    """
+    maker = users.get("maker")
+    others = [users[name] for name in ("karim", "anouk", "manager") if name in users]
+    if maker is None:
+        return None
+    if WaitlistOffer.objects.filter(entry__member=maker, status=WaitlistOffer.Status.OPEN).exists():
+        return None
+    if WaitlistEntry.objects.filter(member=maker, status=WaitlistEntry.Status.WAITING).exists():
+        return None
+    printers = [m for m in machines.values() if m.machine_type.slug == WAITLIST_TYPE and m.bookable]
+    for machine, other in itertools.product(sorted(printers, key=lambda m: m.slug), others):
+        for days in range(3, 10):
+            day = timezone.localdate(now, timezone=machine.lab.tz) + dt.timedelta(days=days)
+            start = dt.datetime.combine(day, dt.time(10), tzinfo=machine.lab.tz)
+            try:
+                booking = services.booking_create(
+                    machine=machine, member=other, start=start, end=start + dt.timedelta(hours=1), now=now
+                )
+            except BookingError as exc:
+                log.debug("demo: waitlist scene on %s at %s: %s", machine.slug, start, exc.code)
+                continue
+            try:
+                entry = waitlist.join(
+                    member=maker,
+                    lab=machine.lab,
+                    machine=machine,
+                    start=booking.start,
+                    end=booking.end,
+                    now=now,
+                )
+            finally:
+                services.booking_cancel(booking=booking, by=other, now=now)
+            offer = WaitlistOffer.objects.filter(entry=entry, status=WaitlistOffer.Status.OPEN).first()
+            if offer is None:  # maker may not take it (their quota, say): the scene is not played
+                waitlist.leave(entry, by=maker, now=now)
+                log.info("demo: the freed time on %s was not offered to maker", machine.slug)
+            return offer
+    return None

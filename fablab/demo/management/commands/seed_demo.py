@@ -21,7 +21,7 @@ from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.booking.services import booking_create
 from fablab.demo import machines as demo_machines
-from fablab.demo import story
+from fablab.demo import scenes, story
 from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
 from fablab.members.models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
@@ -151,7 +151,7 @@ MACHINES = [
 #: The programme funding both demo labs; the demo officer oversees them.
 PROGRAMME = "Brussels makerspaces programme"
 
-QUOTAS = [("3d-printer", Decimal("20"), 5), ("laser-cutter", Decimal("6"), 3), ("cnc", Decimal("8"), 2)]
+QUOTAS = [("3d-printer", Decimal("20"), 8), ("laser-cutter", Decimal("6"), 3), ("cnc", Decimal("8"), 2)]
 
 USERS = [
     # username, first name, email, language, certified, manager, officer
@@ -213,6 +213,10 @@ class Command(BaseCommand):
         with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
             self._bookings(machines, users)
             story.seed_days(machines, users, trainer=users["manager"])
+            now = timezone.now()
+            scenes.strike(machines, users, now)
+            scenes.care(machines, users, now)
+            scenes.waitlist_offer(machines, users, now)
         bridges = demo_machines.seed()
         self.stdout.write(f"demo bridges: {', '.join(bridges)}")
         self.stdout.write(
@@ -224,7 +228,13 @@ class Command(BaseCommand):
         for spec in LABS:
             lab, _created = Lab.objects.update_or_create(
                 slug=spec["slug"],
-                defaults={"name": spec["name"], "address": spec["address"], "time_zone": "Europe/Brussels"},
+                # A waitlist offer held an hour (default 15 min), so the demo's is still there when you look.
+                defaults={
+                    "name": spec["name"],
+                    "address": spec["address"],
+                    "time_zone": "Europe/Brussels",
+                    "waitlist_hold_minutes": 60,
+                },
             )
             lab.opening_hours.all().delete()
             OpeningHours.objects.bulk_create(
