@@ -6,8 +6,8 @@
   bookings, checked in and completed, each with its usage session), so "Clean lens and mirrors"
   (every 20 run hours) is due and the laser tube (every 1,000 laser-on hours) is not; the scheduler's
   care step raises the alert.
-* **A waitlist offer** — ``maker`` waits for the CO2 laser tomorrow afternoon; ``karim`` cancels his
-  booking there, and the freed time is offered to ``maker`` (see their bookings page).
+* **A waitlist offer** — ``maker`` waits for a 3D printer's time in a few days; the member who had
+  booked it cancels, and the freed time is offered to ``maker`` (their bookings page shows it).
 
 Past rows are written directly (the booking service refuses the past, rightly); everything from
 now on goes through the services.
@@ -67,7 +67,7 @@ def strike(machines: dict[str, Machine], users: dict, now: dt.datetime) -> Booki
         end=end,
         blocked_until=end + machine.buffer,
         status=Booking.Status.NO_SHOW,
-        purpose="Phone stand",
+        purpose="Keychains",
         released_at=start + dt.timedelta(minutes=machine.no_show_grace_minutes),
     )
 
@@ -123,17 +123,15 @@ def waitlist_offer(machines: dict[str, Machine], users: dict, now: dt.datetime) 
     """Another member (``karim``, else ``anouk`` or ``manager``: whoever the quota lets book) books a 3D
     printer in a few days, ``maker`` joins the waitlist for that time, the other member cancels, and the freed time is offered to maker (their bookings page shows it, held 15 minutes).
 
-    Played once: not again while maker has an open offer or a waiting entry. Goes through the
+    Played once a day (not again while maker joined a waitlist in the last 24 hours). Goes through the
     services (booking, join, cancel, and the offer the cancellation's freed time makes on commit).
     """
     maker = users.get("maker")
     others = [users[name] for name in ("karim", "anouk", "manager") if name in users]
     if maker is None:
         return None
-    if WaitlistOffer.objects.filter(entry__member=maker, status=WaitlistOffer.Status.OPEN).exists():
-        return None
-    if WaitlistEntry.objects.filter(member=maker, status=WaitlistEntry.Status.WAITING).exists():
-        return None
+    if WaitlistEntry.objects.filter(member=maker, created_at__gt=now - dt.timedelta(days=1)).exists():
+        return None  # played today already (whatever came of it)
     printers = [m for m in machines.values() if m.machine_type.slug == WAITLIST_TYPE and m.bookable]
     for machine, other in itertools.product(sorted(printers, key=lambda m: m.slug), others):
         for days in range(3, 10):
@@ -157,6 +155,8 @@ def waitlist_offer(machines: dict[str, Machine], users: dict, now: dt.datetime) 
                 )
             finally:
                 services.booking_cancel(booking=booking, by=other, now=now)
+            # The cancellation's commit offers the time; a pass does the same where nothing commits yet.
+            waitlist.scheduled_pass(now)
             offer = WaitlistOffer.objects.filter(entry=entry, status=WaitlistOffer.Status.OPEN).first()
             if offer is None:  # maker may not take it (their quota, say): the scene is not played
                 waitlist.leave(entry, by=maker, now=now)

@@ -106,3 +106,27 @@ def test_a_later_run_refills_the_week_once_the_demo_bookings_are_over():
     assert week_bookings().filter(end__gt=timezone.now()).count() == 4
     seed()
     assert week_bookings().count() == 8
+
+
+def test_the_demo_shows_a_waitlist_offer_a_strike_and_a_service_due(settings):
+    """Issue 10's scenes: maker has an open offer, karim a strike, the CO2 laser a service due."""
+    from devices import care
+    from devices.models import Alert, ServiceInterval
+    from fablab.booking import strikes
+    from fablab.booking.models import WaitlistOffer
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())  # played once, not twice
+    now = timezone.now()
+    offers = WaitlistOffer.objects.filter(status=WaitlistOffer.Status.OPEN)
+    assert [o.entry.member.username for o in offers] == ["maker"]
+    assert offers[0].expires_at > now
+    karim = get_user_model().objects.get(username="karim")
+    lab = Lab.objects.get(slug="bxl-centre")
+    assert [s.kind for s in strikes.strikes(karim, lab)] == ["no_show"]
+    laser = Machine.objects.get(slug="co2-laser")
+    assert ServiceInterval.objects.filter(machine=laser).count() == 2
+    care.scheduled_pass(now)
+    alert = Alert.objects.get(machine=laser, kind=Alert.Kind.SERVICE_DUE, cleared_at=None)
+    assert "Clean lens and mirrors" in alert.message
