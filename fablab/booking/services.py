@@ -328,14 +328,7 @@ def booking_cancel(*, booking: Booking, by, now: dt.datetime | None = None) -> B
             Booking.CancelReason.MEMBER if booking.member_id == by.pk else Booking.CancelReason.MANAGER
         )
         booking.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "updated_at"])
-        freed.release(
-            machine=booking.machine,
-            start=booking.start,
-            end=booking.blocked_until,
-            reason=FreedTime.Reason.CANCELLED,
-            now=now,
-            booking=booking,
-        )
+        _release_cancelled(booking, now)
         _notify_on_commit(booking, "cancelled")
     return booking
 
@@ -374,16 +367,21 @@ def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking
             fields += ["cancelled_at", "cancelled_by", "cancel_reason"]
         booking.save(update_fields=fields)
         if not approve:
-            freed.release(
-                machine=booking.machine,
-                start=booking.start,
-                end=booking.blocked_until,
-                reason=FreedTime.Reason.CANCELLED,
-                now=now,
-                booking=booking,
-            )
+            _release_cancelled(booking, now)
         _notify_on_commit(booking, "approved" if approve else "declined")
     return booking
+
+
+def _release_cancelled(booking: Booking, now: dt.datetime) -> None:
+    """In the cancelling transaction: the booking's time, from the next slot boundary, goes to the waitlist."""
+    freed.release(
+        machine=booking.machine,
+        start=booking.start,
+        end=booking.blocked_until,
+        reason=FreedTime.Reason.CANCELLED,
+        now=now,
+        booking=booking,
+    )
 
 
 #: The email kind of each write, and the :data:`~fablab.booking.signals.booking_changed` change it makes.
