@@ -84,8 +84,23 @@ def profile_for(user) -> MemberProfile:
 
 
 class Training(models.Model):
+    """What a member must have followed before using some machines.
+
+    Defined by a lab (``lab``), whose managers grant it and schedule its sessions, or shared
+    network-wide (``lab`` empty) by an administrator.
+    """
+
     slug = models.SlugField(_("slug"), max_length=63, unique=True)
     name = models.CharField(_("name"), max_length=200)
+    lab = models.ForeignKey(
+        "labs.Lab",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="trainings",
+        verbose_name=_("lab"),
+        help_text=_("Empty: shared by every lab of the network."),
+    )
     description = models.TextField(_("description"), blank=True)
     validity_days = models.PositiveIntegerField(
         _("valid for (days)"),
