@@ -275,14 +275,14 @@ def machine_live(request, lab, machine, *, care_forms=None):
 
 def care_context(machine: Machine, now: dt.datetime, forms: dict) -> dict:
     """The care section (:func:`devices.care.summary`) with its forms; ``forms`` as typed, if any."""
-    from . import care, care_views
+    from . import care, care_forms
 
     section = care.summary(machine, now)
     service_pk, service_form = forms.get("service", (None, None))
     for s in section["statuses"]:
-        s_form = service_form if s.interval.pk == service_pk else care_views.ServiceForm()
+        s_form = service_form if s.interval.pk == service_pk else care_forms.ServiceForm()
         s.interval.service_form = s_form
-    section["add_form"] = forms.get("add") or care_views.IntervalForm(machine=machine)
+    section["add_form"] = forms.get("add") or care_forms.IntervalForm(machine=machine)
     return section
 
 
