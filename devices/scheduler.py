@@ -21,6 +21,8 @@ f. **attribution** — :func:`devices.attribution.scheduled_pass` (usage, overru
 g. **care** — :func:`devices.care.scheduled_pass` (``service_due`` alerts from run and laser-on hours).
 h. **waitlist** — :func:`fablab.booking.waitlist.scheduled_pass` (holds expire and pass on, freed time is
    offered or closed, entries whose window passed stop waiting).
+i. **series** — :func:`fablab.booking.series.extend_member_series` (members' recurring bookings: the
+   occurrences that came within the booking horizon are booked, each once).
 
 Every transition is a conditional ``UPDATE`` (in :mod:`fablab.booking.lifecycle` and
 :mod:`devices.interlock`), so any number of schedulers may run side by side: each change happens
@@ -45,7 +47,7 @@ from devices import alerts, attribution, care, follow, interlock, readings
 from devices.machines import MachineIndex, dt_to_ms
 from devices.models import Alert, MachineLink, MachineStatus, StateChange, UsageSession
 from devices.status import push_machines
-from fablab.booking import lifecycle, waitlist
+from fablab.booking import lifecycle, series, waitlist
 from fablab.booking.models import Booking
 from fablab.labs.models import MaintenanceWindow
 from firmware_bridge import protocol
@@ -84,6 +86,7 @@ class Scheduler:
             ("attribution", attribute),
             ("care", care.scheduled_pass),
             ("waitlist", waitlist.scheduled_pass),
+            ("series", series.extend_member_series),
         ]
         done: dict[str, int] = {}
         # The bookings' follow-ups (interlock, attribution, board) run once the booking steps are done:

@@ -47,6 +47,24 @@ RULES: dict[str, tuple[int, object]] = {
     "offer_not_open": (409, _("This offer is no longer open.")),
     "already_waiting": (409, _("You are already on the waitlist for this time.")),
     "not_waivable": (409, _("This booking does not count as a strike, or its strike was already waived.")),
+    "series_invalid_rule": (400, _("This recurrence cannot be used: check the days, the times and the end.")),
+    "series_too_long": (400, _("This series has too many occurrences; end it earlier.")),
+    "series_empty": (400, _("This series has no occurrence ahead.")),
+    "series_unresolved": (
+        400,
+        _("Choose for every conflict whether to skip the occurrence or move the booking."),
+    ),
+    "series_conflict": (
+        409,
+        _("Something changed on these machines since the plan was made: review the conflicts again."),
+    ),
+    "series_cannot_move": (
+        409,
+        _("There is no free time to move a member's booking to: skip that occurrence."),
+    ),
+    "no_occurrence": (404, _("This workshop has no such session.")),
+    "workshop_full": (409, _("This session is full.")),
+    "already_in_workshop": (409, _("You are already registered for this workshop session.")),
 }
 
 

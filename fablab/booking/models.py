@@ -148,6 +148,15 @@ class Booking(models.Model):
     overrun_minutes = models.FloatField(_("minutes past the end"), default=0)
     energy_wh = models.FloatField(_("energy (Wh)"), null=True, blank=True)
     job_outcome = models.CharField(_("job outcome"), max_length=12, blank=True)
+    #: The workshop or member series this booking is an occurrence of (:mod:`fablab.booking.series`).
+    series = models.ForeignKey(
+        "Series",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="bookings",
+        verbose_name=_("series"),
+    )
 
     class Meta:
         ordering = ["start"]
@@ -168,6 +177,13 @@ class Booking(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(kind="member") | models.Q(member__isnull=False),
                 name="member_booking_has_member",
+            ),
+            # One booking per occurrence and machine, whatever its status: a series never books an
+            # occurrence twice, nor again after it was cancelled (series.extend_member_series).
+            models.UniqueConstraint(
+                fields=["series", "machine", "start"],
+                condition=models.Q(series__isnull=False),
+                name="one_booking_per_series_occurrence",
             ),
         ]
 
@@ -452,3 +468,111 @@ class StrikeWaiver(models.Model):
 
     def __str__(self) -> str:
         return f"{self.booking_id} waived"
+
+
+class Series(models.Model):
+    """A recurrence of bookings: a workshop or course (``workshop``), or a maker's weekly slot (``member``).
+
+    The recurrence is an RFC 5545 RRULE (``rrule``, without DTSTART) expanded from ``first_day`` at
+    ``start_time``, both lab-local wall-clock: every occurrence starts at ``start_time`` in the lab's
+    zone, whatever the daylight-saving offset that day (:func:`fablab.booking.series.occurrences`).
+    ``until`` is the last day (lab-local, inclusive) an occurrence may fall on; a COUNT in the rule may
+    end it earlier. A workshop books all of ``machines`` at each occurrence; a member series books its
+    one machine for ``member``.
+
+    TODO(lead): link a workshop to its initiative (``trainings.Initiative``, being built in another
+    app) with a nullable FK once that model exists; ``target_group`` is free text meanwhile.
+    """
+
+    class Kind(models.TextChoices):
+        WORKSHOP = "workshop", _("Workshop or course")
+        MEMBER = "member", _("Member's recurring booking")
+
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    title = models.CharField(_("title"), max_length=200, blank=True)
+    lab = models.ForeignKey(Lab, on_delete=models.PROTECT, related_name="series", verbose_name=_("lab"))
+    machines = models.ManyToManyField(Machine, related_name="series", verbose_name=_("machines"))
+    rrule = models.CharField(_("recurrence rule"), max_length=500, help_text=_("RFC 5545 RRULE."))
+    first_day = models.DateField(_("first day"))
+    start_time = models.TimeField(_("start time"))
+    duration = models.DurationField(_("duration"))
+    until = models.DateField(_("last day"), null=True, blank=True)
+    #: Set for a member series only.
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="booking_series",
+        verbose_name=_("member"),
+    )
+    purpose = models.CharField(_("purpose"), max_length=300, blank=True)
+    #: Places per occurrence of a workshop; empty: no limit.
+    seats = models.PositiveSmallIntegerField(_("seats"), null=True, blank=True)
+    target_group = models.CharField(_("target group"), max_length=200, blank=True)
+    #: A member series: the occurrences starting up to here have been tried (created or refused).
+    extended_to = models.DateTimeField(_("occurrences tried up to"), null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("series")
+        verbose_name_plural = _("series")
+        constraints = [
+            models.CheckConstraint(
+                condition=~models.Q(kind="member") | models.Q(member__isnull=False, until__isnull=False),
+                name="member_series_has_member_and_end",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"{self.get_kind_display()} {self.pk}"
+
+
+class WorkshopRegistration(models.Model):
+    """A participant registered for one occurrence of a workshop (its start), and whether they came.
+
+    One row per (series, occurrence, member); cancelling flips ``status`` so the seat is freed and the
+    row stays for the record. Seats are counted under a lock of the series row
+    (:func:`fablab.booking.series.register`).
+    """
+
+    class Status(models.TextChoices):
+        REGISTERED = "registered", _("Registered")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    series = models.ForeignKey(
+        Series, on_delete=models.CASCADE, related_name="registrations", verbose_name=_("workshop")
+    )
+    occurrence_start = models.DateTimeField(_("occurrence"))
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="workshop_registrations",
+        verbose_name=_("participant"),
+    )
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.REGISTERED)
+    attended = models.BooleanField(_("attended"), null=True, blank=True)
+    registered_at = models.DateTimeField(_("registered at"))
+
+    class Meta:
+        ordering = ["occurrence_start", "registered_at"]
+        verbose_name = _("workshop registration")
+        verbose_name_plural = _("workshop registrations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["series", "occurrence_start", "member"], name="one_registration_per_occurrence"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.series_id} {self.occurrence_start:%Y-%m-%d %H:%M} {self.member_id}"
