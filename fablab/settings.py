@@ -174,6 +174,7 @@ INSTALLED_APPS = [
     "fablab.members",
     "fablab.booking",
     "fablab.reports",
+    "fablab.trainings",
     "devices",
     "fablab.demo",
 ]

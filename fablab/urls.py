@@ -14,6 +14,7 @@ urlpatterns = [
     # Before labs/: "labs/<lab>/board/" would otherwise read as a machine called "board".
     path("", include("devices.urls")),
     path("labs/", include("fablab.labs.urls")),
+    path("trainings/", include("fablab.trainings.urls")),
     path("", include("fablab.booking.urls")),
     path("", include("fablab.booking.kiosk_urls")),
     path("calendar/", include("fablab.booking.calendar_urls")),

@@ -1,5 +1,7 @@
 from django.urls import path, re_path
 
+from fablab.trainings import api as training_api
+
 from . import api, out_of_service_api, waitlist_api
 
 app_name = "api"
@@ -30,6 +32,18 @@ urlpatterns = [
     path("waitlist/<int:pk>/", waitlist_api.WaitlistDetailView.as_view(), name="waitlist-entry"),
     path("waitlist/<int:pk>/accept/", waitlist_api.WaitlistAcceptView.as_view(), name="waitlist-accept"),
     path("waitlist/<int:pk>/decline/", waitlist_api.WaitlistDeclineView.as_view(), name="waitlist-decline"),
+    path("training-sessions/", training_api.SessionListView.as_view(), name="training-sessions"),
+    path("training-sessions/<int:pk>/", training_api.SessionDetailView.as_view(), name="training-session"),
+    path(
+        "training-sessions/<int:pk>/register/",
+        training_api.SessionRegisterView.as_view(),
+        name="training-session-register",
+    ),
+    path(
+        "training-sessions/<int:pk>/attendance/",
+        training_api.SessionAttendanceView.as_view(),
+        name="training-session-attendance",
+    ),
     # Anything else, even a path with a newline in it.
     re_path(r"^", api.NotFoundView.as_view(), name="not-found"),
 ]

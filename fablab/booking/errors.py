@@ -65,6 +65,23 @@ RULES: dict[str, tuple[int, object]] = {
     "no_occurrence": (404, _("This workshop has no such session.")),
     "workshop_full": (409, _("This session is full.")),
     "already_in_workshop": (409, _("You are already registered for this workshop session.")),
+    # Training sessions (fablab.trainings).
+    "prerequisite_missing": (
+        403,
+        _("You need the prerequisite trainings of this session before you can register."),
+    ),
+    "session_cancelled": (409, _("This training session has been cancelled.")),
+    "session_started": (409, _("This training session has already started.")),
+    "session_not_started": (409, _("Attendance can be marked once the session has started.")),
+    "already_registered": (409, _("You are already registered for this session (or on its waitlist).")),
+    "not_registered": (409, _("This member is not registered for this session.")),
+    "machine_busy": (409, _("A machine of this session is already taken at that time.")),
+    "training_not_for_lab": (400, _("This training belongs to another lab.")),
+    "machine_not_in_lab": (400, _("Every machine of the session must belong to the session's lab.")),
+    "seats_below_registered": (
+        409,
+        _("More members are already registered than this number of seats; cancel registrations first."),
+    ),
 }
 
 

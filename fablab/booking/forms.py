@@ -70,6 +70,15 @@ class BookingForm(forms.Form):
         required=False,
         help_text=_("For example the project you are working on."),
     )
+    #: A member series (:func:`fablab.booking.series.create_member_series`) when given.
+    repeat_until = forms.DateField(
+        label=_("Repeat weekly until (optional)"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_(
+            "The same time every week; each week is booked when it comes within reach, under the usual rules."
+        ),
+    )
 
     def __init__(self, *args, machine: Machine, start: dt.datetime, now: dt.datetime | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -107,6 +116,12 @@ class BookingForm(forms.Form):
             choices.append((minutes, label))
             minutes += slot
         return choices
+
+    def clean_repeat_until(self):
+        until = within_reach(self.fields["repeat_until"], self.cleaned_data.get("repeat_until"))
+        if until is not None and until <= timezone.localtime(self.start_moment).date():
+            raise forms.ValidationError(_("The last day must be after the first booking."))
+        return until
 
     @property
     def end_moment(self) -> dt.datetime:

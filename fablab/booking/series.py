@@ -163,6 +163,8 @@ class Conflict:
     """What is in the way of one occurrence on one machine: a booking or a maintenance window."""
 
     occurrence: int
+    #: The occurrence's start: it names the conflict, so a plan made a moment later keeps the keys.
+    at: dt.datetime
     machine: Machine
     booking: Booking | None = None
     window: MaintenanceWindow | None = None
@@ -171,10 +173,11 @@ class Conflict:
 
     @property
     def key(self) -> str:
-        """Names the conflict in a resolution: ``<occurrence>-b<booking>`` or ``<occurrence>-m<window>``."""
+        """Names the conflict in a resolution: ``<start, UTC>-b<booking>`` or ``<start, UTC>-m<window>``."""
+        when = f"{self.at.astimezone(dt.UTC):%Y%m%dT%H%MZ}"
         if self.booking is not None:
-            return f"{self.occurrence}-b{self.booking.pk}"
-        return f"{self.occurrence}-m{self.window.pk}"
+            return f"{when}-b{self.booking.pk}"
+        return f"{when}-m{self.window.pk}"
 
     @property
     def movable(self) -> bool:
@@ -220,9 +223,9 @@ def _conflicts(index: int, machines: list[Machine], start: dt.datetime, end: dt.
             .select_related("member", "machine__lab", "machine__machine_type")
             .order_by("start", "pk")
         )
-        out += [Conflict(index, machine, booking=b) for b in bookings]
+        out += [Conflict(index, start, machine, booking=b) for b in bookings]
         windows = MaintenanceWindow.objects.filter(machine=machine, start__lt=end, end__gt=start)
-        out += [Conflict(index, machine, window=w) for w in windows.order_by("start", "pk")]
+        out += [Conflict(index, start, machine, window=w) for w in windows.order_by("start", "pk")]
     return out
 
 

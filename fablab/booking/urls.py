@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import manage_views, out_of_service_views, strike_views, views, waitlist_views
+from . import manage_views, out_of_service_views, series_views, strike_views, views, waitlist_views
 
 app_name = "booking"
 urlpatterns = [
@@ -10,6 +10,12 @@ urlpatterns = [
     path("bookings/<int:pk>/finish/", views.finish, name="finish"),
     path("bookings/<int:pk>/cancel/", views.cancel, name="cancel"),
     path("book/<int:machine_id>/", views.book, name="book"),
+    path("bookings/<int:pk>/cancel-series/", series_views.cancel_rest, name="cancel_series"),
+    path("workshops/<int:pk>/", series_views.workshop_detail, name="workshop"),
+    path("workshops/<int:pk>/register/<int:booking>/", series_views.register, name="workshop_register"),
+    path("workshops/<int:pk>/attendance/<int:booking>/", series_views.attendance, name="workshop_attendance"),
+    path("manage/labs/<slug:lab>/workshops/", series_views.workshop_list, name="workshops"),
+    path("manage/labs/<slug:lab>/workshops/new/", series_views.workshop_new, name="workshop_new"),
     path("waitlist/join/<int:machine_id>/", waitlist_views.join, name="waitlist_join"),
     path("waitlist/<int:pk>/leave/", waitlist_views.leave, name="waitlist_leave"),
     path("waitlist/offers/<int:pk>/accept/", waitlist_views.accept, name="waitlist_accept"),

@@ -47,13 +47,16 @@ def book(request, machine_id: int):
         form = BookingForm(request.POST or None, machine=machine, start=start, now=now)
         if request.method == "POST" and form.is_valid():
             try:
-                booking = services.booking_create(
-                    machine=machine,
-                    member=request.user,
-                    start=start,
-                    end=form.end_moment,
-                    purpose=form.cleaned_data["purpose"],
-                )
+                if form.cleaned_data.get("repeat_until"):
+                    booking = _book_series(request, machine, start, form)
+                else:
+                    booking = services.booking_create(
+                        machine=machine,
+                        member=request.user,
+                        start=start,
+                        end=form.end_moment,
+                        purpose=form.cleaned_data["purpose"],
+                    )
             except BookingError as exc:
                 form.add_error(None, exc.detail)
             else:
@@ -84,6 +87,27 @@ def book(request, machine_id: int):
             "needs_training": needs_training,
         }
         return render(request, "booking/book.html", context)
+
+
+def _book_series(request, machine: Machine, start, form) -> Booking:
+    """A weekly series from the booking form; the weeks refused are said, the first booking returned."""
+    from .series import create_member_series
+
+    _series, extension = create_member_series(
+        member=request.user,
+        machine=machine,
+        start=start,
+        duration=form.end_moment - start,
+        until=form.cleaned_data["repeat_until"],
+        purpose=form.cleaned_data["purpose"],
+    )
+    for moment, error in extension.refused:
+        messages.warning(
+            request,
+            _("Not booked on %(when)s: %(reason)s")
+            % {"when": date_format(timezone.localtime(moment), "DATETIME_FORMAT"), "reason": error.detail},
+        )
+    return extension.created[0]
 
 
 @login_required
@@ -312,6 +336,10 @@ def detail(request, pk: int, *, finish_form=None, status: int = 200):
             "can_check_in": can_check_in,
             "check_in_note": check_in_note,
             "can_cancel": booking.is_cancellable and booking.start > now,
+            "can_cancel_series": booking.series_id is not None
+            and booking.kind == Booking.Kind.MEMBER
+            and booking.is_cancellable
+            and booking.start > now,
             "usage": usage_facts(booking),
             "live": booking.status in Booking.HOLDING and booking.end > now,
             "can_finish": booking.status == Booking.Status.CHECKED_IN,

@@ -91,6 +91,9 @@ def machine_week(request, lab, machine):
         "today": today,
         "now": now,
         "certified": certified,
+        # A signed-in member without the machine's training sees the free slots but cannot click them;
+        # the page offers the training's next sessions instead.
+        "may_book": certified or not request.user.is_authenticated,
         "has_free": any(slot.state == "free" for day in days for slot in day.slots),
     }
     # htmx asks for the week only; without JavaScript the whole page comes back,
