@@ -50,6 +50,7 @@ from devices.status import push_machines
 from fablab.booking import lifecycle, series, waitlist
 from fablab.booking.models import Booking
 from fablab.labs.models import MaintenanceWindow
+from fablab.trainings import reminders as training_reminders
 from firmware_bridge import protocol
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Scheduler:
             ("attribution", attribute),
             ("care", care.scheduled_pass),
             ("waitlist", waitlist.scheduled_pass),
+            ("trainings", training_reminders.scheduled_pass),
             ("series", series.extend_member_series),
         ]
         done: dict[str, int] = {}

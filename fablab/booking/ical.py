@@ -174,6 +174,10 @@ def member_feed(request: HttpRequest, token: str) -> HttpResponse:
                 "lab": booking.machine.lab.name,
             }
             events.append(_event(booking, summary=summary, description=booking.purpose))
+        # The training sessions the member holds a seat in or waits for (fablab.trainings).
+        from fablab.trainings.ical import session_events
+
+        events.extend(session_events(profile.user, since=since, host=_site_host()))
         body = _calendar(_("My FabLab bookings"), events)
     return _response(body, "bookings.ics", private=True)
 

@@ -119,7 +119,8 @@ def managed_bookings(user, bookings: QuerySet) -> QuerySet:
 
 
 def grantable_trainings(user) -> QuerySet:
-    """Trainings ``user`` may grant and revoke: those a machine of a lab they manage needs.
+    """Trainings ``user`` may grant and revoke: those a machine of a lab they manage needs, and that
+    are that lab's own or network-wide (never another lab's training).
 
     A network administrator manages every lab, so may grant any training some
     machine needs; a training no machine needs cannot be granted at all.
@@ -132,7 +133,10 @@ def grantable_trainings(user) -> QuerySet:
         return Training.objects.none()
     trainings = Training.objects.filter(machines__isnull=False)
     if not is_network_admin(user):
-        trainings = trainings.filter(machines__lab__in=managed_labs(user).values("pk"))
+        # A lab's own training is granted by that lab's managers only; a network-wide one (lab empty)
+        # by the managers of any lab whose machines need it.
+        labs = managed_labs(user).values("pk")
+        trainings = trainings.filter(machines__lab__in=labs).filter(Q(lab__isnull=True) | Q(lab__in=labs))
     return Training.objects.filter(pk__in=trainings.values("pk")).order_by("name")
 
 

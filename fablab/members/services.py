@@ -49,8 +49,9 @@ class CertificationError(Exception):
         super().__init__(f"{code}: {self.detail}")
 
 
-def _check_rights(by, member_id: int, training: Training) -> None:
-    if not roles.may_grant_training(by, training):
+def _check_rights(by, member_id: int, training: Training, rights=None) -> None:
+    allowed = rights(by, training) if rights is not None else roles.may_grant_training(by, training)
+    if not allowed:
         raise CertificationError("forbidden")
     if member_id == by.pk:
         raise CertificationError("own_certification")
@@ -64,17 +65,22 @@ def certification_grant(
     expires_at: dt.datetime | None = None,
     reason: str = "",
     now: dt.datetime | None = None,
+    rights=None,
 ) -> Certification:
     """``by`` certifies ``member`` for ``training`` until ``expires_at`` (None: never).
 
     Returns the new certification; raises :class:`CertificationError` (and
     writes nothing) if ``by`` may not grant this training, grants it to
     themselves, the member is inactive or the expiry has passed.
+
+    ``rights``: a callable ``(by, training) -> bool`` deciding who may grant, in place of
+    :func:`fablab.members.roles.may_grant_training`; :mod:`fablab.trainings.attendance` passes the
+    trainer's right on the session's lab. The other rules (own certification, inactive member) stand.
     """
     now = now or timezone.now()
     with transaction.atomic():
         locked = get_user_model().objects.select_for_update().filter(pk=member.pk).first()
-        _check_rights(by, member.pk, training)
+        _check_rights(by, member.pk, training, rights)
         if locked is None or not locked.is_active:
             raise CertificationError("inactive_member")
         if expires_at is not None and expires_at <= now:
@@ -96,9 +102,9 @@ def certification_grant(
 
 
 def certification_revoke(
-    *, certification: Certification, by, reason: str = "", now: dt.datetime | None = None
+    *, certification: Certification, by, reason: str = "", now: dt.datetime | None = None, rights=None
 ) -> Certification:
-    """``by`` revokes ``certification``; returns it, revoked.
+    """``by`` revokes ``certification``; returns it, revoked (``rights``: as for :func:`certification_grant`).
 
     Raises :class:`CertificationError` (and writes nothing) if ``by`` may not
     revoke this training, it is their own certification, or it was already
@@ -111,7 +117,7 @@ def certification_revoke(
             .select_related("training")
             .get(pk=certification.pk)
         )
-        _check_rights(by, certification.member_id, certification.training)
+        _check_rights(by, certification.member_id, certification.training, rights)
         if certification.revoked_at is not None:
             raise CertificationError("already_revoked")
         certification.revoked_at = now

@@ -1,0 +1,41 @@
+"""Template tags other apps' pages use to show sessions without their views knowing this app."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils import timezone
+
+from .. import selectors
+from ..models import Initiative
+
+register = template.Library()
+
+#: How many sessions a machine page and a lab page show.
+SHOWN = 3
+LAB_SHOWN = 10
+
+
+@register.simple_tag
+def next_sessions(training, limit: int = SHOWN):
+    """The next sessions of ``training`` (any lab), soonest first."""
+    if training is None:
+        return []
+    return list(selectors.upcoming(training=training, now=timezone.now(), limit=limit))
+
+
+@register.simple_tag
+def lab_sessions(lab, limit: int = LAB_SHOWN):
+    """``lab``'s upcoming sessions, soonest first."""
+    return list(selectors.upcoming(lab=lab, now=timezone.now(), limit=limit))
+
+
+@register.simple_tag
+def initiatives_for(user):
+    """Every initiative, each with ``joined`` (whether ``user`` opted in)."""
+    joined = set()
+    if user.is_authenticated:
+        joined = set(user.initiatives.values_list("initiative_id", flat=True))
+    items = list(Initiative.objects.select_related("programme"))
+    for item in items:
+        item.joined = item.pk in joined
+    return items
