@@ -9,6 +9,7 @@ A wrong value stops the process at start with one line that names it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import sys
@@ -166,7 +167,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "allauth",
+    "allauth.account",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -189,6 +192,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "fablab.members.middleware.MemberLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -247,7 +251,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login by username or email address (allauth's backend accepts either in "username").
+AUTHENTICATION_BACKENDS = ["allauth.account.auth_backends.AuthenticationBackend"]
 LOGIN_URL = "members:login"
 LOGIN_REDIRECT_URL = "labs:list"
 LOGOUT_REDIRECT_URL = "labs:list"
@@ -327,9 +335,52 @@ SERVER_EMAIL = env("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
 # Who gets a mail with the (masked) report of every server error: comma-separated addresses.
 ADMINS = [("", address) for address in env_list("ADMINS")]
 
+# Accounts (docs/accounts.md): self sign-up with a confirmed email address, reset and change
+# of the password through django-allauth; the login page itself stays Django's (members:login).
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_ADAPTER = "fablab.members.accounts.AccountAdapter"
+ACCOUNT_FORMS = {"signup": "fablab.members.signup.SignupForm"}
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[FabLab] "
+ACCOUNT_LOGOUT_REDIRECT_URL = LOGOUT_REDIRECT_URL
+# Failed logins are counted by fablab.members.throttle, not by allauth (one counter for every form).
+ACCOUNT_RATE_LIMITS = {"login_failed": None}
+
+# Client addresses (login throttling, DRF throttles, allauth's rate limits): REMOTE_ADDR, unless
+# this many proxies of ours stand in front; then the address the outermost of them saw, i.e. the
+# TRUSTED_PROXY_COUNT-th entry from the right of X-Forwarded-For. Entries further left are whatever
+# the client sent and are never used, so a forged header does not reset a throttle.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
+# Failed logins allowed per window (seconds), per account and per client address.
+LOGIN_THROTTLE_ACCOUNT = (env_int("LOGIN_THROTTLE_ACCOUNT_FAILURES", 10, minimum=1), 15 * 60)
+LOGIN_THROTTLE_ADDRESS = (env_int("LOGIN_THROTTLE_ADDRESS_FAILURES", 20, minimum=1), 10 * 60)
+
+# One cache shared by every web process (the login throttle needs that): Redis when there is one.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "fablab",
+        }
+    }
+
+# API tokens (django-rest-knox): stored hashed, sent as "Authorization: Token <key>".
+REST_KNOX = {
+    "TOKEN_TTL": dt.timedelta(days=env_int("API_TOKEN_DAYS", 30, minimum=1)),
+    "AUTH_HEADER_PREFIX": "Token",
+    "AUTO_REFRESH": False,
+}
+
 REST_FRAMEWORK = {
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

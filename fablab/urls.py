@@ -11,6 +11,9 @@ urlpatterns = [
     path("favicon.ico", lambda request: redirect(static("fablab/favicon.ico"))),
     path("admin/", admin.site.urls),
     path("accounts/", include("fablab.members.urls")),
+    # Sign-up, email confirmation, password reset and change (django-allauth); its login and logout
+    # paths are the ones above (members:login, members:logout), listed first.
+    path("accounts/", include("allauth.urls")),
     # Before labs/: "labs/<lab>/board/" would otherwise read as a machine called "board".
     path("", include("devices.urls")),
     path("labs/", include("fablab.labs.urls")),

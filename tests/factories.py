@@ -139,3 +139,14 @@ class ProgrammeFactory(factory.django.DjangoModelFactory):
     def officers(self, create, extracted, **kwargs):
         if create and extracted:
             self.officers.add(*extracted)
+
+
+def api_token(user) -> str:
+    """A new API token (django-rest-knox) for ``user``: the key to send as ``Authorization: Token <key>``.
+
+    It never expires, so that tests which move the clock by years keep their client; the real
+    lifetime is tested in tests/members/test_accounts.py.
+    """
+    from knox.models import AuthToken
+
+    return AuthToken.objects.create(user=user, expiry=None)[1]

@@ -13,10 +13,9 @@ import logging
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.factories import BookingFactory, UserFactory
+from tests.factories import BookingFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +47,7 @@ def test_a_404_is_logged_once(client, settings, web_log, debug):
 
 def test_an_api_404_is_logged_once(web_log):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=UserFactory()).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(UserFactory())}")
     assert client.get("/api/v1/bookings/987654/").status_code == 404
     assert web_log.getvalue().count("Not Found: /api/v1/bookings/987654/") == 1
 
@@ -69,7 +68,7 @@ def test_a_refused_api_request_is_one_warning_line_without_a_traceback(web_log, 
     start = timezone.now() + dt.timedelta(days=2)
     booking = BookingFactory(start=start, end=start + dt.timedelta(hours=1))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=booking.member).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(booking.member)}")
     with caplog.at_level(logging.WARNING, logger="django.request"):
         response = client.post(f"/api/v1/bookings/{booking.pk}/approve/")
     assert response.status_code == 403

@@ -16,16 +16,14 @@ from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from fablab.labs.models import Lab, Machine
-from fablab.members import roles
+from fablab.members import roles, throttle
 from fablab.members.models import MemberProfile
 
 from . import idempotency, lifecycle, selectors, services
@@ -130,18 +128,18 @@ class MemberAPIView(APIView):
                 request._request.LANGUAGE_CODE = language
 
 
-class LoginThrottle(AnonRateThrottle):
-    """Slows down password guessing on the token endpoint."""
-
-    scope = "token"
-    rate = "20/minute"
-
-
 class TokenView(APIView):
+    """A new API token (django-rest-knox: only its hash is stored) for a username or email and password.
+
+    Every call makes a new token, valid ``REST_KNOX["TOKEN_TTL"]`` (30 days by default); the member
+    lists and revokes them on their profile page, and a new password revokes them all. Throttled like
+    every login (:mod:`fablab.members.throttle`): checked before the password, 429 with ``Retry-After``.
+    """
+
     # No authentication: a stale token in the header must not block getting a new one.
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [LoginThrottle]
+    throttle_classes: list = []
 
     @extend_schema(
         operation_id="auth_token_create",
@@ -158,12 +156,22 @@ class TokenView(APIView):
         tags=["auth"],
     )
     def post(self, request: Request) -> Response:
+        from knox.models import AuthToken
+
+        from fablab.members.accounts import email_confirmed
+
         data = _valid(TokenObtainSerializer, request.data)
+        try:
+            throttle.check(request._request, data["username"])
+        except throttle.Throttled as exc:
+            raise exceptions.Throttled(wait=exc.retry_after, detail=exc.message()) from None
+        # A failure is counted by the user_login_failed signal that authenticate() sends.
         user = authenticate(request._request, username=data["username"], password=data["password"])
-        if user is None or not user.is_active:
+        if user is None or not user.is_active or not email_confirmed(user):
             raise InvalidCredentials()
-        token, _created = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        throttle.note_success(request._request, data["username"])
+        instance, token = AuthToken.objects.create(user=user)
+        return Response({"token": token, "expiry": instance.expiry})
 
 
 class LabListView(MemberAPIView):

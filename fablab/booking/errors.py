@@ -47,6 +47,15 @@ RULES: dict[str, tuple[int, object]] = {
     "offer_not_open": (409, _("This offer is no longer open.")),
     "already_waiting": (409, _("You are already on the waitlist for this time.")),
     "not_waivable": (409, _("This booking does not count as a strike, or its strike was already waived.")),
+    # Accounts (fablab.members.accounts).
+    "guardian_consent_needed": (
+        403,
+        _("Members under 13 need a parent's or guardian's consent before booking; a lab manager records it."),
+    ),
+    "membership_pending": (
+        403,
+        _("This lab approves new members before their first booking; ask to join on the lab's page."),
+    ),
     "series_invalid_rule": (400, _("This recurrence cannot be used: check the days, the times and the end.")),
     "series_too_long": (400, _("This series has too many occurrences; end it earlier.")),
     "series_empty": (400, _("This series has no occurrence ahead.")),

@@ -115,6 +115,7 @@ class TokenObtainSerializer(serializers.Serializer):
 
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="Send it as `Authorization: Token <token>`.")
+    expiry = serializers.DateTimeField(help_text="When the token stops working (30 days by default).")
 
 
 # Labs and machines

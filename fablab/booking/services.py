@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from fablab.labs.models import Machine, MaintenanceWindow
-from fablab.members import roles
+from fablab.members import accounts, roles
 from fablab.members.models import Certification
 
 from . import freed, strikes
@@ -143,6 +143,9 @@ def check_booking_rules(
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if not machine.bookable:
         raise BookingError("not_bookable")
+    refusal = accounts.booking_refusal(member, machine.lab, now)
+    if refusal:
+        raise BookingError(refusal)
     check_certification(machine, member, end)
     strikes.check_not_blocked(member, machine.lab, now)
     _check_timing(machine, start, end, now, from_waitlist=from_waitlist)

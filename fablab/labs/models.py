@@ -57,6 +57,11 @@ class Lab(models.Model):
     strike_block_days = models.PositiveSmallIntegerField(
         _("block lasts (days)"), default=14, validators=[MinValueValidator(1), MaxValueValidator(366)]
     )
+    new_members_need_approval = models.BooleanField(
+        _("new members need a manager's approval"),
+        default=False,
+        help_text=_("A member asks to join and a manager approves them before their first booking here."),
+    )
     late_cancel_hours = models.PositiveSmallIntegerField(
         _("a cancellation is late within (hours of the start)"),
         default=0,

@@ -60,6 +60,10 @@ def lab_detail(request, lab):
     ]
     closures = lab.closures.filter(ends_on__gte=today).order_by("starts_on")[:5]
     context = {"lab": lab, "rows": rows, "week": week, "today": today, "closures": closures}
+    if lab.new_members_need_approval and request.user.is_authenticated:
+        from fablab.members.accounts import membership_approved
+
+        context["must_ask_to_join"] = not membership_approved(request.user, lab)
     with timezone.override(lab.tz):
         return render(request, "labs/lab_detail.html", context)
 

@@ -57,6 +57,8 @@ class MemberProfile(models.Model):
     badge_number = models.CharField(_("badge number"), max_length=64, unique=True, null=True, blank=True)
     #: Hashed like a password (``make_password``); empty: the kiosk refuses this member.
     kiosk_pin = models.CharField(max_length=128, blank=True, editable=False)
+    #: Asked at sign-up; under :data:`CONSENT_AGE` a guardian's consent must be recorded before booking.
+    birth_date = models.DateField(_("date of birth"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("member profile")
@@ -76,6 +78,15 @@ class MemberProfile(models.Model):
         """Revoke the secret calendar feed URL by issuing a new one."""
         self.calendar_token = new_calendar_token()
         self.save(update_fields=["calendar_token"])
+
+
+#: Members younger than this need a guardian's recorded consent (:class:`GuardianConsent`) to book.
+CONSENT_AGE = 13
+
+
+def age_on(birth_date: dt.date, day: dt.date) -> int:
+    """Whole years from ``birth_date`` to ``day`` (a 29 February birthday counts on 1 March)."""
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
 
 
 def profile_for(user) -> MemberProfile:
@@ -242,3 +253,85 @@ class CertificationAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.training} {self.member} by {self.actor}"
+
+
+class GuardianConsent(models.Model):
+    """A parent's or guardian's consent for a member under :data:`CONSENT_AGE`, as a manager recorded it.
+
+    Written once by :func:`fablab.members.accounts.record_guardian_consent` and never edited: the row is
+    the audit (who consented, how, when, and which manager recorded it). The newest row counts.
+    """
+
+    class Method(models.TextChoices):
+        IN_PERSON = "in-person", _("In person at the lab")
+        PAPER = "paper", _("Signed paper form")
+        EMAIL = "email", _("By email from the guardian")
+
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="guardian_consents",
+        verbose_name=_("member"),
+    )
+    guardian_name = models.CharField(_("guardian's name"), max_length=200)
+    guardian_email = models.EmailField(_("guardian's email address"), blank=True)
+    method = models.CharField(_("how consent was given"), max_length=10, choices=Method.choices)
+    given_at = models.DateTimeField(_("given at"), default=timezone.now)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("recorded by"),
+    )
+
+    class Meta:
+        ordering = ["-given_at", "-pk"]
+        verbose_name = _("guardian's consent")
+        verbose_name_plural = _("guardians' consents")
+
+    def __str__(self) -> str:
+        return f"{self.member} – {self.guardian_name} ({self.given_at:%Y-%m-%d})"
+
+
+class LabMembership(models.Model):
+    """A member's request to book in a lab that approves new members, and its approval.
+
+    Pending while ``approved_at`` is empty. Created by the member (:func:`fablab.members.accounts.
+    request_membership`); approved once by a manager of the lab, who is recorded (the audit).
+    Only labs with ``Lab.new_members_need_approval`` read it.
+    """
+
+    lab = models.ForeignKey(
+        "labs.Lab", on_delete=models.CASCADE, related_name="memberships", verbose_name=_("lab")
+    )
+    member = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="lab_memberships",
+        verbose_name=_("member"),
+    )
+    requested_at = models.DateTimeField(_("requested at"), default=timezone.now)
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("approved by"),
+    )
+    approved_at = models.DateTimeField(_("approved at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["requested_at", "pk"]
+        verbose_name = _("lab membership")
+        verbose_name_plural = _("lab memberships")
+        constraints = [models.UniqueConstraint(fields=["lab", "member"], name="one_membership_per_lab")]
+
+    def __str__(self) -> str:
+        return f"{self.member} @ {self.lab}"
+
+    @property
+    def approved(self) -> bool:
+        return self.approved_at is not None

@@ -14,6 +14,7 @@ from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from knox.models import AuthToken
 
 from .forms import KioskPinForm
 from .models import MemberProfile, profile_for
@@ -57,6 +58,7 @@ def _profile_page(request, member: MemberProfile, *, form=None, pin_form=None, s
         "calendar_url": absolute_feed_url(member_calendar_path(member.calendar_token)),
         "member": member,
         "pin_form": pin_form if pin_form is not None else KioskPinForm(),
+        "api_tokens": AuthToken.objects.filter(user=request.user).order_by("-created"),
     }
     return render(request, "members/profile.html", context, status=status)
 

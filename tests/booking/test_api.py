@@ -9,7 +9,7 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from fablab.booking.errors import RULES
@@ -25,6 +25,7 @@ from tests.factories import (
     QuotaPolicyFactory,
     TrainingFactory,
     UserFactory,
+    api_token,
 )
 
 pytestmark = pytest.mark.django_db
@@ -54,8 +55,8 @@ def maker():
 
 def client_for(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    token = api_token(user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 
@@ -88,13 +89,16 @@ def test_token_flow():
     )
     assert response.status_code == 200
     token = response.json()["token"]
-    assert token == Token.objects.get(user__username="ada").key
+    assert response.json()["expiry"]
+    # Only the token's hash is stored.
+    assert not AuthToken.objects.filter(digest=token).exists()
 
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert client.get("/api/v1/labs/").status_code == 200
-    # Asking again gives the same token.
+    # Asking again gives another token; both work until revoked or expired.
     again = APIClient().post("/api/v1/auth/token/", {"username": "ada", "password": "pw-test-1234"})
-    assert again.json() == {"token": token}
+    assert again.json()["token"] != token
+    assert AuthToken.objects.filter(user__username="ada").count() == 2
 
 
 def test_token_with_bad_credentials_is_400_with_a_code():
@@ -102,7 +106,7 @@ def test_token_with_bad_credentials_is_400_with_a_code():
     client = APIClient()
     response = client.post("/api/v1/auth/token/", {"username": "ada", "password": "wrong"}, format="json")
     assert_error(response, 400, "invalid_credentials")
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def test_token_for_an_inactive_user_is_refused():

@@ -27,7 +27,6 @@ from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from schemathesis import GenerationMode
 from schemathesis.checks import (
@@ -47,6 +46,7 @@ from tests.factories import (
     QuotaPolicyFactory,
     TrainingFactory,
     UserFactory,
+    api_token,
 )
 
 pytestmark = pytest.mark.django_db
@@ -231,9 +231,9 @@ def world():
         BookingFactory(machine=machines[0], start=at(days, 10), end=at(days, 14))
         MaintenanceWindowFactory(machine=machines[1], start=at(days, 9), end=at(days, 13))
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=maker)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return {"maker": maker, "lab": lab, "machines": machines, "client": client}
+    token = api_token(maker)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return {"maker": maker, "lab": lab, "machines": machines, "client": client, "token": token}
 
 
 def check(response, bookings_before: int) -> None:
@@ -398,7 +398,7 @@ def wsgi_world(world):
 )
 def test_schema_conformance(wsgi_world, label, mode):
     operation = OPERATIONS[label]
-    token = Token.objects.get(user=wsgi_world["maker"]).key
+    token = wsgi_world["token"]
 
     @settings(FUZZ, max_examples=30)
     @given(case=operation.as_strategy(generation_mode=mode))

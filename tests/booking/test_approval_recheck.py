@@ -13,7 +13,6 @@ import zoneinfo
 import pytest
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fablab.booking import services
@@ -26,6 +25,7 @@ from tests.factories import (
     MachineFactory,
     TrainingFactory,
     UserFactory,
+    api_token,
 )
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +111,7 @@ def test_the_api_answers_403_with_the_rules_code(setting):
     cert.expires_at = booking.start - dt.timedelta(hours=1)
     cert.save()
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=manager).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token(manager)}")
     response = api.post(f"/api/v1/bookings/{booking.pk}/approve/")
     assert response.status_code == 403
     assert response.json() == {

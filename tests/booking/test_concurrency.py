@@ -22,12 +22,11 @@ import pytest
 import requests
 from django.db import connection
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from fablab.booking import services
 from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking
-from tests.factories import MachineFactory, QuotaPolicyFactory, UserFactory
+from tests.factories import MachineFactory, QuotaPolicyFactory, UserFactory, api_token
 
 N = 20
 
@@ -95,7 +94,7 @@ def slot_requests(machine, makers):
         "start": start.isoformat(),
         "end": (start + dt.timedelta(hours=1)).isoformat(),
     }
-    return [(Token.objects.create(user=m).key, body) for m in makers]
+    return [(api_token(m), body) for m in makers]
 
 
 @pytest.mark.postgres
@@ -127,7 +126,7 @@ def quota_requests(member):
     first = MachineFactory()
     second = MachineFactory(lab=first.lab, machine_type=first.machine_type)
     QuotaPolicyFactory(machine_type=first.machine_type, max_hours_per_week=Decimal("3"))
-    token = Token.objects.create(user=member).key
+    token = api_token(member)
     # Two bookings of two hours on the same day: each fits the quota, together they do not.
     start = next_day_at(10, first.lab.tz)
     end = start + dt.timedelta(hours=2)

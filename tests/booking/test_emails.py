@@ -7,12 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone, translation
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fablab.booking import emails
 from fablab.booking.models import Booking
-from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory
+from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -68,8 +67,8 @@ def local(days: int, hour: int) -> dt.datetime:
 
 def client_for(user, language: str | None = None) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    token = api_token(user)
+    headers = {"HTTP_AUTHORIZATION": f"Token {token}"}
     if language:
         headers["HTTP_ACCEPT_LANGUAGE"] = language
     client.credentials(**headers)

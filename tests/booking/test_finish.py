@@ -14,7 +14,6 @@ import time_machine
 from django.contrib.auth.hashers import make_password
 from django.core.cache import cache
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fablab.booking import kiosk as service
@@ -24,7 +23,7 @@ from fablab.booking.kiosk_views import COOKIE
 from fablab.booking.models import Booking, FreedTime
 from fablab.booking.signals import booking_changed
 from fablab.members.models import MemberProfile
-from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory
+from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -81,8 +80,8 @@ def booking(machine, maker):
 
 def api(user) -> APIClient:
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    token = api_token(user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

@@ -11,12 +11,11 @@ import pytest
 import requests
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fablab.booking import api, idempotency
 from fablab.booking.models import Booking, IdempotencyKey
-from tests.factories import MachineFactory, UserFactory
+from tests.factories import MachineFactory, UserFactory, api_token
 
 BRUSSELS = zoneinfo.ZoneInfo("Europe/Brussels")
 
@@ -32,7 +31,7 @@ def body(machine, hour: int = 10) -> dict:
 
 def client_for(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 
@@ -118,7 +117,7 @@ def test_a_claim_left_by_a_request_that_died_is_taken_over_after_the_timeout():
 def test_while_the_first_request_runs_a_second_with_the_key_gets_409_in_flight_then_the_replay(monkeypatch):
     """Two threads, each with its own database connection, as two server processes would be."""
     member, machine = UserFactory(), MachineFactory()
-    token = Token.objects.create(user=member).key
+    token = api_token(member)
     claimed, release = threading.Event(), threading.Event()
     real_create = api._create
 
@@ -159,7 +158,7 @@ def test_while_the_first_request_runs_a_second_with_the_key_gets_409_in_flight_t
 @pytest.mark.django_db(transaction=True)
 def test_simultaneous_requests_with_one_key_make_one_booking_and_the_rest_replay_or_wait(live_server):
     member, machine = UserFactory(), MachineFactory()
-    token = Token.objects.create(user=member).key
+    token = api_token(member)
     n = 6
     gate = threading.Barrier(n)
 

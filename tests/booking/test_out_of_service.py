@@ -14,7 +14,6 @@ import pytest
 import time_machine
 from django.urls import reverse
 from django.utils import translation
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fablab.booking import emails, out_of_service, services
@@ -30,6 +29,7 @@ from tests.factories import (
     MaintenanceWindowFactory,
     TrainingFactory,
     UserFactory,
+    api_token,
 )
 
 pytestmark = pytest.mark.django_db
@@ -94,8 +94,8 @@ def certified(username: str, training, language: str = "en"):
 
 def api_for(user) -> APIClient:
     client = APIClient()
-    token, _created = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    token = api_token(user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
 
 

@@ -6,11 +6,10 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fablab.booking.models import Booking
-from tests.factories import LabFactory, MachineFactory, UserFactory
+from tests.factories import LabFactory, MachineFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -23,7 +22,7 @@ def member():
 @pytest.fixture
 def api(member):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=member).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(member)}")
     return client
 
 

@@ -16,7 +16,6 @@ from django.core import mail
 from django.core.cache import cache
 from django.template.loader import render_to_string
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices import scheduler
@@ -24,7 +23,7 @@ from fablab.booking import lifecycle, services, strikes
 from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, StrikeWaiver
 from fablab.labs.models import Lab, MaintenanceWindow
-from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory
+from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -343,7 +342,7 @@ def test_a_member_cannot_change_the_policy(client, lab, maker):
 def test_a_blocked_members_api_booking_is_refused_saying_until_when(lab, machine, maker):
     three_no_shows(machine, maker)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=maker).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(maker)}")
     body = {"machine": machine.pk, "start": "2031-03-15T10:00:00+01:00", "end": "2031-03-15T11:00:00+01:00"}
     with time_machine.travel(at(11), tick=False):
         response = client.post("/api/v1/bookings/", body, format="json")

@@ -15,7 +15,6 @@ import pytest
 from django.core import mail
 from django.db import connection
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from fablab.booking import freed, lifecycle, services, waitlist
@@ -30,6 +29,7 @@ from tests.factories import (
     QuotaPolicyFactory,
     TrainingFactory,
     UserFactory,
+    api_token,
 )
 
 BXL = zoneinfo.ZoneInfo("Europe/Brussels")
@@ -429,7 +429,7 @@ def test_two_schedulers_at_once_make_one_offer(monkeypatch, pg_only, machine, tr
 
 def client_for(user) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -10,7 +10,6 @@ import datetime as dt
 import pytest
 import time_machine
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices import fault_reports, interlock
@@ -19,7 +18,7 @@ from fablab.booking import lifecycle
 from fablab.booking.models import Booking
 from firmware_bridge import protocol
 from tests.devices.conftest import make_machine
-from tests.factories import BookingFactory, UserFactory
+from tests.factories import BookingFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -171,7 +170,7 @@ def test_the_api_fault_line_reaches_the_managers_alerts(clock, machine, django_c
     manager = UserFactory(username="manon")
     machine.lab.managers.add(manager)
     member = APIClient()
-    member.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=booking.member).key}")
+    member.credentials(HTTP_AUTHORIZATION=f"Token {api_token(booking.member)}")
 
     clock.move_to(at(20))
     with django_capture_on_commit_callbacks(execute=True):
@@ -181,7 +180,7 @@ def test_the_api_fault_line_reaches_the_managers_alerts(clock, machine, django_c
     assert response.status_code == 200, response.json()
 
     boss = APIClient()
-    boss.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=manager).key}")
+    boss.credentials(HTTP_AUTHORIZATION=f"Token {api_token(manager)}")
     alerts = boss.get(f"/api/v1/alerts/?lab={machine.lab.slug}").json()["results"]
     (alert,) = [a for a in alerts if a["kind"] == "fault_reported"]
     assert alert["kind_label"] == "Fault reported by a member"

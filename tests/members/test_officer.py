@@ -6,12 +6,11 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from devices.models import Command
 from tests.devices.board_fixtures import make_board
-from tests.factories import ProgrammeFactory, UserFactory
+from tests.factories import ProgrammeFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -55,8 +54,8 @@ def test_an_officer_sees_no_names_on_the_board_and_no_other_members_bookings(cli
 
 def test_an_officer_gets_no_bookings_of_others_from_the_api(board, officer):
     api = APIClient()
-    token, _created = Token.objects.get_or_create(user=officer)
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    token = api_token(officer)
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     assert api.get("/api/v1/bookings/", {"lab": board["lab"].slug}).json()["results"] == []
     assert api.get("/api/v1/bookings/").json()["results"] == []
     for booking in (board["current"], board["upcoming"]):
