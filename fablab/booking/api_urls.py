@@ -2,7 +2,7 @@ from django.urls import path, re_path
 
 from fablab.trainings import api as training_api
 
-from . import api, out_of_service_api, waitlist_api
+from . import api, out_of_service_api, series_api, waitlist_api
 
 app_name = "api"
 urlpatterns = [
@@ -32,6 +32,7 @@ urlpatterns = [
     path("waitlist/<int:pk>/", waitlist_api.WaitlistDetailView.as_view(), name="waitlist-entry"),
     path("waitlist/<int:pk>/accept/", waitlist_api.WaitlistAcceptView.as_view(), name="waitlist-accept"),
     path("waitlist/<int:pk>/decline/", waitlist_api.WaitlistDeclineView.as_view(), name="waitlist-decline"),
+    path("series/", series_api.SeriesListView.as_view(), name="series"),
     path("training-sessions/", training_api.SessionListView.as_view(), name="training-sessions"),
     path("training-sessions/<int:pk>/", training_api.SessionDetailView.as_view(), name="training-session"),
     path(
