@@ -160,6 +160,8 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "fablab.error_reporting.CredentialMaskingFil
 DEFAULT_EXCEPTION_REPORTER = "fablab.error_reporting.CredentialMaskingReporter"
 
 INSTALLED_APPS = [
+    # Before the admin: it adds the nl/fr/en columns of translated names (each app's translation.py).
+    "modeltranslation",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -262,6 +264,12 @@ LOGOUT_REDIRECT_URL = "labs:list"
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("nl", _("Dutch")), ("fr", _("French"))]
+# Translated data (django-modeltranslation): names of machine types, trainings, initiatives and workshops
+# have a column per language; an empty one falls back to English, then to any other.
+MODELTRANSLATION_DEFAULT_LANGUAGE = "en"
+MODELTRANSLATION_FALLBACK_LANGUAGES = {"default": ("en", "nl", "fr")}
+# A name given without a language (a form, the API, a test) fills every language until translated.
+MODELTRANSLATION_AUTO_POPULATE = True
 LOCALE_PATHS = [BASE_DIR / "locale"]
 FORMAT_MODULE_PATH = ["fablab.formats"]
 USE_I18N = True

@@ -480,8 +480,7 @@ class Series(models.Model):
     end it earlier. A workshop books all of ``machines`` at each occurrence; a member series books its
     one machine for ``member``.
 
-    TODO(lead): link a workshop to its initiative (``trainings.Initiative``, being built in another
-    app) with a nullable FK once that model exists; ``target_group`` is free text meanwhile.
+    A workshop may belong to an initiative of a programme (``initiative``) and name its target group.
     """
 
     class Kind(models.TextChoices):
@@ -509,6 +508,14 @@ class Series(models.Model):
     purpose = models.CharField(_("purpose"), max_length=300, blank=True)
     #: Places per occurrence of a workshop; empty: no limit.
     seats = models.PositiveSmallIntegerField(_("seats"), null=True, blank=True)
+    initiative = models.ForeignKey(
+        "trainings.Initiative",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="series",
+        verbose_name=_("initiative"),
+    )
     target_group = models.CharField(_("target group"), max_length=200, blank=True)
     #: A member series: the occurrences starting up to here have been tried (created or refused).
     extended_to = models.DateTimeField(_("occurrences tried up to"), null=True, blank=True)

@@ -33,6 +33,24 @@ TYPES = [
     ("cnc", "CNC machine"),
     ("other", "Other"),
 ]
+#: The demo's translated data (django-modeltranslation): names in Dutch and French by English name.
+NAMES = {
+    "3D printer": ("3D-printer", "Imprimante 3D"),
+    "Laser cutter": ("Lasersnijder", "Découpeuse laser"),
+    "CNC machine": ("CNC-freesmachine", "Fraiseuse CNC"),
+    "Other": ("Andere", "Autre"),
+    "3D printing basics": ("Basis 3D-printen", "Bases de l'impression 3D"),
+    "Laser cutter safety": ("Veiligheid lasersnijder", "Sécurité de la découpeuse laser"),
+    "CNC router safety": ("Veiligheid CNC-frees", "Sécurité de la fraiseuse CNC"),
+}
+
+
+def translated(name: str, field: str = "name") -> dict[str, str]:
+    """``{field}_en/_nl/_fr`` for a demo name (English everywhere when it has no translation)."""
+    nl, fr = NAMES.get(name, (name, name))
+    return {f"{field}_en": name, f"{field}_nl": nl, f"{field}_fr": fr}
+
+
 #: What the interlock does at a booking's end: a print may finish, a laser or a router stops.
 END_ACTIONS = {"3d-printer": "finish", "laser-cutter": "stop", "cnc": "stop", "other": "stop"}
 #: Machines anyone may start without a booking (the others raise an "unbooked" alert).
@@ -172,14 +190,14 @@ class Command(BaseCommand):
             labs = self._labs()
             types = {
                 slug: MachineType.objects.update_or_create(
-                    slug=slug, defaults={"name": name, "default_end_action": END_ACTIONS[slug]}
+                    slug=slug, defaults={**translated(name), "default_end_action": END_ACTIONS[slug]}
                 )[0]
                 for slug, name in TYPES
             }
             trainings = {}
             for slug, name, validity, type_slug in TRAININGS:
                 trainings[type_slug] = Training.objects.update_or_create(
-                    slug=slug, defaults={"name": name, "validity_days": validity}
+                    slug=slug, defaults={**translated(name), "validity_days": validity}
                 )[0]
             machines = {}
             for slug, lab_slug, name, type_slug, model, policy in MACHINES:
