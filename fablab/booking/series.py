@@ -206,6 +206,8 @@ class Plan:
     target_group: str
     now: dt.datetime
     occurrences: list[Occurrence]
+    #: The programme initiative the workshop belongs to (a ``trainings.Initiative``), if any.
+    initiative: object | None = None
 
     @property
     def conflicts(self) -> list[Conflict]:
@@ -239,6 +241,7 @@ def plan(
     target_group: str = "",
     now: dt.datetime | None = None,
     suggest: bool = True,
+    initiative=None,
 ) -> Plan:
     """The workshop's occurrences that start after ``now``, each with its conflicts. Writes nothing.
 
@@ -256,7 +259,7 @@ def plan(
         raise BookingError("series_empty")
     if ahead[-1][1] > now + services.REACH:
         raise BookingError("too_far_ahead")
-    result = Plan(lab, machines, recurrence, title.strip(), seats, target_group.strip(), now, [])
+    result = Plan(lab, machines, recurrence, title.strip(), seats, target_group.strip(), now, [], initiative)
     for index, (start, end) in enumerate(ahead):
         occurrence = Occurrence(index, start, end, _conflicts(index, machines, start, end))
         if suggest:
@@ -350,6 +353,7 @@ def create_workshop(
             until=the_plan.recurrence.until,
             seats=the_plan.seats,
             target_group=the_plan.target_group,
+            initiative=the_plan.initiative,
             created_by=by,
         )
         series.machines.set(machines)

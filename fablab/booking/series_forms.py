@@ -44,11 +44,17 @@ class WorkshopForm(forms.Form):
     )
     seats = forms.IntegerField(label=_("Seats"), required=False, min_value=1, max_value=1000)
     target_group = forms.CharField(label=_("Target group"), max_length=200, required=False)
+    initiative = forms.ModelChoiceField(label=_("Initiative"), queryset=None, required=False)
 
     def __init__(self, *args, lab: Lab, **kwargs):
+        from django.apps import apps
+
         super().__init__(*args, **kwargs)
         self.lab = lab
         self.fields["machines"].queryset = Machine.objects.filter(lab=lab).order_by("name")
+        # The initiatives of the programmes this lab belongs to (``trainings`` is looked up, not imported).
+        initiatives = apps.get_model("trainings", "Initiative").objects.filter(programme__labs=lab)
+        self.fields["initiative"].queryset = initiatives.order_by("name")
 
     def clean_first_day(self):
         return within_reach(self.fields["first_day"], self.cleaned_data.get("first_day"))

@@ -61,6 +61,7 @@ def workshop_new(request, lab: str):
                     title=form.cleaned_data["title"],
                     seats=form.cleaned_data["seats"],
                     target_group=form.cleaned_data["target_group"],
+                    initiative=form.cleaned_data["initiative"],
                     now=now,
                 )
             except BookingError as exc:

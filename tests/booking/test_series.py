@@ -352,3 +352,25 @@ def test_maintenance_is_a_conflict_that_only_skips(lab, manager):
     assert info.value.code == "series_unresolved"
     result = series_mod.create_workshop(the_plan, {}, manager, now=NOW)
     assert len(result.bookings) == 1
+
+
+def test_a_workshop_belongs_to_an_initiative_of_its_labs_programme(lab, manager):
+    from fablab.booking.series_forms import WorkshopForm
+    from fablab.members.models import Programme
+    from fablab.trainings.models import Initiative
+
+    programme = Programme.objects.create(name="Digital inclusion")
+    programme.labs.add(lab)
+    young = Initiative.objects.create(programme=programme, slug="young-makers", name="Young makers")
+    elsewhere = Initiative.objects.create(
+        programme=Programme.objects.create(name="Elsewhere"), slug="other", name="Other"
+    )
+    assert list(WorkshopForm(lab=lab).fields["initiative"].queryset) == [young]
+    assert elsewhere not in WorkshopForm(lab=lab).fields["initiative"].queryset
+    laser = MachineFactory(lab=lab)
+    d1 = dt.date(2027, 3, 2)
+    the_plan = series_mod.plan(
+        lab=lab, machines=[laser], recurrence=tuesdays(d1, d1), title="Code club", initiative=young, now=NOW
+    )
+    result = series_mod.create_workshop(the_plan, {}, manager, now=NOW)
+    assert Series.objects.get(pk=result.series.pk).initiative == young
