@@ -21,7 +21,7 @@ from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.booking.services import booking_create
 from fablab.demo import machines as demo_machines
-from fablab.demo import scenes, story
+from fablab.demo import open_doors, scenes, story
 from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
 from fablab.members.models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
@@ -235,6 +235,9 @@ class Command(BaseCommand):
             scenes.strike(machines, users, now)
             scenes.care(machines, users, now)
             scenes.waitlist_offer(machines, users, now)
+            tag = open_doors.initiative(PROGRAMME)
+            open_doors.training_sessions(machines, users["manager"], now)
+            open_doors.weekly_course(machines, users["manager"], tag, now)
         bridges = demo_machines.seed()
         self.stdout.write(f"demo bridges: {', '.join(bridges)}")
         self.stdout.write(
