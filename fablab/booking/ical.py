@@ -3,7 +3,9 @@
 The member feed lives at a secret URL (``MemberProfile.calendar_token``) that
 calendar apps can poll without signing in; resetting the token revokes it.
 Cancelled bookings stay in it as ``STATUS:CANCELLED`` so that subscribed
-calendars drop them; pending ones are ``TENTATIVE``.
+calendars drop them; pending ones are ``TENTATIVE``. The member's training sessions
+(:mod:`fablab.trainings.ical`) and the workshop and course sessions they hold a seat in
+are there too.
 
 The machine feed is public, so it shows busy blocks and nothing else: each
 booking that holds the machine is "Busy", with no name, purpose, email or
@@ -25,7 +27,7 @@ from urllib.parse import urlsplit
 
 import icalendar
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
@@ -35,7 +37,7 @@ from django.views.decorators.http import require_GET
 from fablab.labs.models import Machine
 from fablab.members.models import MemberProfile
 
-from .models import Booking
+from .models import Booking, Series, WorkshopRegistration
 
 CONTENT_TYPE = "text/calendar; charset=utf-8"
 #: How far back the feeds reach; the future is always complete.
@@ -158,6 +160,47 @@ def _bookings(qs: QuerySet[Booking]) -> QuerySet[Booking]:
     return qs.select_related("machine", "machine__lab").order_by("start", "pk")
 
 
+def _workshop_events(member, *, since: dt.datetime) -> list[icalendar.Event]:
+    """The workshop and course sessions ``member`` is registered for, ending after ``since``; one query.
+
+    Only live seats: a cancelled registration, a cancelled workshop or a session whose bookings are
+    all cancelled is left out. The session's end is its bookings' end (the same wall-clock length
+    across a daylight-saving change). UIDs are ``workshop-<registration>``.
+    """
+    session = Booking.objects.filter(
+        series=OuterRef("series_id"), start=OuterRef("occurrence_start"), kind=Booking.Kind.WORKSHOP
+    ).exclude(status=Booking.Status.CANCELLED)
+    registrations = (
+        WorkshopRegistration.objects.filter(
+            member=member,
+            status=WorkshopRegistration.Status.REGISTERED,
+            series__kind=Series.Kind.WORKSHOP,
+            series__cancelled_at=None,
+        )
+        .annotate(end=Subquery(session.order_by("-end").values("end")[:1]))
+        .filter(end__gte=since)
+        .select_related("series", "series__lab")
+        .order_by("occurrence_start", "pk")
+    )
+    events = []
+    for registration in registrations:
+        workshop = registration.series
+        lab = workshop.lab
+        event = icalendar.Event()
+        event.add("uid", f"workshop-{registration.pk}@{_site_host()}")
+        event.add("dtstamp", registration.registered_at.astimezone(dt.UTC))
+        event.add("dtstart", registration.occurrence_start.astimezone(dt.UTC))
+        event.add("dtend", registration.end.astimezone(dt.UTC))
+        event.add(
+            "summary", _("Workshop: %(title)s") % {"title": workshop.title or workshop.get_kind_display()}
+        )
+        event.add("location", ", ".join(part for part in (lab.name, lab.address.replace("\n", ", ")) if part))
+        event.add("status", "CONFIRMED")
+        event.add("transp", "OPAQUE")
+        events.append(event)
+    return events
+
+
 @require_GET
 def member_feed(request: HttpRequest, token: str) -> HttpResponse:
     """Every booking of one member, at the URL only they know."""
@@ -178,6 +221,8 @@ def member_feed(request: HttpRequest, token: str) -> HttpResponse:
         from fablab.trainings.ical import session_events
 
         events.extend(session_events(profile.user, since=since, host=_site_host()))
+        # The workshop and course sessions the member registered for (fablab.booking.series).
+        events.extend(_workshop_events(profile.user, since=since))
         body = _calendar(_("My FabLab bookings"), events)
     return _response(body, "bookings.ics", private=True)
 
