@@ -164,40 +164,51 @@ class _Pusher:
             self._thread = threading.Thread(target=self._run, name="board-pusher", daemon=True)
             self._thread.start()
 
+    def _mark_delay(self, n: int) -> float:
+        # Bounded: the schedule may be shorter than when the mark was counted (a test changes it).
+        return self.mark_after_s[min(n, len(self.mark_after_s) - 1)]
+
     def _next_mark_in(self) -> float | None:
         now = time.monotonic()
-        due = [at + self.mark_after_s[n] - now for at, n in self._last_sent.values()]
+        due = [at + self._mark_delay(n) - now for at, n in self._last_sent.values()]
         return max(0.0, min(due)) if due else None
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         while True:
-            self._wake.wait(self._next_mark_in())
-            self._wake.clear()
-            while self._queue:
-                batch: dict[str, list[dict[str, Any]]] = {}
-                with self._lock:
-                    for _ in range(min(len(self._queue), self.max_batch)):
-                        group, frame = self._queue.popleft()
-                        batch.setdefault(group, []).append(frame)
-                        self._in_flight += 1
-                for group, frames in batch.items():
-                    seq = self._seq[group] = self._seq.get(group, 0) + 1
-                    message = {"type": "board.frames", "frames": frames, "origin": self.origin, "seq": seq}
-                    try:
-                        self._send(loop, group, message)
-                    except Exception:  # the board is best effort; the database is the truth
-                        log.exception("could not push %d frame(s) to %s", len(frames), group)
-                    finally:
-                        self._in_flight -= len(frames)
-                        self._last_sent[group] = (time.monotonic(), 0)
+            try:
+                self._run_once(loop)
+            except Exception:  # the pusher must outlive any one failure, or the boards go quiet
+                log.exception("board pusher pass failed; going on")
                 time.sleep(self.min_gap_s)
-            self._send_marks(loop)
+
+    def _run_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._wake.wait(self._next_mark_in())
+        self._wake.clear()
+        while self._queue:
+            batch: dict[str, list[dict[str, Any]]] = {}
+            with self._lock:
+                for _ in range(min(len(self._queue), self.max_batch)):
+                    group, frame = self._queue.popleft()
+                    batch.setdefault(group, []).append(frame)
+                    self._in_flight += 1
+            for group, frames in batch.items():
+                seq = self._seq[group] = self._seq.get(group, 0) + 1
+                message = {"type": "board.frames", "frames": frames, "origin": self.origin, "seq": seq}
+                try:
+                    self._send(loop, group, message)
+                except Exception:  # the board is best effort; the database is the truth
+                    log.exception("could not push %d frame(s) to %s", len(frames), group)
+                finally:
+                    self._in_flight -= len(frames)
+                    self._last_sent[group] = (time.monotonic(), 0)
+            time.sleep(self.min_gap_s)
+        self._send_marks(loop)
 
     def _send_marks(self, loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()
         for group, (at, n) in list(self._last_sent.items()):
-            if now < at + self.mark_after_s[n]:
+            if now < at + self._mark_delay(n):
                 continue
             if n + 1 < len(self.mark_after_s):
                 self._last_sent[group] = (at, n + 1)

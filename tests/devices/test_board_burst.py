@@ -492,3 +492,12 @@ def test_a_board_joins_its_group_again_before_its_membership_expires(settings, m
         assert async_to_sync(scenario)()["state"] == "running"
     finally:
         channel_layers.backends.clear()
+
+
+def test_a_mark_counted_under_a_longer_schedule_does_not_stop_the_pusher():
+    """The CI once lost every mark after this: a mark counted under the default schedule, then the
+    schedule shortened (a test's monkeypatch), and the pusher thread died on an index error."""
+    pusher = live._Pusher()
+    pusher.mark_after_s = (0.05,)
+    pusher._last_sent = {"lab.x": (time.monotonic() - 1.0, 2)}
+    assert pusher._next_mark_in() == 0.0
