@@ -24,6 +24,16 @@ def test_the_machine_page_tells_an_uncertified_member_which_training_and_hides_b
     assert f"/book/{laser.pk}/" not in page and "/book/" not in page.split('id="week"')[1]
 
 
+def test_a_registered_member_is_not_offered_the_seat_again(client):
+    lab, _manager, _trainer, _training, laser, session, now = scene()
+    member = UserFactory()
+    services.register(session=session, member=member, now=now)
+    client.force_login(member)
+    page = client.get(f"/labs/{lab.slug}/{laser.slug}/").content.decode()
+    assert "You are registered." in page
+    assert f"/trainings/{session.pk}/register/" not in page
+
+
 def test_a_certified_member_sees_bookable_slots_and_no_training_note(client):
     lab, _manager, _trainer, training, laser, _session, _now = scene()
     member = UserFactory()

@@ -6,7 +6,7 @@ from django import template
 from django.utils import timezone
 
 from .. import selectors
-from ..models import Initiative
+from ..models import Initiative, Registration
 
 register = template.Library()
 
@@ -16,11 +16,22 @@ LAB_SHOWN = 10
 
 
 @register.simple_tag
-def next_sessions(training, limit: int = SHOWN):
-    """The next sessions of ``training`` (any lab), soonest first."""
+def next_sessions(training, user=None, limit: int = SHOWN):
+    """The next sessions of ``training`` (any lab), soonest first; each with ``mine``: ``user``'s live
+    registration status there (``registered``, ``waitlisted``) or empty, so a seat is not offered twice."""
     if training is None:
         return []
-    return list(selectors.upcoming(training=training, now=timezone.now(), limit=limit))
+    sessions = list(selectors.upcoming(training=training, now=timezone.now(), limit=limit))
+    mine = {}
+    if user is not None and user.is_authenticated and sessions:
+        mine = dict(
+            Registration.objects.filter(member=user, session__in=sessions)
+            .exclude(status=Registration.Status.CANCELLED)
+            .values_list("session_id", "status")
+        )
+    for session in sessions:
+        session.mine = mine.get(session.pk, "")
+    return sessions
 
 
 @register.simple_tag
