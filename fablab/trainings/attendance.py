@@ -20,7 +20,7 @@ from django.utils.translation import gettext
 from fablab.booking.errors import BookingError
 from fablab.members.services import CertificationError, certification_grant, certification_revoke
 
-from . import access
+from . import access, services
 from .models import Registration, TrainingSession
 
 
@@ -35,11 +35,7 @@ def mark(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        session = (
-            TrainingSession.objects.select_for_update(of=("self",))
-            .select_related("lab", "training")
-            .get(pk=session.pk)
-        )
+        session = services.locked(session)
         if not access.may_run(by, session.lab):
             raise BookingError("forbidden")
         if session.cancelled_at is not None:

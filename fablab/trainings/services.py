@@ -49,6 +49,16 @@ EDITABLE = (
 )
 
 
+def locked(session: TrainingSession) -> TrainingSession:
+    """``session``'s row read again and locked until the transaction ends (its lab and training joined):
+    every write that counts seats or changes the session takes this lock first."""
+    return (
+        TrainingSession.objects.select_for_update(of=("self",))
+        .select_related("lab", "training")
+        .get(pk=session.pk)
+    )
+
+
 def _check_times(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("session times must be timezone-aware")
@@ -130,11 +140,7 @@ def session_update(
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     with transaction.atomic():
-        session = (
-            TrainingSession.objects.select_for_update(of=("self",))
-            .select_related("lab", "training")
-            .get(pk=session.pk)
-        )
+        session = locked(session)
         if session.cancelled_at is not None:
             raise BookingError("session_cancelled")
         if session.start <= now:
@@ -176,11 +182,7 @@ def session_cancel(*, session: TrainingSession, by, now: dt.datetime | None = No
     """Cancel a session (once): its machines are released and everyone registered or waiting is told."""
     now = now or timezone.now()
     with transaction.atomic():
-        session = (
-            TrainingSession.objects.select_for_update(of=("self",))
-            .select_related("lab", "training")
-            .get(pk=session.pk)
-        )
+        session = locked(session)
         if not access.may_run(by, session.lab):
             raise BookingError("forbidden")
         if session.cancelled_at is not None:
@@ -219,11 +221,7 @@ def register(*, session: TrainingSession, member, now: dt.datetime | None = None
     """
     now = now or timezone.now()
     with transaction.atomic():
-        session = (
-            TrainingSession.objects.select_for_update(of=("self",))
-            .select_related("lab", "training")
-            .get(pk=session.pk)
-        )
+        session = locked(session)
         if session.cancelled_at is not None:
             raise BookingError("session_cancelled")
         if session.start <= now:
