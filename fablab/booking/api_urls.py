@@ -1,8 +1,29 @@
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
 
 from fablab.trainings import api as training_api
 
 from . import api, out_of_service_api, series_api, waitlist_api
+from .serializers import MAX_ID
+
+
+class IdConverter:
+    """A row id the database can hold (at most 18 digits, below ``MAX_ID``); a longer one is no route
+    (the catch-all answers 404 ``not_found``), never an overflow inside a view."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > MAX_ID:
+            raise ValueError(value)
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
+
 
 app_name = "api"
 urlpatterns = [
@@ -34,14 +55,14 @@ urlpatterns = [
     path("waitlist/<int:pk>/decline/", waitlist_api.WaitlistDeclineView.as_view(), name="waitlist-decline"),
     path("series/", series_api.SeriesListView.as_view(), name="series"),
     path("training-sessions/", training_api.SessionListView.as_view(), name="training-sessions"),
-    path("training-sessions/<int:pk>/", training_api.SessionDetailView.as_view(), name="training-session"),
+    path("training-sessions/<id:pk>/", training_api.SessionDetailView.as_view(), name="training-session"),
     path(
-        "training-sessions/<int:pk>/register/",
+        "training-sessions/<id:pk>/register/",
         training_api.SessionRegisterView.as_view(),
         name="training-session-register",
     ),
     path(
-        "training-sessions/<int:pk>/attendance/",
+        "training-sessions/<id:pk>/attendance/",
         training_api.SessionAttendanceView.as_view(),
         name="training-session-attendance",
     ),

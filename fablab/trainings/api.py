@@ -20,7 +20,16 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from fablab.booking.api import AUTH_ERRORS, ID_PARAMETER, NOT_FOUND, MemberAPIView, Pages, _page, _valid
+from fablab.booking.api import (
+    AUTH_ERRORS,
+    ID_PARAMETER,
+    NOT_FOUND,
+    PAGE_NOT_FOUND,
+    MemberAPIView,
+    Pages,
+    _page,
+    _valid,
+)
 from fablab.booking.api_errors import describe_codes
 from fablab.booking.errors import BookingError
 from fablab.booking.serializers import MAX_ID, AwareDateTimeField, ErrorSerializer, TextField, local_iso
@@ -165,7 +174,12 @@ class SessionListView(MemberAPIView):
         operation_id="training_sessions_list",
         summary="Upcoming training sessions",
         parameters=[SessionFilterSerializer],
-        responses={200: SessionSerializer(many=True), **AUTH_ERRORS},
+        responses={
+            200: SessionSerializer(many=True),
+            400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid")),
+            404: PAGE_NOT_FOUND,
+            **AUTH_ERRORS,
+        },
         tags=["trainings"],
     )
     def get(self, request: Request) -> Response:
