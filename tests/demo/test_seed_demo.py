@@ -130,3 +130,22 @@ def test_the_demo_shows_a_waitlist_offer_a_strike_and_a_service_due(settings):
     care.scheduled_pass(now)
     alert = Alert.objects.get(machine=laser, kind=Alert.Kind.SERVICE_DUE, cleared_at=None)
     assert "Clean lens and mirrors" in alert.message
+
+
+def test_the_demo_shows_laser_sessions_a_weekly_course_and_an_initiative(settings, client):
+    """Issue 11's scenes: newbie finds the laser training from the laser's page; the course is tagged."""
+    from fablab.booking.models import Series
+    from fablab.trainings.models import TrainingSession
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())  # played once, not twice
+    sessions = TrainingSession.objects.filter(training__slug="laser-safety", start__gt=timezone.now())
+    assert sessions.count() == 2
+    course = Series.objects.get(kind=Series.Kind.WORKSHOP)
+    assert course.initiative.name_en == "Young makers" and course.title_fr == "Impression 3D pour débutants"
+    assert Booking.objects.filter(series=course, kind=Booking.Kind.WORKSHOP).exists()
+    client.force_login(get_user_model().objects.get(username="newbie"))
+    page = client.get("/labs/bxl-centre/epilog-laser/").content.decode()
+    assert "Sécurité de la découpeuse laser" in page
+    assert f"/trainings/{sessions.first().pk}/register/" in page
