@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from fablab.labs.models import Machine
+from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 
-from .models import Booking
+from .models import Booking, Series, WorkshopRegistration
+
+#: Workshop sessions a lab's page lists.
+WORKSHOPS_SHOWN = 6
 
 Interval = tuple[dt.datetime, dt.datetime]
 
@@ -178,3 +182,48 @@ def pending_for_manager(user) -> QuerySet[Booking]:
         "machine", "machine__lab", "member"
     )
     return roles.managed_bookings(user, qs).order_by("start")
+
+
+def upcoming_workshops(lab: Lab, *, now: dt.datetime, limit: int = WORKSHOPS_SHOWN) -> list[dict]:
+    """The next sessions (occurrences) of ``lab``'s workshops and courses, soonest first; two queries.
+
+    A session is a start of a workshop series that is not cancelled, with at least one booking not
+    cancelled (a session books each of the workshop's machines) and not over yet. Each comes with
+    its series (``workshop``, initiative joined) and ``seats_left`` (None: no limit). Nobody is named.
+    """
+    registered = (
+        WorkshopRegistration.objects.filter(
+            series=OuterRef("series_id"),
+            occurrence_start=OuterRef("start"),
+            status=WorkshopRegistration.Status.REGISTERED,
+        )
+        .order_by()
+        .values("series")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    sessions = list(
+        Booking.objects.filter(
+            kind=Booking.Kind.WORKSHOP,
+            series__lab=lab,
+            series__kind=Series.Kind.WORKSHOP,
+            series__cancelled_at=None,
+            end__gt=now,
+        )
+        .exclude(status=Booking.Status.CANCELLED)
+        .values("series_id", "start", "end")
+        .annotate(registered=Coalesce(Subquery(registered), 0))
+        .order_by("start", "series_id")
+        .distinct()[:limit]
+    )
+    if not sessions:
+        return []
+    workshops = Series.objects.select_related("initiative").in_bulk({s["series_id"] for s in sessions})
+    out = []
+    for session in sessions:
+        workshop = workshops[session["series_id"]]
+        seats_left = None if workshop.seats is None else max(workshop.seats - session["registered"], 0)
+        out.append(
+            {"workshop": workshop, "start": session["start"], "end": session["end"], "seats_left": seats_left}
+        )
+    return out

@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
 from fablab.booking import selectors
-from fablab.booking.models import Booking, Series, WorkshopRegistration
 from fablab.members.models import Certification
 
 from .models import Lab, Machine
 
 #: How many workshop and course sessions a lab's page shows.
-WORKSHOPS_SHOWN = 6
 
 
 def lab_list(request):
@@ -71,7 +67,7 @@ def lab_detail(request, lab):
         "week": week,
         "today": today,
         "closures": closures,
-        "workshops": _upcoming_workshops(lab, now=now),
+        "workshops": selectors.upcoming_workshops(lab, now=now),
     }
     if lab.new_members_need_approval and request.user.is_authenticated:
         from fablab.members.accounts import membership_approved
@@ -79,51 +75,6 @@ def lab_detail(request, lab):
         context["must_ask_to_join"] = not membership_approved(request.user, lab)
     with timezone.override(lab.tz):
         return render(request, "labs/lab_detail.html", context)
-
-
-def _upcoming_workshops(lab: Lab, *, now: dt.datetime, limit: int = WORKSHOPS_SHOWN) -> list[dict]:
-    """The next sessions (occurrences) of ``lab``'s workshops and courses, soonest first; two queries.
-
-    A session is a start of a workshop series that is not cancelled, with at least one booking not
-    cancelled (a session books each of the workshop's machines) and not over yet. Each comes with
-    its series (``workshop``, initiative joined) and ``seats_left`` (None: no limit). Nobody is named.
-    """
-    registered = (
-        WorkshopRegistration.objects.filter(
-            series=OuterRef("series_id"),
-            occurrence_start=OuterRef("start"),
-            status=WorkshopRegistration.Status.REGISTERED,
-        )
-        .order_by()
-        .values("series")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    sessions = list(
-        Booking.objects.filter(
-            kind=Booking.Kind.WORKSHOP,
-            series__lab=lab,
-            series__kind=Series.Kind.WORKSHOP,
-            series__cancelled_at=None,
-            end__gt=now,
-        )
-        .exclude(status=Booking.Status.CANCELLED)
-        .values("series_id", "start", "end")
-        .annotate(registered=Coalesce(Subquery(registered), 0))
-        .order_by("start", "series_id")
-        .distinct()[:limit]
-    )
-    if not sessions:
-        return []
-    workshops = Series.objects.select_related("initiative").in_bulk({s["series_id"] for s in sessions})
-    out = []
-    for session in sessions:
-        workshop = workshops[session["series_id"]]
-        seats_left = None if workshop.seats is None else max(workshop.seats - session["registered"], 0)
-        out.append(
-            {"workshop": workshop, "start": session["start"], "end": session["end"], "seats_left": seats_left}
-        )
-    return out
 
 
 def machine_week(request, lab, machine):

@@ -119,9 +119,9 @@ def test_seats_left_count_registrations_and_the_list_is_short(
     assert "2 seats left" in section and section.count("3 seats left") == 5
     assert "Log in to register" not in section
 
-    from fablab.labs.views import _upcoming_workshops
+    from fablab.booking.selectors import upcoming_workshops
 
     with django_assert_num_queries(2):
-        sessions = _upcoming_workshops(lab, now=timezone.now())
+        sessions = upcoming_workshops(lab, now=timezone.now())
     assert [s["workshop"] for s in sessions] == [many] * 6
     assert [s["seats_left"] for s in sessions] == [2, 3, 3, 3, 3, 3]
