@@ -19,6 +19,15 @@ def migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
+@pytest.fixture(autouse=True)
+def back_to_the_latest_schema():
+    """Leave the database as every later test expects it: migrated to the newest state of every app
+    (a transactional test's flush empties the tables but never migrates them back)."""
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 def test_flagged_officers_become_officers_of_a_programme_funding_every_lab():
     old = migrate(BEFORE)
     User = old.get_model("auth", "User")
