@@ -598,7 +598,11 @@ def extend_member_series(now: dt.datetime | None = None) -> int:
             if not machines or not _due(series, machines[0], now):
                 continue  # nothing new: no lock taken
             with transaction.atomic():
-                series = Series.objects.select_for_update().select_related("lab", "member").get(pk=series.pk)
+                series = (
+                    Series.objects.select_for_update(of=("self",))
+                    .select_related("lab", "member")
+                    .get(pk=series.pk)
+                )
                 extension = _extend(series, now)
         except Exception:
             log.exception("could not extend booking series %s", series.pk)
