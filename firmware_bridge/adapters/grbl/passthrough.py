@@ -122,6 +122,10 @@ class StatusPollArbiter:
         self.last_sender_poll = float("-inf")
         self.swallowed = 0
         self.forwarded = 0
+        # Times of bridge queries retired with a sender's: GRBL may have merged them into that one
+        # report, or may still answer the bridge's with a report of its own (it was generated before
+        # the sender's ``?`` arrived); such a report is the bridge's, not news for the sender.
+        self._retired_bridge: collections.deque[float] = collections.deque()
 
     def sender_polled(self, now: float) -> None:
         self.last_sender_poll = now
@@ -140,20 +144,29 @@ class StatusPollArbiter:
         """A report arrived: True to forward it to the sender, False to swallow it."""
         while self._queries and now - self._queries[0][1] > POLL_EXPIRY_S:
             self._queries.popleft()
+        while self._retired_bridge and now - self._retired_bridge[0] > POLL_EXPIRY_S:
+            self._retired_bridge.popleft()
         if not sender_attached:
             self._queries.clear()
+            self._retired_bridge.clear()
             return False
         if any(who == "sender" for who, _ in self._queries):
             # One report answers every query sent before it was generated: retire up to the first
             # sender query, bridge queries older than it included.
             while self._queries:
-                who, _ = self._queries.popleft()
+                who, at = self._queries.popleft()
                 if who == "sender":
                     break
+                self._retired_bridge.append(at)
             self.forwarded += 1
             return True
         if self._queries:
             self._queries.popleft()
+            self.swallowed += 1
+            return False
+        if self._retired_bridge:
+            # The answer to a bridge query retired with the sender's above (GRBL did not merge them).
+            self._retired_bridge.popleft()
             self.swallowed += 1
             return False
         self.forwarded += 1
@@ -161,6 +174,7 @@ class StatusPollArbiter:
 
     def clear(self) -> None:
         self._queries.clear()
+        self._retired_bridge.clear()
 
 
 class PassthroughPty:
