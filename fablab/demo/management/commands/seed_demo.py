@@ -17,6 +17,7 @@ from django.db import transaction
 from django.test.utils import override_settings
 from django.utils import timezone
 
+from devices import live
 from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.booking.services import booking_create
@@ -227,8 +228,12 @@ class Command(BaseCommand):
                     defaults={"max_hours_per_week": hours, "max_future_bookings": upcoming},
                 )
             users = self._users(labs, trainings)
-        # The demo's own bookings need no emails.
-        with override_settings(EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend"):
+        # The demo's own bookings need no emails. No board is open while the demo is seeded (and `make run` starts Redis later): the live pushes
+        # its bookings cause go to an in-process layer instead of failing against a Redis not yet up.
+        with override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+            CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
+        ):
             self._bookings(machines, users)
             story.seed_days(machines, users, trainer=users["manager"])
             now = timezone.now()
@@ -238,6 +243,7 @@ class Command(BaseCommand):
             tag = open_doors.initiative(PROGRAMME)
             open_doors.training_sessions(machines, users["manager"], now)
             open_doors.weekly_course(machines, users["manager"], tag, now)
+            live.flush(timeout=10)  # what those pushes queued leaves before the real layer is back
         bridges = demo_machines.seed()
         self.stdout.write(f"demo bridges: {', '.join(bridges)}")
         self.stdout.write(
