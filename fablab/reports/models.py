@@ -122,6 +122,11 @@ class MemberDay(models.Model):
     initiative = models.ForeignKey(
         "trainings.Initiative", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    #: For a training attended: which training, and whether attending it granted the certification (P6, P7).
+    training = models.ForeignKey(
+        "members.Training", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    certified = models.BooleanField(default=False)
     used_h = models.FloatField(default=0)
     gender = models.CharField(max_length=12, blank=True)
     age_band = models.CharField(max_length=8, blank=True)
@@ -136,7 +141,7 @@ class MemberDay(models.Model):
         verbose_name_plural = _("member days")
         constraints = [
             models.UniqueConstraint(
-                fields=["subject", "lab", "machine", "day", "kind", "initiative"],
+                fields=["subject", "lab", "machine", "day", "kind", "initiative", "training"],
                 name="one_rollup_per_member_day",
             )
         ]
