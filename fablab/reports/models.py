@@ -147,6 +147,9 @@ class MemberDay(models.Model):
         ]
         indexes = [models.Index(fields=["day", "lab"]), models.Index(fields=["subject", "day"])]
 
+    def __str__(self) -> str:
+        return f"{self.subject_id} {self.kind} {self.day}"
+
 
 class ExportLog(models.Model):
     """Who downloaded or opened which report, when, in which format (disclosure rule 10)."""
@@ -164,3 +167,6 @@ class ExportLog(models.Model):
         ordering = ["-at"]
         verbose_name = _("report export")
         verbose_name_plural = _("report exports")
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.fmt} {self.period} {self.level} {self.lab}"
