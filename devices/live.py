@@ -132,6 +132,8 @@ class _Pusher:
         self._seq: dict[str, int] = {}
         #: Per lab: when its last message went out and how many marks followed it.
         self._last_sent: dict[str, tuple[float, int]] = {}
+        #: A send failed and no send has succeeded since (see :meth:`_unreachable`).
+        self._failing = False
 
     def submit(self, group: str, frame: dict[str, Any]) -> None:
         if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
@@ -197,8 +199,9 @@ class _Pusher:
                 message = {"type": "board.frames", "frames": frames, "origin": self.origin, "seq": seq}
                 try:
                     self._send(loop, group, message)
-                except Exception:  # the board is best effort; the database is the truth
-                    log.exception("could not push %d frame(s) to %s", len(frames), group)
+                    self._reachable()
+                except Exception as exc:  # the board is best effort; the database is the truth
+                    self._unreachable(exc, "could not push %d frame(s) to %s", len(frames), group)
                 finally:
                     self._in_flight -= len(frames)
                     self._last_sent[group] = (time.monotonic(), 0)
@@ -217,8 +220,27 @@ class _Pusher:
             message = {"type": "board.mark", "origin": self.origin, "seq": self._seq[group]}
             try:
                 self._send(loop, group, message)
-            except Exception:
-                log.exception("could not mark %s", group)
+                self._reachable()
+            except Exception as exc:
+                self._unreachable(exc, "could not mark %s", group)
+
+    def _unreachable(self, exc: Exception, what: str, *args: Any) -> None:
+        """Log a failed send once per outage: a channel layer that is down (Redis not started yet, or
+        restarting) would otherwise log a traceback for every frame and mark until it is back."""
+        if self._failing:
+            return
+        self._failing = True
+        log.warning(
+            what + " (%s: %s); further failures are not logged until it is reachable again",
+            *args,
+            type(exc).__name__,
+            exc,
+        )
+
+    def _reachable(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("the channel layer is reachable again; board frames flow")
 
     @staticmethod
     def _send(loop: asyncio.AbstractEventLoop, group: str, message: dict[str, Any]) -> None:

@@ -501,3 +501,31 @@ def test_a_mark_counted_under_a_longer_schedule_does_not_stop_the_pusher():
     pusher.mark_after_s = (0.05,)
     pusher._last_sent = {"lab.x": (time.monotonic() - 1.0, 2)}
     assert pusher._next_mark_in() == 0.0
+
+
+def test_an_unreachable_channel_layer_is_logged_once_per_outage_not_per_frame(settings, caplog):
+    """Redis not started yet (the first seconds of ``make run``): one warning, not a traceback per frame."""
+    import logging
+    import socket
+
+    from channels.layers import channel_layers
+
+    from fablab.settings import redis_channel_layer
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.CHANNEL_LAYERS = {"default": redis_channel_layer(f"redis://127.0.0.1:{port}/0")}
+    channel_layers.backends.clear()
+    pusher = live._Pusher()
+    pusher.mark_after_s = (0.0,)
+    try:
+        with caplog.at_level(logging.INFO, logger="devices.live"):
+            for n in range(3):
+                pusher.submit("lab.a", {"machine": "p", "v": [n + 1, 0], "state": "idle"})
+                assert pusher.flush(timeout=60)
+        failures = [r for r in caplog.records if r.name == "devices.live" and r.levelno >= logging.WARNING]
+        assert len(failures) == 1 and failures[0].exc_info is None
+        assert "ConnectionError" in failures[0].getMessage() or "refused" in failures[0].getMessage()
+    finally:
+        channel_layers.backends.clear()
