@@ -31,6 +31,7 @@ MACHINE_POLICY_FIELDS = [
     "min_notice_minutes",
     "max_days_ahead",
     "buffer_minutes",
+    "bookable_around_the_clock",
 ]
 
 

@@ -68,9 +68,11 @@ def availability_for_machine(
     free: list[Interval] = []
     day = timezone.localtime(earliest, tz).date()
     while dt.datetime.combine(day, dt.time(0), tzinfo=tz) < latest:
-        for opens, closes in machine.lab.opening_intervals(day):
+        for opens, closes in machine.bookable_intervals(day):
             lo, hi = max(opens, earliest), min(closes, latest)
-            if lo < hi:
+            if lo < hi and free and free[-1][1] == lo:  # around the clock: one stretch over midnight
+                free[-1] = (free[-1][0], hi)
+            elif lo < hi:
                 free.append((lo, hi))
         day += dt.timedelta(days=1)
     busy = [
@@ -140,7 +142,7 @@ def machine_week(
     for offset in range(7):
         day = monday + dt.timedelta(days=offset)
         slots = []
-        for opens, closes in machine.lab.opening_intervals(day):
+        for opens, closes in machine.bookable_intervals(day):
             moment = opens
             while moment + step <= closes:
                 slot_end = moment + step

@@ -261,6 +261,12 @@ def _check_timing(
 def _check_opening_hours(machine: Machine, start: dt.datetime, end: dt.datetime) -> None:
     lab = machine.lab
     day = timezone.localtime(start, lab.tz).date()
+    if machine.bookable_around_the_clock:
+        # Any hour, across midnight too; only a closure on a day the booking touches refuses it.
+        last = timezone.localtime(end - dt.timedelta(microseconds=1), lab.tz).date()
+        if lab.closures.filter(starts_on__lte=last, ends_on__gte=day).exists():
+            raise BookingError("lab_closed")
+        return
     intervals = lab.opening_intervals(day)
     if not intervals and lab.closures.filter(starts_on__lte=day, ends_on__gte=day).exists():
         raise BookingError("lab_closed")

@@ -206,9 +206,11 @@ def _free_between(
     free = []
     day = timezone.localtime(lo, tz).date()
     while dt.datetime.combine(day, dt.time(0), tzinfo=tz) < hi:
-        for opens, closes in machine.lab.opening_intervals(day):
+        for opens, closes in machine.bookable_intervals(day):
             a, b = max(opens, lo), min(closes, hi)
-            if a < b:
+            if a < b and free and free[-1][1] == a:  # around the clock: one stretch over midnight
+                free[-1] = (free[-1][0], b)
+            elif a < b:
                 free.append((a, b))
         day += dt.timedelta(days=1)
     busy = [

@@ -51,6 +51,7 @@ class MachineAdmin(admin.ModelAdmin):
                     "max_days_ahead",
                     "buffer_minutes",
                     "approval_required",
+                    "bookable_around_the_clock",
                 ]
             },
         ),

@@ -254,6 +254,16 @@ class Machine(models.Model):
             "Use without a checked-in booking is counted as walk-in; when not allowed it raises an alert."
         ),
     )
+    #: Printers running overnight: bookings skip the opening hours (closures still apply), and the
+    #: reports count the whole day as the machine's open hours.
+    bookable_around_the_clock = models.BooleanField(
+        _("bookable around the clock"),
+        default=False,
+        help_text=_(
+            "Bookable at any hour, also outside the lab's opening hours (e.g. 3D printers running "
+            "overnight); its open hours in the reports are the whole day."
+        ),
+    )
 
     class Meta:
         ordering = ["lab", "name"]
@@ -273,6 +283,21 @@ class Machine(models.Model):
     def clean(self) -> None:
         if self.max_duration_minutes < self.min_duration_minutes:
             raise ValidationError(_("The maximum duration must not be shorter than the minimum."))
+
+    def bookable_intervals(self, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+        """The intervals of one lab-local day a booking of this machine may lie in, as aware UTC datetimes.
+
+        The lab's opening intervals, or the whole local day (23 or 25 hours on a daylight-saving
+        change) for a machine bookable around the clock; empty on a closure either way.
+        """
+        if not self.bookable_around_the_clock:
+            return self.lab.opening_intervals(day)
+        lab = self.lab
+        if any(c.starts_on <= day <= c.ends_on for c in lab._closures()):
+            return []
+        start = dt.datetime.combine(day, dt.time(0), tzinfo=lab.tz)
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=lab.tz)
+        return [(start.astimezone(dt.UTC), end.astimezone(dt.UTC))]
 
     @property
     def buffer(self) -> dt.timedelta:
