@@ -6,13 +6,24 @@ import datetime as dt
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from fablab.reports.definitions import AGE_BANDS, GENDERS, USER_CATEGORIES
+
 
 def new_calendar_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def validate_birth_year(value: int) -> None:
+    """A year of birth from 1900 to this year (checked when entered, so "this year" moves on)."""
+    if value is not None and not 1900 <= value <= timezone.now().year:
+        raise ValidationError(
+            _("Enter a year from 1900 to %(year)s."), code="birth_year", params={"year": timezone.now().year}
+        )
 
 
 class MemberProfile(models.Model):
@@ -22,21 +33,11 @@ class MemberProfile(models.Model):
     reported in aggregate, and every one of them offers "prefer not to say".
     """
 
-    class AgeBand(models.TextChoices):
-        UNDISCLOSED = "", _("Prefer not to say")
-        UNDER_18 = "under-18", _("Under 18")
-        AGE_18_25 = "18-25", _("18 to 25")
-        AGE_26_35 = "26-35", _("26 to 35")
-        AGE_36_50 = "36-50", _("36 to 50")
-        AGE_51_65 = "51-65", _("51 to 65")
-        OVER_65 = "over-65", _("Over 65")
-
-    class Gender(models.TextChoices):
-        UNDISCLOSED = "", _("Prefer not to say")
-        WOMAN = "woman", _("Woman")
-        MAN = "man", _("Man")
-        NON_BINARY = "non-binary", _("Non-binary")
-        SELF_DESCRIBED = "other", _("Another gender")
+    #: The statistics answers use the report categories of :mod:`fablab.reports.definitions` (spelled once
+    #: there); "" is "prefer not to say" on every question.
+    GENDER_CHOICES = [("", _("Prefer not to say")), *((k, v) for k, v in GENDERS.items() if k)]
+    AGE_BAND_CHOICES = [("", _("Prefer not to say")), *((k, v) for k, v in AGE_BANDS.items() if k)]
+    USER_CATEGORY_CHOICES = [("", _("Prefer not to say")), *((k, v) for k, v in USER_CATEGORIES.items() if k)]
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     language = models.CharField(
@@ -46,8 +47,19 @@ class MemberProfile(models.Model):
         _("I agree that my answers below are used, anonymously and in aggregate, in programme statistics"),
         default=False,
     )
-    age_band = models.CharField(_("age band"), max_length=10, choices=AgeBand.choices, blank=True, default="")
-    gender = models.CharField(_("gender"), max_length=12, choices=Gender.choices, blank=True, default="")
+    gender = models.CharField(_("gender"), max_length=12, choices=GENDER_CHOICES, blank=True, default="")
+    #: Statistics only (the age band at the time of each activity). Never a date: ``birth_date`` below
+    #: exists for the guardian-consent rule alone and is never read for statistics.
+    birth_year = models.PositiveSmallIntegerField(
+        _("year of birth"), null=True, blank=True, validators=[validate_birth_year]
+    )
+    #: Declared only by members who prefer not to give a birth year; ignored when there is one.
+    age_band = models.CharField(
+        _("age band"), max_length=10, choices=AGE_BAND_CHOICES, blank=True, default=""
+    )
+    user_category = models.CharField(
+        _("I use the labs as"), max_length=16, choices=USER_CATEGORY_CHOICES, blank=True, default=""
+    )
     calendar_token = models.CharField(max_length=64, unique=True, default=new_calendar_token, editable=False)
     #: What a maker types at a lab kiosk (with their PIN); shown on their profile page.
     member_number = models.CharField(

@@ -23,14 +23,13 @@ from .models import MemberProfile, profile_for
 class ProfileForm(forms.ModelForm):
     class Meta:
         model = MemberProfile
-        fields = ["language", "statistics_consent", "age_band", "gender"]
+        fields = ["language", "statistics_consent", "gender", "birth_year", "age_band", "user_category"]
 
     def clean(self):
         cleaned = super().clean()
         # Without consent the answers are not kept at all.
         if not cleaned.get("statistics_consent"):
-            cleaned["age_band"] = ""
-            cleaned["gender"] = ""
+            cleaned.update(gender="", birth_year=None, age_band="", user_category="")
         return cleaned
 
 
