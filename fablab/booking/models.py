@@ -88,6 +88,17 @@ class Booking(models.Model):
         related_name="bookings",
         verbose_name=_("member"),
     )
+    #: Set, and ``member`` emptied, when an old member booking is pseudonymised
+    #: (:mod:`fablab.reports.retention`): the reports still count the same person, nobody can tell who.
+    subject = models.ForeignKey(
+        "reports.Subject",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("pseudonym"),
+    )
     title = models.CharField(_("title"), max_length=200, blank=True)
     start = models.DateTimeField(_("start"))
     end = models.DateTimeField(_("end"))
@@ -175,7 +186,10 @@ class Booking(models.Model):
                 name="booking_buffer",
             ),
             models.CheckConstraint(
-                condition=~models.Q(kind="member") | models.Q(member__isnull=False),
+                # A pseudonymised member booking has its subject instead of its member.
+                condition=~models.Q(kind="member")
+                | models.Q(member__isnull=False)
+                | models.Q(subject__isnull=False),
                 name="member_booking_has_member",
             ),
             # One booking per occurrence and machine, whatever its status: a series never books an
