@@ -21,6 +21,10 @@ urlpatterns = [
     path("", include("fablab.booking.urls")),
     path("", include("fablab.booking.kiosk_urls")),
     path("calendar/", include("fablab.booking.calendar_urls")),
+    # The report pages (/reports/, /reports/<lab>/, /reports/print/); their downloads are in reports.urls.
+    path("reports/", include("fablab.reports.page_urls")),
+    path("reports/", include("fablab.reports.urls")),
+    path("open-data/", include("fablab.reports.opendata_urls")),
     path("api/v1/", include("fablab.booking.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

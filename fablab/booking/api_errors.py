@@ -40,6 +40,13 @@ API_CODES: dict[str, tuple[int, str]] = {
     "not_acceptable": (406, "The `Accept` header asks for a format the API cannot give."),
     "unsupported_media_type": (415, "The `Content-Type` of the body is not supported."),
     "throttled": (429, "Too many requests; retry after `Retry-After` seconds."),
+    # Programme reports (fablab.reports.service).
+    "report_period_invalid": (
+        400,
+        "`period` is not a calendar year, quarter or month (`2026`, `2026-Q3`, `2026-07`) up to this year.",
+    ),
+    "report_level_invalid": (400, "`level` is not one of network, lab, machine_type, machine."),
+    "report_lab_not_found": (404, "No such lab among the labs you may see."),
 }
 
 

@@ -1,5 +1,6 @@
 from django.urls import path, re_path, register_converter
 
+from fablab.reports import api as reports_api
 from fablab.trainings import api as training_api
 
 from . import api, out_of_service_api, series_api, waitlist_api
@@ -66,6 +67,7 @@ urlpatterns = [
         training_api.SessionAttendanceView.as_view(),
         name="training-session-attendance",
     ),
+    path("reports/", reports_api.ReportView.as_view(), name="reports"),
     # Anything else, even a path with a newline in it.
     re_path(r"^", api.NotFoundView.as_view(), name="not-found"),
 ]
