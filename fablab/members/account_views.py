@@ -27,6 +27,12 @@ class LoginView(auth_views.LoginView):
 
     authentication_form = accounts.LoginForm
 
+    def get_default_redirect_url(self):
+        """Without a ``next``: a programme officer lands on their reports, everyone else on the labs."""
+        from fablab.reports.views import landing_url
+
+        return landing_url(self.request.user) or super().get_default_redirect_url()
+
     def form_invalid(self, form):
         response = super().form_invalid(form)
         throttled = getattr(form, "throttled", None)
