@@ -279,17 +279,23 @@ class InfluxStore:
 
     # -- writes
 
-    def write_lines(self, lines: Sequence[str]) -> None:
-        """Write line-protocol lines (ms timestamps) in one request; raise :class:`InfluxError` on failure."""
+    def write_lines(self, lines: Sequence[str], *, rp: str | None = None) -> None:
+        """Write line-protocol lines (ms timestamps) in one request; raise :class:`InfluxError` on failure.
+
+        ``rp``: a v1 retention policy (``/write?rp=``); None writes to the database's default one.
+        """
         if not lines:
             return
         body = "\n".join(lines)
         if self._write_api is None:
+            params = [("db", self.database), ("precision", "ms")]
+            if rp:
+                params.append(("rp", rp))
             self._request(
                 "POST",
                 "/write",
                 "write",
-                params=[("db", self.database), ("precision", "ms")],
+                params=params,
                 body=body.encode("utf-8"),
                 headers={"Content-Type": "text/plain; charset=utf-8", **self._auth_headers},
             )

@@ -23,6 +23,8 @@ h. **waitlist** — :func:`fablab.booking.waitlist.scheduled_pass` (holds expire
    offered or closed, entries whose window passed stop waiting).
 i. **series** — :func:`fablab.booking.series.extend_member_series` (members' recurring bookings: the
    occurrences that came within the booking horizon are booked, each once).
+k. **downsample** — :func:`devices.influx_retention.downsample_pass` (complete hours of raw telemetry
+   become hourly points in InfluxDB; an InfluxDB outage costs a log line, never the other steps).
 
 Every transition is a conditional ``UPDATE`` (in :mod:`fablab.booking.lifecycle` and
 :mod:`devices.interlock`), so any number of schedulers may run side by side: each change happens
@@ -43,7 +45,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from devices import alerts, attribution, care, follow, interlock, readings
+from devices import alerts, attribution, care, follow, influx_retention, interlock, readings
 from devices.machines import MachineIndex, dt_to_ms
 from devices.models import Alert, MachineLink, MachineStatus, StateChange, UsageSession
 from devices.status import push_machines
@@ -89,6 +91,7 @@ class Scheduler:
             ("waitlist", waitlist.scheduled_pass),
             ("trainings", training_reminders.scheduled_pass),
             ("series", series.extend_member_series),
+            ("downsample", influx_retention.downsample_pass),
         ]
         done: dict[str, int] = {}
         # The bookings' follow-ups (interlock, attribution, board) run once the booking steps are done:

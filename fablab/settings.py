@@ -326,6 +326,9 @@ INFLUX_DATABASE = env("INFLUX_DATABASE", "fablab")
 INFLUX_ORG = env("INFLUX_ORG")
 INFLUX_BUCKET = env("INFLUX_BUCKET")
 INFLUX_TOKEN = env("INFLUX_TOKEN")
+# InfluxQL durations (396d, 13w, INF): raw telemetry, and its hourly means (devices/influx_retention.py).
+INFLUX_RAW_RETENTION = env("INFLUX_RAW_RETENTION", "396d")
+INFLUX_HOURLY_RETENTION = env("INFLUX_HOURLY_RETENTION", "INF")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "fablab@localhost")

@@ -25,6 +25,7 @@ from django.db import connections
 from devices.command_publisher import CLAIM_TIMEOUT_S
 from devices.hub import Hub, spool_path_for
 from devices.influx import InfluxError, InfluxStore
+from devices.influx_retention import configured_durations, ensure_retention
 from devices.influx_spool import Spool
 from devices.mqtt_client import default_client_id
 
@@ -92,7 +93,12 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(f"configuration error: {exc}") from None
         try:
+            raw_s, hourly_s = configured_durations()
+        except ValueError as exc:
+            raise CommandError(f"configuration error: {exc}") from None
+        try:
             store.ensure_database()
+            ensure_retention(store, raw_s, hourly_s)  # devices/influx_retention.py
         except InfluxError as exc:
             self.stderr.write(f"InfluxDB not reachable yet ({exc}); spooling until it is")
         spool = Spool(options["spool"] or spool_path_for(client_id))
