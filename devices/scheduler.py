@@ -23,8 +23,12 @@ h. **waitlist** — :func:`fablab.booking.waitlist.scheduled_pass` (holds expire
    offered or closed, entries whose window passed stop waiting).
 i. **series** — :func:`fablab.booking.series.extend_member_series` (members' recurring bookings: the
    occurrences that came within the booking horizon are booked, each once).
+j. **retention** — :func:`fablab.reports.retention.pseudonymise_pass` (bookings, sessions and commands
+   older than ``FABLAB_PSEUDONYMISE_AFTER_DAYS`` are pseudonymised, a batch at a time).
 k. **downsample** — :func:`devices.influx_retention.downsample_pass` (complete hours of raw telemetry
    become hourly points in InfluxDB; an InfluxDB outage costs a log line, never the other steps).
+l. **reports** — :func:`fablab.reports.rollup.scheduled_pass` (the report rollups of yesterday and
+   today rebuilt, at most every ``REPORTS_ROLLUP_INTERVAL_S`` seconds).
 
 Every transition is a conditional ``UPDATE`` (in :mod:`fablab.booking.lifecycle` and
 :mod:`devices.interlock`), so any number of schedulers may run side by side: each change happens
@@ -52,6 +56,7 @@ from devices.status import push_machines
 from fablab.booking import lifecycle, series, waitlist
 from fablab.booking.models import Booking
 from fablab.labs.models import MaintenanceWindow
+from fablab.reports import retention, rollup
 from fablab.trainings import reminders as training_reminders
 from firmware_bridge import protocol
 
@@ -91,7 +96,9 @@ class Scheduler:
             ("waitlist", waitlist.scheduled_pass),
             ("trainings", training_reminders.scheduled_pass),
             ("series", series.extend_member_series),
+            ("retention", retention.pseudonymise_pass),
             ("downsample", influx_retention.downsample_pass),
+            ("reports", rollup.scheduled_pass),
         ]
         done: dict[str, int] = {}
         # The bookings' follow-ups (interlock, attribution, board) run once the booking steps are done:

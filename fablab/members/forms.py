@@ -1,8 +1,8 @@
-"""Forms of the certification page. They only parse input; the rules live in :mod:`.services`.
+"""Forms of the certification page and of the member's profile (statistics answers, erasure).
 
-A member is always named exactly — their username or their whole email
-address, case aside — never found by part of a name or address, so the page
-cannot be used to list who is a member.
+The certification forms only parse input; the rules live in :mod:`.services`. A member is always
+named exactly — their username or their whole email address, case aside — never found by part of a
+name or address, so the page cannot be used to list who is a member.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import datetime as dt
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from fablab.booking.forms import within_reach
 
-from .models import Training
+from .models import MemberProfile, Training
 from .services import REASON_MAX
 
 
@@ -125,3 +125,101 @@ class KioskPinForm(forms.Form):
         ):
             self.add_error("pin_again", _("The two PINs differ."))
         return cleaned
+
+
+class ProfileForm(forms.ModelForm):
+    """The member's language and their statistics answers (optional, opt-in, "prefer not to say").
+
+    Without consent no answer is kept: unticking it empties them (the initiatives a member takes part in
+    are their own statement and stay, but the reports read them only with consent). A birth year makes
+    the declared age band unnecessary (the reports compute the band at the time of each activity), so
+    only one of the two is kept.
+    """
+
+    initiatives = forms.ModelMultipleChoiceField(
+        label=_("Initiatives I take part in"),
+        queryset=None,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta:
+        model = MemberProfile
+        fields = ["language", "statistics_consent", "gender", "birth_year", "age_band", "user_category"]
+        widgets = {"birth_year": forms.NumberInput(attrs={"inputmode": "numeric", "placeholder": "1990"})}
+        help_texts = {
+            "birth_year": _("Only the year, never the date. Leave empty if you prefer to give an age band."),
+            "age_band": _("Only if you prefer not to give your year of birth."),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        user = self.instance.user
+        self.fields["initiatives"].queryset = initiatives_offered(user)
+        self.fields["initiatives"].initial = list(user.initiatives.values_list("initiative_id", flat=True))
+        self.fields["birth_year"].min_value = 1900
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("statistics_consent"):
+            cleaned.update(gender="", birth_year=None, age_band="", user_category="")
+        elif cleaned.get("birth_year"):
+            cleaned["age_band"] = ""
+        return cleaned
+
+    def save(self, commit: bool = True) -> MemberProfile:
+        from fablab.trainings import services as trainings
+
+        profile = super().save(commit=commit)
+        user = self.instance.user
+        chosen = set(self.cleaned_data["initiatives"])
+        for initiative in self.fields["initiatives"].queryset:
+            if initiative in chosen:
+                trainings.initiative_join(member=user, initiative=initiative)
+            else:
+                trainings.initiative_leave(member=user, initiative=initiative)
+        return profile
+
+
+def initiatives_offered(user) -> QuerySet:
+    """The initiatives of the programmes that fund the labs ``user`` uses (booked in, trained or took a
+    workshop in, or is a member of), plus those they already declared; every initiative when that is
+    none (a newcomer)."""
+    from fablab.labs.models import Lab
+    from fablab.trainings.models import Initiative
+
+    used = Lab.objects.filter(
+        Q(machines__bookings__member=user)
+        | Q(training_sessions__registrations__member=user)
+        | Q(series__registrations__member=user)
+        | Q(memberships__member=user)
+    ).values("pk")
+    offered = Initiative.objects.filter(
+        Q(programme__labs__in=used) | Q(participations__member=user)
+    ).distinct()
+    if not offered.exists():
+        offered = Initiative.objects.all()
+    return offered.select_related("programme").order_by("name")
+
+
+class DeleteAccountForm(forms.Form):
+    """Erasure asks for the password and an explicit tick: it cannot be undone."""
+
+    password = forms.CharField(
+        label=_("Your password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    confirm = forms.BooleanField(
+        label=_("I understand that my account and my personal data are erased for good."), required=True
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError(_("This is not your password."), code="password")
+        return password

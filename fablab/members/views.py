@@ -1,36 +1,27 @@
-"""Member pages: profile (language, opt-in statistics, calendar link, kiosk PIN) and the language switcher."""
+"""Member pages: profile (language, opt-in statistics, calendar link, kiosk PIN, a copy of their data,
+erasure) and the language switcher."""
 
 from __future__ import annotations
 
-from django import forms
+import json
+
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.hashers import make_password
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from knox.models import AuthToken
 
-from .forms import KioskPinForm
+from . import privacy
+from .forms import DeleteAccountForm, KioskPinForm, ProfileForm
 from .models import MemberProfile, profile_for
-
-
-class ProfileForm(forms.ModelForm):
-    class Meta:
-        model = MemberProfile
-        fields = ["language", "statistics_consent", "gender", "birth_year", "age_band", "user_category"]
-
-    def clean(self):
-        cleaned = super().clean()
-        # Without consent the answers are not kept at all.
-        if not cleaned.get("statistics_consent"):
-            cleaned.update(gender="", birth_year=None, age_band="", user_category="")
-        return cleaned
 
 
 @login_required
@@ -47,7 +38,9 @@ def profile(request):
     return _profile_page(request, member, form=form)
 
 
-def _profile_page(request, member: MemberProfile, *, form=None, pin_form=None, status: int = 200):
+def _profile_page(
+    request, member: MemberProfile, *, form=None, pin_form=None, delete_form=None, status: int = 200
+):
     from fablab.booking.ical import absolute_feed_url
     from fablab.booking.views import member_calendar_path
 
@@ -58,6 +51,7 @@ def _profile_page(request, member: MemberProfile, *, form=None, pin_form=None, s
         "member": member,
         "pin_form": pin_form if pin_form is not None else KioskPinForm(),
         "api_tokens": AuthToken.objects.filter(user=request.user).order_by("-created"),
+        "delete_form": delete_form if delete_form is not None else DeleteAccountForm(user=request.user),
     }
     return render(request, "members/profile.html", context, status=status)
 
@@ -85,6 +79,34 @@ def reset_calendar(request):
     profile_for(request.user).reset_calendar_token()
     messages.success(request, _("Your calendar link has been replaced. The old link no longer works."))
     return redirect("members:profile")
+
+
+@require_POST
+def download_data(request):
+    """Everything the platform holds about the member, as a JSON attachment (a POST: it is personal data,
+    never to be fetched by a link or kept by a cache)."""
+    data = privacy.export_member_data(request.user)
+    response = HttpResponse(
+        json.dumps(data, ensure_ascii=False, indent=2), content_type="application/json; charset=utf-8"
+    )
+    stamp = timezone.localdate().isoformat()
+    response["Content-Disposition"] = f'attachment; filename="my-fablab-data-{stamp}.json"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def delete_account(request):
+    """The member erases themselves (password and an explicit tick); they are signed out at once."""
+    form = DeleteAccountForm(request.POST, user=request.user)
+    if not form.is_valid():
+        return _profile_page(request, profile_for(request.user), delete_form=form, status=400)
+    user = request.user
+    privacy.erase_member(user, by=user)
+    logout(request)
+    messages.success(request, _("Your account has been deleted. Your personal data is gone."))
+    return redirect("labs:list")
 
 
 @require_POST
