@@ -1,0 +1,216 @@
+"""Machine metrics (M1–M12 and the hours held for trainings, workshops and maintenance) and the weekday ×
+hour heatmap, from the :class:`~fablab.reports.models.MachineDay` rollup.
+
+Every figure is a sum of rollup fields, or a ratio of two such sums computed *after* summing (an
+average of daily percentages would weigh a short day like a long one). The database sums each machine's
+days per month in one query; months add up to quarters and the year, machines to their type (within
+the lab), types to the lab and labs to the network, all in exact arithmetic before anything is rounded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from django.db.models import FloatField, IntegerField, Max, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, ExtractIsoWeekDay, ExtractMonth, ExtractQuarter
+
+from .cells import Period
+from .definitions import METRICS
+from .metrics_grid import Scope, count_by_period, merge_masks, pct, ratio
+from .models import MachineDay
+
+#: The MachineDay fields a period adds up (hours and counts).
+FIELDS = (
+    "open_h",
+    "plan_down_h",
+    "unpl_down_h",
+    "booked_h",
+    "used_h",
+    "busy_h",
+    "realised_h",
+    "walk_in_h",
+    "overrun_h",
+    "training_h",
+    "workshop_h",
+    "maintenance_h",
+    "energy_kwh",
+    "energy_used_h",
+    "bookings_made",
+    "bookings_kept",
+    "no_shows",
+    "late_cancels",
+    "jobs_with_outcome",
+    "jobs_finished",
+)
+_I = {name: i for i, name in enumerate(FIELDS)}
+
+
+def _net(s) -> float:
+    return s[_I["open_h"]] - s[_I["plan_down_h"]]
+
+
+def _f(name):
+    return lambda s: s[_I[name]]
+
+
+#: metric name → its value from a period's sums (REPORTS.md's formulas; ``None`` on a zero denominator).
+FORMULAS = {
+    "open_hours": _f("open_h"),
+    "planned_downtime_hours": _f("plan_down_h"),
+    "net_available_hours": _net,
+    "unplanned_downtime_hours": _f("unpl_down_h"),
+    "availability": lambda s: pct(_net(s) - s[_I["unpl_down_h"]], _net(s)),
+    "booked_hours": _f("booked_h"),
+    "booking_utilisation": lambda s: pct(s[_I["booked_h"]], _net(s)),
+    "used_hours": _f("used_h"),
+    "usage_utilisation": lambda s: pct(s[_I["used_h"]], _net(s)),
+    "busy_hours": _f("busy_h"),
+    "busy_share": lambda s: pct(s[_I["busy_h"]], s[_I["used_h"]]),
+    "realised_hours": _f("realised_h"),
+    "booking_realisation": lambda s: pct(s[_I["realised_h"]], s[_I["booked_h"]]),
+    "bookings_kept": _f("bookings_kept"),
+    "no_shows": _f("no_shows"),
+    "no_show_rate": lambda s: pct(s[_I["no_shows"]], s[_I["bookings_kept"]]),
+    "bookings_made": _f("bookings_made"),
+    "late_cancellations": _f("late_cancels"),
+    "late_cancellation_rate": lambda s: pct(s[_I["late_cancels"]], s[_I["bookings_made"]]),
+    "walk_in_hours": _f("walk_in_h"),
+    "walk_in_share": lambda s: pct(s[_I["walk_in_h"]], s[_I["used_h"]]),
+    "jobs_with_outcome": _f("jobs_with_outcome"),
+    "jobs_finished": _f("jobs_finished"),
+    "job_completion": lambda s: pct(s[_I["jobs_finished"]], s[_I["jobs_with_outcome"]]),
+    "overrun_hours": _f("overrun_h"),
+    "energy": _f("energy_kwh"),
+    "energy_per_used_hour": lambda s: ratio(s[_I["energy_kwh"]], s[_I["energy_used_h"]]),
+    "training_hours": _f("training_h"),
+    "workshop_hours": _f("workshop_h"),
+    "maintenance_hours": _f("maintenance_h"),
+}
+#: In the order of the definitions, so that every output lists them the same way.
+MACHINE_METRICS = [name for name in METRICS if name in FORMULAS]
+
+
+def _add(into: list[float], values) -> None:
+    for i, v in enumerate(values):
+        into[i] += v
+
+
+def machine_cells(scope: Scope, machines: dict[int, tuple[str, str, str]], users: dict) -> None:
+    """Emit the machine table of the year: network, lab, type within the lab and machine.
+
+    ``machines`` maps a machine id to its ``(lab, type, machine)`` slugs; ``users`` maps a cell's
+    ``(lab, type, machine)`` key and period to its distinct users (see :func:`machine_users`).
+    """
+    rows = (
+        MachineDay.objects.filter(**scope.in_year("machine__"))
+        .annotate(m=ExtractMonth("day"))
+        .values_list("machine", "m")
+        .annotate(
+            *(Sum(name) for name in FIELDS),
+            flag=Max(Cast("around_the_clock", IntegerField())),
+        )
+        .order_by()
+    )
+    # key (lab, type, machine) → month → sums; the flag per machine and month.
+    monthly: dict[tuple, dict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(lambda: [0.0] * len(FIELDS))
+    )
+    flags: dict[tuple, set[int]] = defaultdict(set)
+    for machine_id, month, *values in rows:
+        if machine_id not in machines:
+            continue
+        lab, mtype, slug = machines[machine_id]
+        *sums, flag = values
+        sums = [float(v or 0) for v in sums]
+        for key in ((lab, mtype, slug), (lab, mtype, ""), (lab, "", ""), ("", "", "")):
+            _add(monthly[key][month], sums)
+        if flag:
+            flags[lab, mtype, slug].add(month)
+    for lab in scope.lab_slugs.values():  # every lab of the scope has a row, even without machine days
+        monthly[lab, "", ""]
+    monthly["", "", ""]
+
+    for key in sorted(monthly):
+        by_month = monthly[key]
+        lab, mtype, slug = key
+        for period in scope.periods:
+            sums = [0.0] * len(FIELDS)
+            months = [period.month] if period.month else [m for m in by_month if _contains(period, m)]
+            for m in months:
+                if m in by_month:
+                    _add(sums, by_month[m])
+            n_users = users.get((key, period), 0)
+            where = {"lab": lab, "machine_type": mtype, "machine": slug, "users": n_users}
+            for name in MACHINE_METRICS:
+                scope.emit(period, name, FORMULAS[name](sums), **where)
+            if slug:
+                flagged = any(_contains(period, m) for m in flags.get(key, ()))
+                scope.emit(period, "bookable_around_the_clock", int(flagged), **where)
+
+
+def _contains(period: Period, month: int) -> bool:
+    if period.month:
+        return period.month == month
+    if period.quarter:
+        return (month - 1) // 3 + 1 == period.quarter
+    return True
+
+
+def machine_users(scope: Scope, machines: dict[int, tuple[str, str, str]], use_masks) -> dict:
+    """``{((lab, type, machine), period): distinct users}`` at every machine level.
+
+    ``use_masks`` are ``(subject, machine id, month mask)`` triples of ``use`` member days: a machine's
+    users are the distinct members with a checked-in booking or an attributed session on it.
+    """
+    per_level: dict[tuple, int] = {}
+    rows = [(s, machines[m], mask) for s, m, mask in use_masks if m in machines]
+    for cut in (
+        lambda k: k,
+        lambda k: (k[0], k[1], ""),
+        lambda k: (k[0], "", ""),
+        lambda k: ("", "", ""),
+    ):
+        merged = merge_masks(((s, cut(k)), mask) for s, k, mask in rows)
+        counted = count_by_period(((key, mask) for (_s, key), mask in merged.items()), scope.periods)
+        per_level.update(counted)
+    return per_level
+
+
+def heatmap_cells(scope: Scope, users: dict) -> None:
+    """Used hours by local weekday (Monday = 0) and hour, per lab and for the network, per quarter and year."""
+    hours = {f"h{h}": Coalesce(Sum(Cast(KT(f"used_by_hour__{h}"), FloatField())), 0.0) for h in range(24)}
+    rows = (
+        MachineDay.objects.filter(**scope.in_year("machine__"), used_h__gt=0)
+        .annotate(q=ExtractQuarter("day"), wd=ExtractIsoWeekDay("day"))
+        .values("machine__lab", "q", "wd")
+        .annotate(**hours)
+        .order_by()
+    )
+    grid: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in rows:
+        lab = scope.lab_slugs[row["machine__lab"]]
+        for h in range(24):
+            category = f"{row['wd'] - 1}-{h:02d}"
+            value = float(row[f"h{h}"] or 0)
+            for key in ((lab, row["q"]), ("", row["q"])):
+                grid[key][category] += value
+    labs = ["", *sorted(scope.lab_slugs.values())]
+    categories = [f"{wd}-{h:02d}" for wd in range(7) for h in range(24)]
+    for lab in labs:
+        for period in scope.periods:
+            if period.grain == "month":
+                continue
+            quarters = [period.quarter] if period.quarter else [1, 2, 3, 4]
+            n_users = users.get(((lab, "", ""), period), 0)
+            for category in categories:
+                value = sum(grid[lab, q].get(category, 0.0) for q in quarters if (lab, q) in grid)
+                scope.emit(
+                    period,
+                    "used_hours",
+                    value,
+                    lab=lab,
+                    dimension="weekday_hour",
+                    category=category,
+                    users=n_users,
+                )
