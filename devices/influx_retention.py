@@ -154,7 +154,13 @@ def configured_durations() -> tuple[int, int]:
     """``(raw, hourly)`` seconds from ``INFLUX_RAW_RETENTION``/``INFLUX_HOURLY_RETENTION`` (ValueError if bad)."""
     from django.conf import settings
 
-    return parse_duration(settings.INFLUX_RAW_RETENTION), parse_duration(settings.INFLUX_HOURLY_RETENTION)
+    out = []
+    for name in ("INFLUX_RAW_RETENTION", "INFLUX_HOURLY_RETENTION"):
+        try:
+            out.append(parse_duration(getattr(settings, name)))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return out[0], out[1]
 
 
 def ensure_retention(

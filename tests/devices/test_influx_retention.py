@@ -12,7 +12,7 @@ import logging
 import time
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from devices import influx_retention as retention
 from devices.influx import InfluxStore, state_line, telemetry_line, telemetry_tags
@@ -276,3 +276,9 @@ def test_the_command_shows_and_downsamples(influx, ready, settings):
     assert "hourly: INF" in text
     assert "downsampled until: " in text
     assert influx.count('SELECT count("temp_c_mean") FROM "hourly"."telemetry_1h"') == 1
+
+
+def test_a_wrong_duration_stops_the_command_naming_the_setting(settings):
+    settings.INFLUX_RAW_RETENTION = "13 months"
+    with pytest.raises(CommandError, match="INFLUX_RAW_RETENTION: '13 months' is not a duration"):
+        call_command("influx_retention", stdout=io.StringIO())
