@@ -1,0 +1,449 @@
+"""The daily rollups the reports read: :class:`~fablab.reports.models.MachineDay` and
+:class:`~fablab.reports.models.MemberDay`, rebuilt from bookings, usage sessions, the status history,
+maintenance windows, closures, trainings and workshops.
+
+Contract:
+
+* :func:`rebuild` recomputes every machine-day (and the member-days) of the given labs and local days
+  from scratch and *replaces* them: the same inputs always give the same rows, so a rebuild can be run
+  again at any time (the scheduler does, for yesterday and today; ``manage.py rebuild_report_rollups``
+  for any range) and nothing accumulates twice.
+* Work is cut per lab and calendar month (a *chunk*). A chunk reads its inputs in a fixed, small number of
+  batched queries, whatever the number of machines and days, does the interval arithmetic in Python
+  (:mod:`fablab.reports.intervals`, on epoch seconds) and writes in one transaction that first locks the
+  lab's row: two rebuilds of one lab (the scheduler and the command) take turns instead of interleaving
+  their delete and insert, and each chunk reads its inputs under that lock.
+* Days are the lab's local days (``Lab.time_zone``): a day lasts 23 or 25 hours on a daylight-saving
+  change, and the hours of a machine bookable around the clock are exactly that.
+
+The definitions follow the notation of the reports (see ``docs/reports.md``, "How the figures are
+computed"): open hours, planned downtime, net available hours (every other hour figure is clipped to
+them), unplanned downtime, booked, used and busy hours, and the counts by the day a booking starts or a
+session ends.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from devices.models import MachineLink, StateChange, UsageSession
+from fablab.booking.models import Booking
+from fablab.labs.models import Lab, Machine, MaintenanceWindow
+from firmware_bridge import protocol
+
+from . import intervals as iv
+from .models import MachineDay, MemberDay
+
+log = logging.getLogger(__name__)
+
+#: Status-history states that count as unplanned downtime (inside the net available hours).
+DOWN_STATES = frozenset({protocol.OFFLINE, protocol.ERROR})
+#: Session outcomes that are a job's end (M10); ``running`` is none.
+JOB_OUTCOMES = frozenset(
+    {
+        UsageSession.Outcome.FINISHED,
+        UsageSession.Outcome.FAILED,
+        UsageSession.Outcome.CANCELLED,
+        UsageSession.Outcome.INTERRUPTED,
+    }
+)
+#: The late-cancellation notice of a lab that counts no strikes for them (``late_cancel_hours`` 0).
+DEFAULT_LATE_CANCEL_HOURS = 24
+
+Raw = list[iv.Interval]
+
+
+def _ts(moment: dt.datetime) -> float:
+    return moment.timestamp()
+
+
+def _midnight(day: dt.date, tz) -> float:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=tz).timestamp()
+
+
+def month_chunks(first_day: dt.date, last_day: dt.date) -> list[tuple[dt.date, dt.date]]:
+    """``[first_day, last_day]`` cut at month ends: ``[(first, last), ...]``, each within one month."""
+    chunks = []
+    day = first_day
+    while day <= last_day:
+        next_month = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+        end = min(last_day, next_month - dt.timedelta(days=1))
+        chunks.append((day, end))
+        day = end + dt.timedelta(days=1)
+    return chunks
+
+
+def _kept(status: str, cancelled_at: dt.datetime | None, start: dt.datetime) -> bool:
+    """A member booking not cancelled before its start (and not still waiting for approval)."""
+    if status == Booking.Status.PENDING:
+        return False
+    if status == Booking.Status.CANCELLED:
+        return cancelled_at is not None and cancelled_at >= start
+    return True
+
+
+@dataclass
+class Chunk:
+    """One lab's days ``[first, last]`` (one month at most): the inputs, loaded in batched queries, and
+    the per-machine interval sets the machine and member days are computed from."""
+
+    lab: Lab
+    first: dt.date
+    last: dt.date
+    now: dt.datetime
+    days: list[dt.date] = field(init=False)
+    #: Local midnights: ``bounds[i]`` starts ``days[i]``; the last one ends the chunk.
+    bounds: list[float] = field(init=False)
+    #: Per day index: the lab's opening intervals of that weekday (closures not removed).
+    lab_open: list[iv.IntervalSet] = field(init=False)
+    #: Per day index: 25 boundaries of the local wall-clock hours 0..23 (a skipped hour is empty).
+    hour_bounds: list[list[float]] = field(init=False)
+    closed: set[int] = field(init=False)
+    #: Filled by :func:`machine_days`: per machine id and day index, the net available hours.
+    net: dict[int, dict[int, iv.IntervalSet]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tz = self.lab.tz
+        n = (self.last - self.first).days + 1
+        self.days = [self.first + dt.timedelta(days=i) for i in range(n)]
+        self.bounds = [_midnight(d, tz) for d in self.days] + [
+            _midnight(self.last + dt.timedelta(days=1), tz)
+        ]
+        self.lo = dt.datetime.fromtimestamp(self.bounds[0], dt.UTC)
+        self.hi = dt.datetime.fromtimestamp(self.bounds[-1], dt.UTC)
+        self.now_ts = _ts(self.now)
+        hours = defaultdict(list)
+        for weekday, opens, closes in self.lab.opening_hours.values_list("weekday", "opens", "closes"):
+            hours[weekday].append((opens, closes))
+        self.lab_open = [
+            iv.normalize(
+                (
+                    dt.datetime.combine(day, opens, tzinfo=tz).timestamp(),
+                    dt.datetime.combine(day, closes, tzinfo=tz).timestamp(),
+                )
+                for opens, closes in hours[day.weekday()]
+            )
+            for day in self.days
+        ]
+        self.hour_bounds = [
+            [dt.datetime.combine(day, dt.time(h), tzinfo=tz).timestamp() for h in range(24)]
+            + [self.bounds[i + 1]]
+            for i, day in enumerate(self.days)
+        ]
+        self.closed = set()
+        for starts_on, ends_on in self.lab.closures.filter(
+            starts_on__lte=self.last, ends_on__gte=self.first
+        ).values_list("starts_on", "ends_on"):
+            for i, day in enumerate(self.days):
+                if starts_on <= day <= ends_on:
+                    self.closed.add(i)
+
+    def day_index(self, ts: float) -> int | None:
+        """The index of the local day ``ts`` falls on, ``None`` outside the chunk."""
+        i = bisect.bisect_right(self.bounds, ts) - 1
+        return i if 0 <= i < len(self.days) else None
+
+    def by_day(self, raw: Iterable[iv.Interval]) -> dict[int, iv.IntervalSet]:
+        """Raw intervals cut into the chunk's days, each day's pieces made a canonical set."""
+        return {i: iv.normalize(pieces) for i, pieces in iv.split(raw, self.bounds).items()}
+
+    def whole_day(self, i: int) -> iv.IntervalSet:
+        return [(self.bounds[i], self.bounds[i + 1])]
+
+    def open_hours(self, around_the_clock: bool, i: int) -> iv.IntervalSet:
+        return self.whole_day(i) if around_the_clock else self.lab_open[i]
+
+
+@dataclass
+class MachineInputs:
+    """One machine's raw intervals (epoch seconds) and per-day counters within a chunk."""
+
+    around_the_clock: bool = False
+    planned: Raw = field(default_factory=list)
+    unplanned: Raw = field(default_factory=list)
+    running: Raw = field(default_factory=list)
+    kept: Raw = field(default_factory=list)
+    released: Raw = field(default_factory=list)
+    held: dict[str, Raw] = field(default_factory=lambda: defaultdict(list))
+    used: Raw = field(default_factory=list)
+    walk_in: Raw = field(default_factory=list)
+    overrun: Raw = field(default_factory=list)
+    counts: dict[int, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float))
+    )
+
+
+def load_machines(chunk: Chunk) -> tuple[dict[int, MachineInputs], dict[int, dict], list[dict]]:
+    """Read a chunk's inputs: ``(inputs by machine id, bookings by id, sessions)``.
+
+    Seven queries per chunk, whatever its size: machines, links with their state before the chunk,
+    state changes, maintenance windows, bookings, sessions, and the bookings of sessions that started
+    before the chunk's bookings.
+    """
+    lab, lo, hi = chunk.lab, chunk.lo, chunk.hi
+    end_cap = min(chunk.bounds[-1], chunk.now_ts)
+    machines: dict[int, MachineInputs] = {
+        pk: MachineInputs(around_the_clock=flag)
+        for pk, flag in Machine.objects.filter(lab=lab).values_list("pk", "bookable_around_the_clock")
+    }
+    # Status history, only for linked machines and only from their first state change on.
+    before = StateChange.objects.filter(machine_id=OuterRef("machine_id"), at__lt=lo).order_by("-at", "-pk")
+    history: dict[int, list[tuple[float, str]]] = {
+        machine_id: [(chunk.bounds[0], state)] if state else []
+        for machine_id, state in MachineLink.objects.filter(machine__lab=lab)
+        .annotate(state=Subquery(before.values("state")[:1]))
+        .values_list("machine_id", "state")
+    }
+    for machine_id, at, state in (
+        StateChange.objects.filter(machine_id__in=list(history), at__gte=lo, at__lt=hi)
+        .order_by("machine_id", "at", "pk")
+        .values_list("machine_id", "at", "state")
+    ):
+        history[machine_id].append((_ts(at), state))
+    for machine_id, events in history.items():
+        m = machines.get(machine_id)
+        if m is None:
+            continue
+        for (at, state), (until, _next) in zip(events, [*events[1:], (end_cap, "")], strict=True):
+            if state in DOWN_STATES:
+                m.unplanned.append((at, until))
+            elif state == protocol.RUNNING:
+                m.running.append((at, until))
+    for machine_id, start, end, kind in MaintenanceWindow.objects.filter(
+        machine__lab=lab, start__lt=hi, end__gt=lo
+    ).values_list("machine_id", "start", "end", "kind"):
+        target = machines[machine_id].planned if kind == MaintenanceWindow.Kind.PLANNED else None
+        (target if target is not None else machines[machine_id].unplanned).append((_ts(start), _ts(end)))
+    bookings = {
+        b["id"]: b
+        for b in Booking.objects.filter(machine__lab=lab, start__lt=hi, end__gt=lo).values(*BOOKING_FIELDS)
+    }
+    for b in bookings.values():
+        _add_booking(chunk, machines[b["machine_id"]], b)
+    sessions = list(
+        UsageSession.objects.filter(machine__lab=lab, started_at__lt=hi)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gte=lo))
+        .values("id", "machine_id", "started_at", "ended_at", "outcome", "energy_wh", "booking_id", "walk_in")
+    )
+    missing = {s["booking_id"] for s in sessions if s["booking_id"] and s["booking_id"] not in bookings}
+    if missing:
+        bookings.update({b["id"]: b for b in Booking.objects.filter(pk__in=missing).values(*BOOKING_FIELDS)})
+    for s in sessions:
+        _add_session(chunk, machines[s["machine_id"]], s, bookings.get(s["booking_id"]))
+    return machines, bookings, sessions
+
+
+BOOKING_FIELDS = (
+    "id",
+    "machine_id",
+    "kind",
+    "status",
+    "start",
+    "end",
+    "released_at",
+    "cancelled_at",
+    "cancel_reason",
+    "member_id",
+    "subject_id",
+    "checked_in_at",
+    "series_id",
+    "series__initiative_id",
+)
+
+
+def _add_booking(chunk: Chunk, m: MachineInputs, b: dict) -> None:
+    start, end = _ts(b["start"]), _ts(b["end"])
+    if b["kind"] != Booking.Kind.MEMBER:
+        if b["status"] != Booking.Status.CANCELLED:
+            m.held[b["kind"]].append((start, end))
+            if b["kind"] == Booking.Kind.MAINTENANCE:
+                m.planned.append((start, end))
+        return
+    kept = _kept(b["status"], b["cancelled_at"], b["start"])
+    if kept:
+        m.kept.append((start, end))
+        if b["released_at"] is not None:
+            m.released.append((max(_ts(b["released_at"]), start), end))
+    i = chunk.day_index(start)
+    if i is None or b["status"] == Booking.Status.PENDING:
+        return
+    counts = m.counts[i]
+    counts["bookings_made"] += 1
+    counts["bookings_kept"] += kept
+    counts["no_shows"] += b["status"] == Booking.Status.NO_SHOW
+    late = dt.timedelta(hours=chunk.lab.late_cancel_hours or DEFAULT_LATE_CANCEL_HOURS)
+    counts["late_cancels"] += (
+        b["status"] == Booking.Status.CANCELLED
+        and b["cancel_reason"] == Booking.CancelReason.MEMBER
+        and b["cancelled_at"] is not None
+        and b["start"] - late <= b["cancelled_at"] < b["start"]
+    )
+
+
+def session_span(chunk: Chunk, s: dict) -> iv.Interval:
+    """A session's ``[started, ended)``; a session still open runs until now."""
+    end = s["ended_at"] or chunk.now
+    return _ts(s["started_at"]), min(_ts(end), chunk.now_ts)
+
+
+def _add_session(chunk: Chunk, m: MachineInputs, s: dict, booking: dict | None) -> None:
+    start, end = session_span(chunk, s)
+    if end > start:
+        m.used.append((start, end))
+        if s["walk_in"]:
+            m.walk_in.append((start, end))
+        if booking is not None:
+            m.overrun.append((max(start, _ts(booking["end"])), end))
+    if s["ended_at"] is None:
+        return
+    i = chunk.day_index(_ts(s["ended_at"]))
+    if i is None:
+        return
+    counts = m.counts[i]
+    if s["outcome"] in JOB_OUTCOMES:
+        counts["jobs_with_outcome"] += 1
+        counts["jobs_finished"] += s["outcome"] == UsageSession.Outcome.FINISHED
+    if s["energy_wh"] is not None:
+        counts["energy_kwh"] += s["energy_wh"] / 1000.0
+        counts["energy_used_h"] += max(0.0, end - start) / 3600.0
+
+
+def _h(value: float) -> float:
+    return round(value, 6)
+
+
+def machine_days(chunk: Chunk, machines: dict[int, MachineInputs]) -> list[MachineDay]:
+    """Every machine-day of the chunk; fills ``chunk.net`` (net available hours) for the member days."""
+    rows = []
+    for machine_id, m in machines.items():
+        planned, unplanned, running = (
+            chunk.by_day(m.planned),
+            chunk.by_day(m.unplanned),
+            chunk.by_day(m.running),
+        )
+        kept, released = chunk.by_day(m.kept), chunk.by_day(m.released)
+        used, walk_in, overrun = chunk.by_day(m.used), chunk.by_day(m.walk_in), chunk.by_day(m.overrun)
+        held = {kind: chunk.by_day(raw) for kind, raw in m.held.items()}
+        net_by_day = chunk.net[machine_id] = {}
+        for i, day in enumerate(chunk.days):
+            open_ = chunk.open_hours(m.around_the_clock, i)
+            plan = open_ if i in chunk.closed else iv.intersect(planned.get(i, []), open_)
+            net = net_by_day[i] = iv.subtract(open_, plan)
+            used_i = iv.intersect(used.get(i, []), net)
+            counts = m.counts.get(i, {})
+            rows.append(
+                MachineDay(
+                    machine_id=machine_id,
+                    day=day,
+                    around_the_clock=m.around_the_clock,
+                    open_h=_h(iv.hours(open_)),
+                    plan_down_h=_h(iv.hours(plan)),
+                    unpl_down_h=_h(iv.hours(iv.intersect(unplanned.get(i, []), net))),
+                    booked_h=_h(iv.hours(iv.intersect(kept.get(i, []), net))),
+                    released_h=_h(iv.hours(iv.intersect(released.get(i, []), net))),
+                    used_h=_h(iv.hours(used_i)),
+                    busy_h=_h(iv.hours(iv.intersect(used_i, running.get(i, [])))),
+                    realised_h=_h(iv.hours(iv.intersect(used_i, kept.get(i, [])))),
+                    walk_in_h=_h(iv.hours(iv.intersect(walk_in.get(i, []), net))),
+                    overrun_h=_h(iv.hours(overrun.get(i, []))),
+                    training_h=_h(iv.hours(held.get(Booking.Kind.TRAINING, {}).get(i, []))),
+                    workshop_h=_h(iv.hours(held.get(Booking.Kind.WORKSHOP, {}).get(i, []))),
+                    maintenance_h=_h(iv.hours(held.get(Booking.Kind.MAINTENANCE, {}).get(i, []))),
+                    energy_kwh=_h(counts.get("energy_kwh", 0.0)),
+                    energy_used_h=_h(counts.get("energy_used_h", 0.0)),
+                    bookings_made=int(counts.get("bookings_made", 0)),
+                    bookings_kept=int(counts.get("bookings_kept", 0)),
+                    no_shows=int(counts.get("no_shows", 0)),
+                    late_cancels=int(counts.get("late_cancels", 0)),
+                    jobs_with_outcome=int(counts.get("jobs_with_outcome", 0)),
+                    jobs_finished=int(counts.get("jobs_finished", 0)),
+                    used_by_hour=by_hour(used_i, chunk.hour_bounds[i]),
+                )
+            )
+    return rows
+
+
+def by_hour(used: iv.IntervalSet, bounds: list[float]) -> list[float]:
+    """Hours of ``used`` per local wall-clock hour 0..23 (``bounds``: the day's 25 hour starts in time;
+    the hour a clock goes back repeats inside hour 2's span, so it adds up there)."""
+    result = [0.0] * 24
+    for start, end in used:
+        for h in range(24):
+            lo, hi = max(start, bounds[h]), min(end, bounds[h + 1])
+            if lo < hi:
+                result[h] += (hi - lo) / 3600.0
+    return [_h(x) for x in result]
+
+
+# ------------------------------------------------------------------------------------------ rebuild
+
+
+def _rebuild_chunk(lab: Lab, first: dt.date, last: dt.date, now: dt.datetime) -> tuple[int, int]:
+    from .rollup_people import member_days
+
+    with transaction.atomic():
+        # Lock, then read and write: two rebuilds of this lab take turns (see the module's contract).
+        list(Lab.objects.select_for_update().filter(pk=lab.pk).values_list("pk"))
+        chunk = Chunk(lab, first, last, now)
+        machines, bookings, sessions = load_machines(chunk)
+        machine_rows = machine_days(chunk, machines)
+        member_rows = member_days(chunk, bookings, sessions)
+        MachineDay.objects.filter(machine_id__in=machines.keys(), day__gte=first, day__lte=last).delete()
+        MachineDay.objects.bulk_create(machine_rows, batch_size=1000)
+        MemberDay.objects.filter(lab=lab, day__gte=first, day__lte=last).delete()
+        MemberDay.objects.bulk_create(member_rows, batch_size=1000)
+    return len(machine_rows), len(member_rows)
+
+
+def rebuild(
+    first_day: dt.date,
+    last_day: dt.date,
+    *,
+    labs: Iterable[Lab] | None = None,
+    now: dt.datetime | None = None,
+) -> dict:
+    """Recompute the machine-days and member-days of ``labs`` (default: all) for the local days
+    ``[first_day, last_day]`` and replace those days' rows. Returns what was written:
+    ``{"machine_days", "member_days", "chunks", "seconds"}``."""
+    now = now or timezone.now()
+    began = time.monotonic()
+    result = {"machine_days": 0, "member_days": 0, "chunks": 0}
+    for lab in Lab.objects.all() if labs is None else labs:
+        for first, last in month_chunks(first_day, last_day):
+            machine_rows, member_rows = _rebuild_chunk(lab, first, last, now)
+            result["machine_days"] += machine_rows
+            result["member_days"] += member_rows
+            result["chunks"] += 1
+    result["seconds"] = time.monotonic() - began
+    return result
+
+
+#: ``time.monotonic()`` of the last successful scheduled pass in this process.
+_last_pass: float | None = None
+
+
+def scheduled_pass(now: dt.datetime) -> int:
+    """The scheduler's step: yesterday and today (each lab's local days) rebuilt, at most every
+    ``settings.REPORTS_ROLLUP_INTERVAL_S`` seconds (default 300). Returns the rows written."""
+    global _last_pass
+    interval = getattr(settings, "REPORTS_ROLLUP_INTERVAL_S", 300)
+    if _last_pass is not None and time.monotonic() - _last_pass < interval:
+        return 0
+    written = 0
+    for lab in Lab.objects.all():
+        today = timezone.localtime(now, lab.tz).date()
+        done = rebuild(today - dt.timedelta(days=1), today, labs=[lab], now=now)
+        written += done["machine_days"] + done["member_days"]
+    _last_pass = time.monotonic()
+    return written
