@@ -81,6 +81,7 @@ def reset_calendar(request):
     return redirect("members:profile")
 
 
+@login_required
 @require_POST
 def download_data(request):
     """Everything the platform holds about the member, as a JSON attachment (a POST: it is personal data,
