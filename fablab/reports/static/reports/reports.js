@@ -91,7 +91,12 @@
       axes: [
         {
           splits: function () { return xs; },
-          values: function (u, splits) { return splits.map(function (x) { return names[xs.indexOf(x)] || ""; }); }
+          // Every month where there is room, every second or third one on a phone.
+          values: function (u, splits) {
+            var room = u.bbox.width / (window.devicePixelRatio || 1) / Math.max(1, xs.length);
+            var every = room < 20 ? 3 : room < 34 ? 2 : 1;
+            return splits.map(function (x) { return x % every ? "" : names[xs.indexOf(x)] || ""; });
+          }
         },
         { values: function (u, splits) { return splits.map(function (v) { return fmtNumber(v, 0) + " " + spec.unit; }); }, size: 60 }
       ],
