@@ -27,7 +27,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _t
 from django.utils.translation import gettext_lazy as _
 
-from .cells import COLUMNS, Cell
+from .cells import COLUMNS, PROVISIONAL, SUPPRESSED, Cell
 from .definitions import METRICS
 from .models import ExportLog
 
@@ -172,7 +172,7 @@ def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
-    from .disclosure import SUPPRESSION_NOTES
+    from .disclosure import SUPPRESSION_NOTES, summary
 
     bold = Font(bold=True)
     book = Workbook()
@@ -188,6 +188,7 @@ def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
             ws.column_dimensions[get_column_letter(index)].width = width
         return ws
 
+    cells = list(cells)
     tables: dict[str, list[Cell]] = {}
     for cell in cells:
         tables.setdefault(_table_of(cell), []).append(cell)
@@ -208,9 +209,16 @@ def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
     for metric in METRICS.values():
         ws.append([metric.name, metric.ref, metric.unit, str(metric.label), str(metric.definition)])
 
-    ws = sheet(_t("Suppression notes"), [_t("flag or rule"), _t("note")], [16, 120])
+    # Beside each note, how many cells of this file it concerns (flags counted, rules as the control
+    # recorded or recomputed them).
+    counts = summary(cells)
+    counts[SUPPRESSED] = sum(1 for cell in cells if cell.suppressed)
+    counts[PROVISIONAL] = sum(1 for cell in cells if PROVISIONAL in cell.obs_status)
+    ws = sheet(
+        _t("Suppression notes"), [_t("flag or rule"), _t("note"), _t("cells in this file")], [16, 120, 16]
+    )
     for key, text in _notes_rows(SUPPRESSION_NOTES):
-        ws.append([key, text])
+        ws.append([key, text, counts.get(key, 0)])
 
     if title:
         book.properties.title = title
