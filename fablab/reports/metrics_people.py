@@ -163,20 +163,14 @@ def _visits(scope: Scope, masks, machines: dict[int, tuple[str, str, str]]) -> N
         monthly[scope.lab_slugs[lab], mtype][month] += n
 
     slug = scope.lab_slugs
+    by_lab = merge_masks(((s, (slug[lab], "")), mk) for s, lab, _m, _k, mk in masks)
+    by_type = merge_masks(
+        ((s, (slug[lab], machines[mach][1])), mk) for s, lab, mach, _k, mk in masks if mach in machines
+    )
+    by_network = merge_masks((s, mk) for s, *_rest, mk in masks)
     people = count_by_period(
-        [
-            (key, m)
-            for key, m in merge_masks(((s, (slug[lab], "")), mk) for s, lab, _m, _k, mk in masks).items()
-        ]
-        + [
-            (key, m)
-            for key, m in merge_masks(
-                ((s, (slug[lab], machines[mach][1])), mk)
-                for s, lab, mach, _k, mk in masks
-                if mach in machines
-            ).items()
-        ]
-        + [(("", ""), m) for m in merge_masks((s, mk) for s, *_rest, mk in masks).values()],
+        [(key, m) for (_s, key), m in (*by_lab.items(), *by_type.items())]
+        + [(("", ""), m) for m in by_network.values()],
         scope.periods,
     )
     keys = {(lab, "") for lab in _labs(scope)} | set(monthly)
