@@ -229,17 +229,18 @@ def test_the_pass_on_a_new_database_sets_up_and_downsamples(influx, store):
     assert downsample_pass(later, store=store) == 0
 
 
-def test_a_stopped_influxd_costs_one_log_line_and_the_next_pass_retries(influx, ready, caplog):
+def test_a_stopped_influxd_costs_one_log_line_and_a_later_pass_retries(influx, ready, caplog):
     write_two_hours(ready)
     influx.stop()
     with caplog.at_level(logging.INFO, logger="devices.influx_retention"):
-        assert downsample_pass(NOW, store=ready) == 0
-        assert downsample_pass(NOW, store=ready) == 0
+        for seconds in (0, 5, 70):  # the third pass asks again, and fails again
+            assert downsample_pass(NOW + dt.timedelta(seconds=seconds), store=ready) == 0
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1
-        assert "next pass tries again" in warnings[0].getMessage()
+        assert "tried again in a minute" in warnings[0].getMessage()
         influx.start()
-        assert downsample_pass(NOW, store=ready) == 6
+        assert downsample_pass(NOW + dt.timedelta(seconds=75), store=ready) == 0  # not yet
+        assert downsample_pass(NOW + dt.timedelta(seconds=130), store=ready) == 6
     assert "answers again" in caplog.records[-1].getMessage()
 
 
