@@ -76,6 +76,9 @@ SETTLE = dt.timedelta(minutes=10)
 #: A state holds until the next ``machine_state`` point, at most this long: bridges repeat their
 #: status every 5 minutes (``status_interval_s``), so a longer silence is a bridge gone, not a state.
 STATE_HOLD_MS = 15 * 60_000
+#: Shard group duration of ``"hourly"`` when it is kept long (a shorter policy keeps InfluxDB's choice:
+#: a shard group may not outlast its policy).
+HOURLY_SHARDS = "52w"
 #: Lines per write request.
 WRITE_CHUNK = 5_000
 #: How often the pass tries to create policies that are missing (or to make "raw" the default).
@@ -196,7 +199,12 @@ def ensure_retention(
     for name, seconds in ((HOURLY, hourly_s), (RAW, raw_s)):
         duration = influxql_duration(seconds)
         if name not in existing:
-            run(f"CREATE RETENTION POLICY {quote_ident(name)} ON {db} DURATION {duration} REPLICATION 1")
+            # Hourly points are few: a year per shard group, not InfluxDB's week (52 files a year).
+            long = seconds == 0 or seconds >= 2 * parse_duration(HOURLY_SHARDS)
+            shards = f" SHARD DURATION {HOURLY_SHARDS}" if name == HOURLY and long else ""
+            run(
+                f"CREATE RETENTION POLICY {quote_ident(name)} ON {db} DURATION {duration} REPLICATION 1{shards}"
+            )
         elif existing[name].duration_s != seconds:
             run(f"ALTER RETENTION POLICY {quote_ident(name)} ON {db} DURATION {duration}")
     default = next((p.name for p in existing.values() if p.default), None)

@@ -88,6 +88,18 @@ def test_a_new_database_gets_raw_as_default_and_hourly_kept(influx, store):
     assert rps(influx)["raw"] == ("9504h0m0s", True)
 
 
+def test_hourly_points_are_sharded_by_year_unless_kept_shorter(influx, store):
+    ensure_retention(store, DAYS_396, 0)
+    shards = {
+        row[0]: row[2] for row in influx.query("SHOW RETENTION POLICIES", database="fablab")[0]["values"]
+    }
+    assert shards["hourly"] == "8736h0m0s"
+    assert shards["raw"] == "168h0m0s"
+    store.query('DROP RETENTION POLICY "hourly" ON "fablab"', database="")
+    ensure_retention(store, DAYS_396, 30 * 86_400)
+    assert rps(influx)["hourly"] == ("720h0m0s", False)
+
+
 def test_a_changed_duration_is_applied(influx, ready):
     outcome = ensure_retention(ready, 30 * 86_400, 5 * 365 * 86_400)
     assert [s.split(" DURATION ")[1] for s in outcome.statements] == ["43800h", "720h"]
