@@ -8,8 +8,10 @@ audit; here they and their audit are read-only.
 """
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from . import roles
+from . import privacy, roles
 from .models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
 
@@ -38,6 +40,17 @@ class MemberProfileAdmin(admin.ModelAdmin):
     list_display = ["user", "language"]
     list_filter = ["language"]
     search_fields = ["user__username", "user__email"]
+    # The statistics answers are the member's alone: nobody sees them with a name, administrators
+    # included (the reports count them in groups only).
+    exclude = ["statistics_consent", "gender", "birth_year", "age_band", "user_category"]
+    actions = ["erase_members"]
+
+    @admin.action(description=_("Erase the selected members (cannot be undone)"))
+    def erase_members(self, request, queryset):
+        erased = sum(privacy.erase_member(profile.user, by=request.user) for profile in queryset)
+        self.message_user(
+            request, ngettext("%(n)d member erased.", "%(n)d members erased.", erased) % {"n": erased}
+        )
 
 
 @admin.register(Programme)

@@ -311,3 +311,16 @@ def test_the_erase_member_command(world):
     call_command("erase_member", "mia", "--yes", stdout=out)
     assert "tombstone erased-" in out.getvalue()
     assert not get_user_model().objects.filter(username="mia").exists()
+
+
+def test_an_administrator_erases_from_the_admin_and_never_sees_the_answers(client, world):
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    profile = MemberProfile.objects.get(user=world["mia"])
+    html = client.get(reverse("admin:members_memberprofile_change", args=[profile.pk])).content.decode()
+    assert 'name="badge_number"' in html
+    assert 'name="gender"' not in html and 'name="birth_year"' not in html
+    client.post(
+        reverse("admin:members_memberprofile_changelist"),
+        {"action": "erase_members", "_selected_action": [profile.pk]},
+    )
+    assert get_user_model().objects.get(pk=world["mia"].pk).username.startswith("erased-")
