@@ -78,6 +78,7 @@ class Fig:
     detail: str = ""
     status: str = ""
     value: float | None = None
+    unit: str = ""
 
     @property
     def suppressed(self) -> bool:
@@ -93,7 +94,7 @@ class Fig:
 
     @property
     def banded(self) -> bool:
-        return self.text.endswith("%") and "–" in self.text
+        return self.unit == BAND
 
     @property
     def label(self):
@@ -151,6 +152,7 @@ class Cells:
             detail=self._detail(metric, period, cell, where),
             status=cell.obs_status if cell else "",
             value=cell.value if cell else None,
+            unit=cell.unit if cell else METRICS[metric].unit,
         )
 
     def _detail(self, metric: str, period: str, cell: Cell | None, where: dict) -> str:

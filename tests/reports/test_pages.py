@@ -270,3 +270,40 @@ def test_officers_land_on_their_reports_and_others_on_the_labs(client, scene):
     # A next asked for wins.
     response = client.post(login + "?next=/labs/", {"username": "officer-a", "password": "pw-test-1234"})
     assert response["Location"] == "/labs/"
+
+
+def test_a_machine_with_two_users_shows_its_utilisation_as_a_band(client, scene):
+    cutter = MachineFactory(lab=scene["alpha"], slug="cutter", name="Vinyl Cutter")
+    machine_days(cutter, Q4, booked_h=4, used_h=1)  # 33 % booked, 8 % used
+    for n in range(2):
+        MemberDay.objects.create(
+            subject=Subject.objects.create(),
+            lab=scene["alpha"],
+            machine=cutter,
+            day=Q4[n],
+            kind=MemberDay.Kind.USE,
+            used_h=1.0,
+        )
+    client.force_login(scene["officer_a"])
+    page = html(client.get(reverse("report_pages:lab", args=["alpha"]) + "?period=2025-Q4"))
+    machines = page[page.index('id="machines-title"') : page.index('id="bookings-title"')]
+    row = machines[machines.index("Vinyl Cutter") :]
+    row = row[: row.index("</tr>")]
+    assert "25–50\xa0%" in row and "0–25\xa0%" in row and 'href="#note-band"' in row
+    # The hours behind a band are not printed beside it.
+    assert " of " not in row
+
+
+def test_a_hidden_month_is_a_gap_in_the_charts(client, scene):
+    import json
+
+    client.force_login(scene["officer_a"])
+    page = html(client.get(reverse("report_pages:lab", args=["alpha"]) + "?period=2025"))
+    data = page[page.index('id="report-charts"') :]
+    charts = json.loads(data[data.index(">") + 1 : data.index("</script>")])
+    assert charts["utilisation"]["months"] == list(range(1, 13))
+    booked = charts["utilisation"]["series"][0]["values"]
+    # No open hours before October: nothing to divide by; then 50 % booked each month.
+    assert booked[:9] == [None] * 9 and booked[9:] == [50.0, 50.0, 50.0]
+    hours = {s["label"]: s["values"] for s in charts["hours"]["series"]}
+    assert hours["Used hours"][9:] == [124.0, 120.0, 124.0]
