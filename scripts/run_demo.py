@@ -215,7 +215,8 @@ def main() -> int:
     env["MQTT_URL"] = settings.MQTT_URL
 
     manage("migrate", "--no-input", "-v", "0", env=env)
-    manage("seed_demo", env=env)
+    # A year of past activity (once: a second start finds it), so that the officer's reports are real at once.
+    manage("seed_demo", "--history-days", "400", env=env)
     manage("collectstatic", "--no-input", "-v", "0", env=env)
     manage(
         "mqtt_sync",

@@ -31,19 +31,29 @@ from fablab.trainings.models import Initiative, TrainingSession
 log = logging.getLogger(__name__)
 
 INITIATIVE = ("young-makers", "Young makers", "Jonge makers", "Jeunes makers")
+#: The programme's second initiative; the demo's history (:mod:`fablab.demo.history`) fills its workshops.
+WOMEN_IN_TECH = ("women-in-tech", "Women in tech", "Vrouwen in tech", "Femmes dans la tech")
 SESSION_MACHINE, SESSION_TRAINING = "epilog-laser", "laser-safety"
 COURSE_TITLE = ("Printing for beginners", "3D-printen voor beginners", "Impression 3D pour débutants")
 COURSE_MACHINES = ("prusa-mk4-1", "prusa-mk4-2")
 
 
 def initiative(programme_name: str) -> Initiative | None:
+    """The "Young makers" initiative (made with the programme's others, see :func:`initiatives`)."""
+    return initiatives(programme_name).get(INITIATIVE[0])
+
+
+def initiatives(programme_name: str) -> dict[str, Initiative]:
+    """The demo programme's initiatives by slug (none without the programme); idempotent."""
     programme = Programme.objects.filter(name=programme_name).first()
     if programme is None:
-        return None
-    slug, en, nl, fr = INITIATIVE
-    return Initiative.objects.update_or_create(
-        slug=slug, defaults={"programme": programme, "name_en": en, "name_nl": nl, "name_fr": fr}
-    )[0]
+        return {}
+    made = {}
+    for slug, en, nl, fr in (INITIATIVE, WOMEN_IN_TECH):
+        made[slug] = Initiative.objects.update_or_create(
+            slug=slug, defaults={"programme": programme, "name_en": en, "name_nl": nl, "name_fr": fr}
+        )[0]
+    return made
 
 
 def training_sessions(machines: dict[str, Machine], manager, now: dt.datetime) -> int:

@@ -48,6 +48,24 @@ def _past(machine: Machine, day: dt.date, at: dt.time, minutes: int) -> tuple[dt
     return start, start + dt.timedelta(minutes=minutes)
 
 
+def past_windows(
+    machines: dict[str, Machine], now: dt.datetime
+) -> list[tuple[Machine, dt.datetime, dt.datetime]]:
+    """The past times the scenes below write bookings at (machine, start, end + buffer), so that the demo's
+    generated history (:mod:`fablab.demo.history`), written before them, leaves those times free."""
+    windows = []
+    if (machine := machines.get(STRIKE_MACHINE)) is not None:
+        day = timezone.localdate(now, timezone=machine.lab.tz) - dt.timedelta(days=3)
+        start, end = _past(machine, day, dt.time(10), 60)
+        windows.append((machine, start, end + machine.buffer))
+    if (machine := machines.get(CARE_MACHINE)) is not None:
+        today = timezone.localdate(now, timezone=machine.lab.tz)
+        for days, _minutes in CARE_HISTORY:
+            start, end = _past(machine, today - dt.timedelta(days=days), dt.time(10), 120)
+            windows.append((machine, start, end + machine.buffer))
+    return windows
+
+
 @transaction.atomic
 def strike(machines: dict[str, Machine], users: dict, now: dt.datetime) -> Booking | None:
     """Karim's missed booking three days ago, unless he already has a no-show in the last 30 days."""

@@ -8,6 +8,7 @@ configurations use (firmware_bridge/demo/).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -21,8 +22,8 @@ from devices import live
 from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, QuotaPolicy
 from fablab.booking.services import booking_create
+from fablab.demo import history, open_doors, scenes, story
 from fablab.demo import machines as demo_machines
-from fablab.demo import open_doors, scenes, story
 from fablab.labs.models import Closure, Lab, Machine, MachineType, OpeningHours
 from fablab.members.models import Certification, CertificationAudit, MemberProfile, Programme, Training
 
@@ -186,6 +187,15 @@ USERS = [
 class Command(BaseCommand):
     help = "Create or update the demo labs, machines, trainings and users (password demo1234)."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--history-days",
+            type=int,
+            default=0,
+            help="Also generate this many days of past activity, once (make run: 400). Default: none.",
+        )
+        parser.add_argument("--seed", type=int, default=12, help="Seed of the generated history.")
+
     def handle(self, *args, **options):
         with transaction.atomic():
             labs = self._labs()
@@ -216,6 +226,8 @@ class Command(BaseCommand):
                     "buffer_minutes": 0,
                     "approval_required": False,
                     "walk_ins_allowed": slug in WALK_INS,
+                    # Printers run overnight: bookable outside the opening hours too.
+                    "bookable_around_the_clock": type_slug == "3d-printer",
                     **policy,
                 }
                 machines[slug] = Machine.objects.update_or_create(
@@ -228,6 +240,16 @@ class Command(BaseCommand):
                     defaults={"max_hours_per_week": hours, "max_future_bookings": upcoming},
                 )
             users = self._users(labs, trainings)
+            open_doors.initiatives(PROGRAMME)
+        # The history's machines have their bridges, links and plugs (its sessions have energy where a plug
+        # measures it), and it is written before today's scenes, whose past times it leaves free.
+        bridges = demo_machines.seed()
+        past = history.generate(options["history_days"], options["seed"], rollups=False)
+        if not past.get("skipped"):
+            self.stdout.write(
+                f"demo history: {past['first_day']} to {past['last_day']}, {past['members']} members, "
+                f"{past['member_bookings']} bookings, {past['sessions']} sessions ({past['seconds']} s)"
+            )
         # The demo's own bookings need no emails. No board is open while the demo is seeded (and `make run` starts Redis later): the live pushes
         # its bookings cause go to an in-process layer instead of failing against a Redis not yet up.
         with override_settings(
@@ -244,7 +266,11 @@ class Command(BaseCommand):
             open_doors.training_sessions(machines, users["manager"], now)
             open_doors.weekly_course(machines, users["manager"], tag, now)
             live.flush(timeout=10)  # what those pushes queued leaves before the real layer is back
-        bridges = demo_machines.seed()
+        if not past.get("skipped"):  # the rollups of the whole history, the scenes' past rows included
+            started = time.monotonic()
+            rolled = history.roll_up(past["first_day"], past["last_day"])
+            if rolled is not None:
+                self.stdout.write(f"demo history rolled up in {time.monotonic() - started:.1f} s")
         self.stdout.write(f"demo bridges: {', '.join(bridges)}")
         self.stdout.write(
             f"demo ready: {len(labs)} labs, {len(machines)} machines, users {', '.join(u[0] for u in USERS)}"
