@@ -242,6 +242,8 @@ class _Protector:
         self.banded: set[tuple] = set()
         self.relations: list[_Relation] = []
         self.member_of: dict[tuple, list[int]] = defaultdict(list)
+        #: The sum of a breakdown's categories in one period: a table of zeros has nobody to protect.
+        self.table_sum: dict[tuple, float] = {}
 
     # --- state ---------------------------------------------------------------------------------------
     def value(self, key) -> float:
@@ -300,6 +302,8 @@ class _Protector:
                 exclusive[(key[:5], total_key)].append(key)
             if cell.dimension and _kind(cell.metric) != "machine" and cell.dimension != "weekday_hour":
                 stable[key[1:]].append(key)
+                table = (*key[:5], key[6])
+                self.table_sum[table] = self.table_sum.get(table, 0.0) + abs(cell.value or 0)
         for total, parts in spatial.items():
             if total in self.by_key:
                 network = not total[1]
@@ -340,7 +344,7 @@ class _Protector:
         """The members to hide next for ``rel`` to let no hidden member be solved for."""
         if rel.kind == "stable":
             if any(k in self.hidden for k in rel.parts):
-                return [k for k in rel.parts if self.hideable(k)]
+                return [k for k in rel.parts if self.hideable(k) and self.table_sum[(*k[:5], k[6])]]
             return []
         if rel.kind == "ratio":
             if self.by_key[rel.parts[0]].value is None:
@@ -365,7 +369,9 @@ class _Protector:
             need = max(margin - hidden_sum, 1e-9)
             if rel.prefer_total and total is not None and self.hideable(total):
                 return [total]
-        shown = [k for k in rel.parts if self.hideable(k)]
+        # A zero protects nothing: it is usually pinned down elsewhere (an empty month, a machine nobody
+        # used), and hiding it would only hide a figure a reader can still work out.
+        shown = [k for k in rel.parts if self.hideable(k) and self.value(k) > 0]
         if shown:
             preferred = [k for k in rel.preferred if k in shown]
             return [
