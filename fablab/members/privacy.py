@@ -11,9 +11,11 @@ stays (every booking, session, certification, registration and attendance keeps 
 nothing cascades away and every report total stays the same), but it no longer names anybody: a random
 username, no name, no e-mail, no usable password, inactive, no role. Their free texts are blanked,
 their personal-only rows deleted, and their statistics answers withdrawn, also from the report
-rollups already written. The report pseudonym (``reports.Subject``) stays tied to the tombstone: a
-rollup rebuilt later counts the tombstone under the same pseudonym, so rebuilding changes nothing;
-the tombstone itself tells nobody who it was.
+rollups already written. What they held from now on (upcoming bookings, seats) is cancelled first,
+through the booking and training services, so the time and the seats go to the waitlists. The report
+pseudonym (``reports.Subject``) stays tied to the tombstone: a rollup rebuilt later counts the
+tombstone under the same pseudonym, so rebuilding changes nothing; the tombstone itself tells nobody
+who it was.
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ def is_tombstone(user) -> bool:
     return user.get_username().startswith(TOMBSTONE_PREFIX) and not user.is_active
 
 
-def erase_member(user, *, by=None) -> bool:
+def erase_member(user, *, by=None, now: dt.datetime | None = None) -> bool:
     """Replace ``user`` with a tombstone everywhere (see the module's docstring).
 
     Returns False when the account was already erased (nothing changes a second time). ``by`` is who
@@ -240,6 +242,7 @@ def erase_member(user, *, by=None) -> bool:
         locked = User.objects.select_for_update().get(pk=user.pk)
         if is_tombstone(locked):
             return False
+        _give_back_the_future(locked, now or timezone.now())
         _scrub_user(locked)
         _scrub_profile(locked)
         _blank_free_texts(locked)
@@ -252,6 +255,30 @@ def erase_member(user, *, by=None) -> bool:
     )
     user.refresh_from_db()
     return True
+
+
+def _give_back_the_future(user, now: dt.datetime) -> None:
+    """What the member holds from now on goes back, through the services that free it (the waitlists
+    are offered the time and the seats), before the member is a tombstone: upcoming bookings and the
+    rest of their recurring bookings, training seats and workshop seats. The past is left as it was."""
+    from fablab.booking import series as series_service
+    from fablab.booking import services as booking_services
+    from fablab.booking.models import Booking, Series, WorkshopRegistration
+    from fablab.trainings import services as training_services
+    from fablab.trainings.models import Registration
+
+    for series in Series.objects.filter(member=user, cancelled_at__isnull=True, until__gte=now.date()):
+        series_service.cancel_series_from(series, now, user, now=now)
+    for booking in Booking.objects.filter(member=user, status__in=Booking.CANCELLABLE, start__gt=now):
+        booking_services.booking_cancel(booking=booking, by=user, now=now)
+    for registration in Registration.objects.filter(member=user, session__start__gt=now).exclude(
+        status=Registration.Status.CANCELLED
+    ):
+        training_services.cancel_registration(registration=registration, by=user, now=now)
+    for seat in WorkshopRegistration.objects.filter(
+        member=user, occurrence_start__gt=now, status=WorkshopRegistration.Status.REGISTERED
+    ).select_related("series"):
+        series_service.unregister(seat.series, seat.occurrence_start, user)
 
 
 def _scrub_user(user) -> None:

@@ -9,6 +9,7 @@ import json
 import zoneinfo
 
 import pytest
+import time_machine
 from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
@@ -42,6 +43,13 @@ DAYS = (dt.date(2027, 5, 4), dt.date(2027, 5, 6))
 
 def at(d: int, h: int, mi: int = 0) -> dt.datetime:
     return dt.datetime(2027, 5, d, h, mi, tzinfo=BXL)
+
+
+@pytest.fixture(autouse=True)
+def after_it_all():
+    """The clock stands a month after the scene (erasure cancels only what lies ahead)."""
+    with time_machine.travel(NOW, tick=False):
+        yield
 
 
 @pytest.fixture
@@ -324,3 +332,29 @@ def test_an_administrator_erases_from_the_admin_and_never_sees_the_answers(clien
         {"action": "erase_members", "_selected_action": [profile.pk]},
     )
     assert get_user_model().objects.get(pk=world["mia"].pk).username.startswith("erased-")
+
+
+def test_erasure_gives_back_what_lies_ahead(world):
+    laser, mia = world["laser"], world["mia"]
+    ahead = BookingFactory(
+        machine=laser, member=mia, start=NOW + dt.timedelta(days=2), end=NOW + dt.timedelta(days=2, hours=1)
+    )
+    session = TrainingSession.objects.create(
+        training=TrainingFactory(),
+        lab=world["lab"],
+        start=NOW + dt.timedelta(days=3),
+        end=NOW + dt.timedelta(days=3, hours=2),
+        seats=1,
+    )
+    seat = Registration.objects.create(session=session, member=mia, status="registered")
+    waiting = Registration.objects.create(session=session, member=world["noah"], status="waitlisted")
+
+    erase_member(mia)
+
+    ahead.refresh_from_db()
+    assert ahead.status == Booking.Status.CANCELLED and ahead.member_id == mia.pk
+    seat.refresh_from_db()
+    waiting.refresh_from_db()
+    assert (seat.status, waiting.status) == ("cancelled", "registered")  # the seat went to Noah
+    # The past is as it was.
+    assert Booking.objects.get(pk=world["used"].pk).status == Booking.Status.COMPLETED
