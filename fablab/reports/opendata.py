@@ -244,7 +244,9 @@ def tables_by_year(cells: list[Cell], lab_names: dict[str, str]) -> list[dict]:
         for dimension in sorted(by_year[year], key=lambda d: (d != "", d)):
             rows = []
             labels = _CATEGORY_LABELS.get(dimension, {})
-            for (category, metric), per_lab in sorted(by_year[year][dimension].items()):
+            for (category, metric), per_lab in sorted(
+                by_year[year][dimension].items(), key=lambda item: _row_order(item, labels)
+            ):
                 definition = METRICS.get(metric)
                 rows.append(
                     {
@@ -258,6 +260,18 @@ def tables_by_year(cells: list[Cell], lab_names: dict[str, str]) -> list[dict]:
             tables.append({"dimension": dimension, "label": str(label), "rows": rows})
         years.append({"year": year, "columns": [name for _slug, name in columns], "tables": tables})
     return years
+
+
+_METRIC_ORDER = {name: index for index, name in enumerate(METRICS)}
+
+
+def _row_order(item, labels: dict) -> tuple:
+    """Categories in their table's order (declared ones first, "not declared" last), then the metrics in
+    the order of the definitions."""
+    (category, metric), _per_lab = item
+    order = list(labels)
+    position = order.index(category) if category in order else len(order)
+    return (position, category, _METRIC_ORDER.get(metric, len(_METRIC_ORDER)), metric)
 
 
 def _shown(cell: Cell | None) -> dict:
