@@ -38,7 +38,7 @@ from .subjects import subjects_for
 Who = tuple[str, int]
 
 
-def member_days(chunk: Chunk, bookings: dict[int, dict], sessions: list[dict]) -> list[MemberDay]:
+def member_days(chunk: Chunk, bookings: dict[int, dict], sessions: list[dict]) -> list[dict]:
     """Every member-day row of the chunk (``chunk.net`` must be filled by ``rollup.machine_days`` first)."""
     by_booking: dict[int, list[dict]] = defaultdict(list)
     for s in sessions:
@@ -170,7 +170,7 @@ def _workshop_rows(chunk: Chunk, bookings, used, add) -> None:
         )
 
 
-def _materialise(chunk: Chunk, rows: dict[tuple, list]) -> list[MemberDay]:
+def _materialise(chunk: Chunk, rows: dict[tuple, list]) -> list[dict]:
     """Pseudonyms and the consented snapshot onto each row, in a stable order."""
     member_ids = {who[1] for who, *_ in rows if who[0] == "member"}
     subject_of = {("member", m): s for m, s in subjects_for(member_ids).items()}
@@ -193,18 +193,18 @@ def _materialise(chunk: Chunk, rows: dict[tuple, list]) -> list[MemberDay]:
         day = chunk.days[i]
         profile = profiles.get(member_of.get(subject_id))
         result.append(
-            MemberDay(
-                subject_id=subject_id,
-                lab=chunk.lab,
-                machine_id=machine_id,
-                day=day,
-                kind=kind,
-                initiative_id=initiative,
-                training_id=training,
-                certified=certified,
-                used_h=_h(hours),
-                **(snapshot(profile, day.year) if profile else {}),
-            )
+            {
+                "subject_id": subject_id,
+                "lab_id": chunk.lab.pk,
+                "machine_id": machine_id,
+                "day": day,
+                "kind": kind,
+                "initiative_id": initiative,
+                "training_id": training,
+                "certified": certified,
+                "used_h": _h(hours),
+                **snapshot(profile, day.year),
+            }
         )
     return result
 
@@ -226,8 +226,11 @@ def snapshots(member_ids: set[int]) -> dict[int, dict]:
     return profiles
 
 
-def snapshot(profile: dict, year: int) -> dict:
-    """The categories a member-day row carries: the age band is the one of the activity's year."""
+def snapshot(profile: dict | None, year: int) -> dict:
+    """The categories a member-day row carries (empty without consent); the age band is the one of the
+    activity's year."""
+    if profile is None:
+        return {"gender": "", "age_band": "", "user_category": "", "declared_initiatives": []}
     return {
         "gender": profile["gender"],
         "age_band": age_band(profile["birth_year"], year) if profile["birth_year"] else profile["age_band"],

@@ -365,8 +365,8 @@ def test_snapshot_only_with_consent_and_the_age_band_of_the_activity_year(lab, l
     )
     InitiativeParticipation.objects.create(member=consenting, initiative=women)
     InitiativeParticipation.objects.create(member=silent, initiative=women)
-    for member in (consenting, silent):
-        for start in (at(2026, 12, 30, 10), at(2027, 1, 2, 10)):
+    for member, hour in ((consenting, 10), (silent, 12)):
+        for start in (at(2026, 12, 30, hour), at(2027, 1, 2, hour)):
             booking(
                 laser,
                 start,
