@@ -21,3 +21,6 @@ $PY scripts/bench_board.py --machines 200,20 --duration 60
 env -u DATABASE_URL $PY scripts/bench_checkin.py
 env -u DATABASE_URL $PY scripts/bench_attribution.py
 pg_virtualenv -t -o fsync=off sh -c 'export DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE"; "$0" scripts/bench_checkin.py && "$0" scripts/bench_attribution.py' "$PY"
+# Programme reports (issue 12): the one-year network report over 200 machines and 2,000 members' rollups.
+env -u DATABASE_URL $PY scripts/bench_reports.py
+pg_virtualenv -t -o fsync=off sh -c 'DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$PGDATABASE" "$0" scripts/bench_reports.py' "$PY"

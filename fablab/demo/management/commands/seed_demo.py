@@ -266,9 +266,12 @@ class Command(BaseCommand):
             open_doors.training_sessions(machines, users["manager"], now)
             open_doors.weekly_course(machines, users["manager"], tag, now)
             live.flush(timeout=10)  # what those pushes queued leaves before the real layer is back
-        if not past.get("skipped"):  # the rollups of the whole history, the scenes' past rows included
+        if not past.get("skipped"):
+            # The rollups of every day since the history began: the scenes' past rows included, and the days
+            # an older demo database had lived through after the history's end.
             started = time.monotonic()
-            rolled = history.roll_up(past["first_day"], past["last_day"])
+            yesterday = timezone.localdate(timezone=next(iter(labs.values())).tz) - dt.timedelta(days=1)
+            rolled = history.roll_up(past["first_day"], yesterday)
             if rolled is not None:
                 self.stdout.write(f"demo history rolled up in {time.monotonic() - started:.1f} s")
         self.stdout.write(f"demo bridges: {', '.join(bridges)}")
