@@ -84,12 +84,19 @@ def month_chunks(first_day: dt.date, last_day: dt.date) -> list[tuple[dt.date, d
     return chunks
 
 
-def _kept(status: str, cancelled_at: dt.datetime | None, start: dt.datetime) -> bool:
-    """A member booking not cancelled before its start (and not still waiting for approval)."""
-    if status == Booking.Status.PENDING:
+def _requested_only(b: dict) -> bool:
+    """A request that never became a booking: still waiting for approval, or declined by a manager."""
+    return b["status"] == Booking.Status.PENDING or (
+        b["status"] == Booking.Status.CANCELLED and b["cancel_reason"] == Booking.CancelReason.DECLINED
+    )
+
+
+def _kept(b: dict) -> bool:
+    """A member booking not cancelled before its start (a request never approved is none)."""
+    if _requested_only(b):
         return False
-    if status == Booking.Status.CANCELLED:
-        return cancelled_at is not None and cancelled_at >= start
+    if b["status"] == Booking.Status.CANCELLED:
+        return b["cancelled_at"] is not None and b["cancelled_at"] >= b["start"]
     return True
 
 
@@ -270,13 +277,13 @@ def _add_booking(chunk: Chunk, m: MachineInputs, b: dict) -> None:
             if b["kind"] == Booking.Kind.MAINTENANCE:
                 m.planned.append((start, end))
         return
-    kept = _kept(b["status"], b["cancelled_at"], b["start"])
+    kept = _kept(b)
     if kept:
         m.kept.append((start, end))
         if b["released_at"] is not None:
             m.released.append((max(_ts(b["released_at"]), start), end))
     i = chunk.day_index(start)
-    if i is None or b["status"] == Booking.Status.PENDING:
+    if i is None or _requested_only(b):
         return
     counts = m.counts[i]
     counts["bookings_made"] += 1

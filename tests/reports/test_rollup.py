@@ -212,7 +212,7 @@ def test_a_no_show_stays_booked_and_its_released_time_is_kept_apart(laser):
     assert not MemberDay.objects.exists()  # never checked in: not an active maker
 
 
-def test_cancellations_late_early_after_start_and_pending(lab, laser):
+def test_cancellations_late_early_after_start_pending_and_declined(lab, laser):
     lab.late_cancel_hours = 0  # no strikes: the reports still count 24 hours as late
     lab.save()
     start, end = at(2027, 5, 4, 10), at(2027, 5, 4, 11)
@@ -221,6 +221,8 @@ def test_cancellations_late_early_after_start_and_pending(lab, laser):
     booking(laser, start, end, cancelled_at=at(2027, 5, 2, 9), **cancelled)  # 49 h before: not late
     booking(laser, at(2027, 5, 4, 12), at(2027, 5, 4, 14), cancelled_at=at(2027, 5, 4, 12, 30), **cancelled)
     booking(laser, at(2027, 5, 4, 15), at(2027, 5, 4, 16), status=Booking.Status.PENDING)
+    declined = {"status": Booking.Status.CANCELLED, "cancel_reason": Booking.CancelReason.DECLINED}
+    booking(laser, at(2027, 5, 4, 16), at(2027, 5, 4, 17), cancelled_at=at(2027, 5, 4, 16, 30), **declined)
     booking(
         laser,
         start,
