@@ -195,8 +195,8 @@ def load_machines(chunk: Chunk) -> tuple[dict[int, MachineInputs], dict[int, dic
     """Read a chunk's inputs: ``(inputs by machine id, bookings by id, sessions)``.
 
     Seven queries per chunk, whatever its size: machines, links with their state before the chunk,
-    state changes, maintenance windows, bookings, sessions, and the bookings of sessions that started
-    before the chunk's bookings.
+    state changes, maintenance windows, bookings, sessions, and the bookings of sessions that began
+    under a booking that started before the chunk.
     """
     lab, lo, hi = chunk.lab, chunk.lo, chunk.hi
     end_cap = min(chunk.bounds[-1], chunk.now_ts)
@@ -230,8 +230,8 @@ def load_machines(chunk: Chunk) -> tuple[dict[int, MachineInputs], dict[int, dic
     for machine_id, start, end, kind in MaintenanceWindow.objects.filter(
         machine__lab=lab, start__lt=hi, end__gt=lo
     ).values_list("machine_id", "start", "end", "kind"):
-        target = machines[machine_id].planned if kind == MaintenanceWindow.Kind.PLANNED else None
-        (target if target is not None else machines[machine_id].unplanned).append((_ts(start), _ts(end)))
+        m = machines[machine_id]
+        (m.planned if kind == MaintenanceWindow.Kind.PLANNED else m.unplanned).append((_ts(start), _ts(end)))
     bookings = {
         b["id"]: b
         for b in Booking.objects.filter(machine__lab=lab, start__lt=hi, end__gt=lo).values(*BOOKING_FIELDS)
