@@ -9,8 +9,10 @@ rollups current (:mod:`fablab.reports.rollup`), and ``manage.py rebuild_report_r
   metrics (P1–P11) count distinct members on, with the member's self-declared categories *as they were
   on that day* (their age band at the time of the activity, not today's).
 
-No rollup row names a person: :class:`Subject` is a random pseudonym whose link to the member is cut
-when the member is erased, so that the report totals stay as they were.
+No rollup row names a person: :class:`Subject` is a random pseudonym. An erased member's account
+becomes a tombstone that names nobody and keeps its pseudonym, so a rollup rebuilt after the erasure
+counts the same people and the report totals stay as they were (:mod:`fablab.members.privacy`); a
+booking pseudonymised after the retention age keeps the pseudonym alone (``Booking.subject``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class Subject(models.Model):
-    """A member's pseudonym in the rollups. ``member`` is emptied on erasure (the rows stay)."""
+    """A member's pseudonym in the rollups; an erased member's tombstone account keeps it (see above)."""
 
     key = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     member = models.OneToOneField(
