@@ -294,13 +294,19 @@ def recovered(pop: Population, published: list[Cell]) -> list[tuple[Cell, float,
         if cell.suppressed:
             attack.expression(cell)
     attack.solve()
-    found = []
+    found, seen = [], {}
     for cell in published:
         if not cell.suppressed:
             continue
-        ends = attack.bounds_of(cell)
-        if ends is not None and ends[1] - ends[0] < 0.5:
-            found.append((cell, *ends))
+        expr = attack.expression(cell)
+        if expr is None:
+            continue
+        same = tuple(sorted(expr.items()))  # a utilisation rests on the same hours as its used hours
+        if same not in seen:
+            seen[same] = attack.bounds_of(cell)
+        low, high = seen[same]
+        if high - low < 0.5:
+            found.append((cell, low, high))
     return found
 
 
