@@ -33,8 +33,8 @@ from .cells import Cell
 from .definitions import DIMENSIONS, METRICS
 from .metrics_grid import Scope
 from .metrics_groups import group_cells
-from .metrics_machines import heatmap_cells, machine_cells, machine_users
-from .metrics_people import USE, member_masks, people_cells
+from .metrics_machines import heatmap_cells, machine_cells
+from .metrics_people import people_cells, population
 
 #: The tables of a report, in display order (XLSX sheets, page sections).
 TABLES = (
@@ -82,11 +82,9 @@ def year_cells(year: int, labs: Iterable, *, today: dt.date | None = None) -> li
             "pk", "lab", "machine_type__slug", "slug"
         )
     }
-    masks = member_masks(scope)
-    use_masks = [(s, machine, mask) for s, _lab, machine, kind, mask in masks if kind == USE and machine]
-    users = machine_users(scope, machines, use_masks)
-    machine_cells(scope, machines, users)
-    heatmap_cells(scope, users)
-    people_cells(scope, masks, machines)
+    people = population(scope, machines)
+    machine_cells(scope, machines, people.users)
+    heatmap_cells(scope, people.users)
+    people_cells(scope, people)
     group_cells(scope)
     return scope.cells

@@ -15,18 +15,27 @@ categories happens here, over members, never over their rows.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from django.db.models import CharField, Max, Sum, Value
-from django.db.models.functions import Cast, Concat, ExtractMonth, ExtractQuarter
+from django.db.models.functions import Cast, Concat
 
 from fablab.trainings.models import Initiative
 
-from .cells import Period
 from .definitions import AGE_BANDS, GENDERS, USER_CATEGORIES
-from .metrics_grid import Scope, pct, shares_of
+from .metrics_grid import (
+    Scope,
+    mask_counts,
+    month_number,
+    month_start,
+    pct,
+    quarter_number,
+    quarter_start,
+    shares_of,
+)
 from .models import MemberDay
 
 USE = MemberDay.Kind.USE
@@ -45,13 +54,19 @@ SNAPSHOT = Concat(
 )
 
 
-def _parse(snapshot: str) -> tuple[str, str, str, list[int]]:
+def _parse(snapshot: str) -> tuple[str, str, str, frozenset[int]]:
     """``(gender, age band, user category, declared initiative ids)`` from a :data:`SNAPSHOT` string."""
-    _day, gender, band, category, declared = (snapshot or "||||").split("|", 4)
+    return _parse_answers((snapshot or "")[11:])
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_answers(tail: str) -> tuple[str, str, str, frozenset[int]]:
+    """The answers after the snapshot's day: few distinct ones, so each is parsed once."""
+    gender, band, category, declared = (tail or "|||").split("|", 3)
     try:
-        ids = [int(i) for i in json.loads(declared or "[]")]
+        ids = frozenset(int(i) for i in json.loads(declared or "[]"))
     except (TypeError, ValueError):
-        ids = []
+        ids = frozenset()
     return (
         gender if gender in GENDERS else "",
         band if band in AGE_BANDS else "",
@@ -64,21 +79,21 @@ def group_cells(scope: Scope) -> None:
     """P5, the lab tables by user category, gender, age band and initiative, and network × month tables."""
     rows = (
         MemberDay.objects.filter(kind=USE, **scope.in_year())
-        .annotate(q=ExtractQuarter("day"))
+        .annotate(q=quarter_start())
         .values_list("subject", "lab", "q")
         .annotate(hours=Sum("used_h"), snap=Max(SNAPSHOT))
         .order_by()
     )
-    # (lab, period) → subject → [hours, latest snapshot]
-    members: dict[tuple[str, Period], dict[int, list]] = defaultdict(dict)
+    # (lab, period index) → subject → [hours, latest snapshot]
+    members: dict[tuple[str, int], dict[int, list]] = defaultdict(dict)
     for s, lab, q, hours, snap in rows:
         lab = scope.lab_slugs[lab]
-        for period in (Period(scope.year, quarter=q), Period(scope.year)):
+        for period in (scope.quarter(quarter_number(q)), scope.YEAR):
             entry = members[lab, period].setdefault(s, [0.0, ""])
             entry[0] += float(hours or 0)
             entry[1] = max(entry[1], snap or "")
     participation = _participation(scope)
-    coarse = [p for p in scope.periods if p.grain != "month"]
+    coarse = scope.coarse
     declared = {
         lab: {i for p in coarse for _h, snap in members[lab, p].values() for i in _parse(snap)[3]}
         for lab in scope.lab_slugs.values()
@@ -100,13 +115,14 @@ def group_cells(scope: Scope) -> None:
     _network_months(scope)
 
 
-def _demographic(scope: Scope, period: Period, lab: str, dimension: str, answers: list[str]) -> None:
+def _demographic(scope: Scope, period: int, lab: str, dimension: str, answers: list[str]) -> None:
     """Makers per category (incl. not declared) and the declared coverage (category "")."""
     categories = GENDERS if dimension == "gender" else AGE_BANDS
+    tally = Counter(answers)
     for category in categories:
-        n = sum(1 for a in answers if a == category)
+        n = tally[category]
         scope.emit(period, "makers", n, lab=lab, dimension=dimension, category=category, people=n)
-    declared = sum(1 for a in answers if a)
+    declared = len(answers) - tally[""]
     scope.emit(
         period,
         "declared_coverage",
@@ -118,7 +134,7 @@ def _demographic(scope: Scope, period: Period, lab: str, dimension: str, answers
     )
 
 
-def _user_categories(scope: Scope, period: Period, lab: str, group: dict) -> None:
+def _user_categories(scope: Scope, period: int, lab: str, group: dict) -> None:
     """P8: makers and their used hours per user category (hours with each maker's share, rule 4)."""
     for category in USER_CATEGORIES:
         hours = [h for h, snap in group.values() if snap[2] == category]
@@ -127,24 +143,24 @@ def _user_categories(scope: Scope, period: Period, lab: str, group: dict) -> Non
         scope.emit(period, "category_hours", sum(hours), shares=shares_of(hours), **where)
 
 
-def _participation(scope: Scope) -> dict[tuple[str, Period, int], dict[int, float]]:
+def _participation(scope: Scope) -> dict[tuple[str, int, int], dict[int, float]]:
     """``{(lab, period, initiative id): {subject: used hours}}`` over rows of any kind tagged with it."""
     rows = (
         MemberDay.objects.filter(initiative__isnull=False, **scope.in_year())
-        .annotate(q=ExtractQuarter("day"))
+        .annotate(q=quarter_start())
         .values_list("subject", "lab", "q", "initiative")
         .annotate(Sum("used_h"))
         .order_by()
     )
-    out: dict[tuple[str, Period, int], dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    out: dict[tuple[str, int, int], dict[int, float]] = defaultdict(lambda: defaultdict(float))
     for s, lab, q, initiative, hours in rows:
         lab = scope.lab_slugs[lab]
-        for period in (Period(scope.year, quarter=q), Period(scope.year)):
+        for period in (scope.quarter(quarter_number(q)), scope.YEAR):
             out[lab, period, initiative][s] += float(hours or 0)
     return out
 
 
-def _initiatives(scope: Scope, period: Period, lab: str, group: dict, participation, slugs) -> None:
+def _initiatives(scope: Scope, period: int, lab: str, group: dict, participation, slugs) -> None:
     """P11 per initiative: participants, their used hours in the initiative's rows (with shares), and the
     active makers who declared taking part."""
     for initiative in sorted(slugs, key=slugs.get):
@@ -168,19 +184,32 @@ def _initiative_slugs(ids: set[int]) -> dict[int, str]:
     return dict(Initiative.objects.filter(pk__in=ids).values_list("pk", "slug")) if ids else {}
 
 
+#: The network × month tables need only the two demographics: ``day|gender|age band``.
+SHORT_SNAPSHOT = Concat(
+    Cast("day", CharField()), Value("|"), "gender", Value("|"), "age_band", output_field=CharField()
+)
+
+
 def _network_months(scope: Scope) -> None:
-    """Gender and age band for the network per month: each member once, whichever labs they used."""
-    rows = (
+    """Gender and age band for the network per month: each member once, whichever labs they used.
+
+    The database counts the members per month and latest answer (the tail of their latest snapshot).
+    """
+    per_member = (
         MemberDay.objects.filter(kind=USE, **scope.in_year())
-        .annotate(m=ExtractMonth("day"))
-        .values_list("subject", "m")
-        .annotate(snap=Max(SNAPSHOT))
-        .order_by()
+        .annotate(m=month_start())
+        .values("subject", "m")
+        .annotate(snap=Max(SHORT_SNAPSHOT))
     )
-    answers: dict[int, list[tuple]] = defaultdict(list)
-    for _s, month, snap in rows:
-        answers[month].append(_parse(snap))
+    answers: dict[int, list[tuple[str, str, int]]] = defaultdict(list)
+    for month, tail, n in mask_counts(per_member, "m", "SUBSTR(snap, 12)"):
+        gender, _sep, band = (tail or "|").partition("|")
+        answers[month_number(month)].append(
+            (gender if gender in GENDERS else "", band if band in AGE_BANDS else "", n)
+        )
     for month in range(1, 13):
-        period = Period(scope.year, month=month)
+        period = scope.month(month)
         for index, dimension in ((0, "gender"), (1, "age_band")):
-            _demographic(scope, period, "", dimension, [a[index] for a in answers[month]])
+            _demographic(
+                scope, period, "", dimension, [a[index] for a in answers[month] for _ in range(a[2])]
+            )

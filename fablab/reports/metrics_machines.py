@@ -13,11 +13,10 @@ from collections import defaultdict
 
 from django.db.models import FloatField, IntegerField, Max, Sum
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce, ExtractIsoWeekDay, ExtractMonth, ExtractQuarter
+from django.db.models.functions import Cast, Coalesce, ExtractIsoWeekDay
 
-from .cells import Period
 from .definitions import METRICS
-from .metrics_grid import Scope, count_by_period, merge_masks, pct, ratio
+from .metrics_grid import Scope, month_number, month_start, pct, quarter_number, quarter_start, ratio
 from .models import MachineDay
 
 #: The MachineDay fields a period adds up (hours and counts).
@@ -100,11 +99,12 @@ def machine_cells(scope: Scope, machines: dict[int, tuple[str, str, str]], users
     """Emit the machine table of the year: network, lab, type within the lab and machine.
 
     ``machines`` maps a machine id to its ``(lab, type, machine)`` slugs; ``users`` maps a cell's
-    ``(lab, type, machine)`` key and period to its distinct users (see :func:`machine_users`).
+    ``(lab, type, machine)`` key and period to its distinct users: members with a ``use`` day on the
+    cell's machines (see :func:`fablab.reports.metrics_people.population`).
     """
     rows = (
         MachineDay.objects.filter(**scope.in_year("machine__"))
-        .annotate(m=ExtractMonth("day"))
+        .annotate(m=month_start())
         .values_list("machine", "m")
         .annotate(
             *(Sum(name) for name in FIELDS),
@@ -120,6 +120,7 @@ def machine_cells(scope: Scope, machines: dict[int, tuple[str, str, str]], users
     for machine_id, month, *values in rows:
         if machine_id not in machines:
             continue
+        month = month_number(month)
         lab, mtype, slug = machines[machine_id]
         *sums, flag = values
         sums = [float(v or 0) for v in sums]
@@ -134,47 +135,19 @@ def machine_cells(scope: Scope, machines: dict[int, tuple[str, str, str]], users
     for key in sorted(monthly):
         by_month = monthly[key]
         lab, mtype, slug = key
-        for period in scope.periods:
+        flagged_months = flags.get(key, ())
+        for i in range(len(scope.periods)):
+            bits = scope.bits(i)
             sums = [0.0] * len(FIELDS)
-            months = [period.month] if period.month else [m for m in by_month if _contains(period, m)]
-            for m in months:
-                if m in by_month:
-                    _add(sums, by_month[m])
-            n_users = users.get((key, period), 0)
-            where = {"lab": lab, "machine_type": mtype, "machine": slug, "users": n_users}
+            for m, values in by_month.items():
+                if bits >> (m - 1) & 1:
+                    _add(sums, values)
+            where = {"lab": lab, "machine_type": mtype, "machine": slug, "users": users.get((key, i), 0)}
             for name in MACHINE_METRICS:
-                scope.emit(period, name, FORMULAS[name](sums), **where)
+                scope.emit(i, name, FORMULAS[name](sums), **where)
             if slug:
-                flagged = any(_contains(period, m) for m in flags.get(key, ()))
-                scope.emit(period, "bookable_around_the_clock", int(flagged), **where)
-
-
-def _contains(period: Period, month: int) -> bool:
-    if period.month:
-        return period.month == month
-    if period.quarter:
-        return (month - 1) // 3 + 1 == period.quarter
-    return True
-
-
-def machine_users(scope: Scope, machines: dict[int, tuple[str, str, str]], use_masks) -> dict:
-    """``{((lab, type, machine), period): distinct users}`` at every machine level.
-
-    ``use_masks`` are ``(subject, machine id, month mask)`` triples of ``use`` member days: a machine's
-    users are the distinct members with a checked-in booking or an attributed session on it.
-    """
-    per_level: dict[tuple, int] = {}
-    rows = [(s, machines[m], mask) for s, m, mask in use_masks if m in machines]
-    for cut in (
-        lambda k: k,
-        lambda k: (k[0], k[1], ""),
-        lambda k: (k[0], "", ""),
-        lambda k: ("", "", ""),
-    ):
-        merged = merge_masks(((s, cut(k)), mask) for s, k, mask in rows)
-        counted = count_by_period(((key, mask) for (_s, key), mask in merged.items()), scope.periods)
-        per_level.update(counted)
-    return per_level
+                flagged = any(bits >> (m - 1) & 1 for m in flagged_months)
+                scope.emit(i, "bookable_around_the_clock", int(flagged), **where)
 
 
 def heatmap_cells(scope: Scope, users: dict) -> None:
@@ -182,7 +155,7 @@ def heatmap_cells(scope: Scope, users: dict) -> None:
     hours = {f"h{h}": Coalesce(Sum(Cast(KT(f"used_by_hour__{h}"), FloatField())), 0.0) for h in range(24)}
     rows = (
         MachineDay.objects.filter(**scope.in_year("machine__"), used_h__gt=0)
-        .annotate(q=ExtractQuarter("day"), wd=ExtractIsoWeekDay("day"))
+        .annotate(q=quarter_start(), wd=Cast(ExtractIsoWeekDay("day"), IntegerField()))
         .values("machine__lab", "q", "wd")
         .annotate(**hours)
         .order_by()
@@ -190,23 +163,23 @@ def heatmap_cells(scope: Scope, users: dict) -> None:
     grid: dict[tuple[str, int], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for row in rows:
         lab = scope.lab_slugs[row["machine__lab"]]
+        row["q"] = quarter_number(row["q"])
         for h in range(24):
             category = f"{row['wd'] - 1}-{h:02d}"
             value = float(row[f"h{h}"] or 0)
             for key in ((lab, row["q"]), ("", row["q"])):
                 grid[key][category] += value
-    labs = ["", *sorted(scope.lab_slugs.values())]
+    labs = scope.labs()
     categories = [f"{wd}-{h:02d}" for wd in range(7) for h in range(24)]
     for lab in labs:
-        for period in scope.periods:
-            if period.grain == "month":
-                continue
+        for i in scope.coarse:
+            period = scope.periods[i]
             quarters = [period.quarter] if period.quarter else [1, 2, 3, 4]
-            n_users = users.get(((lab, "", ""), period), 0)
+            n_users = users.get(((lab, "", ""), i), 0)
             for category in categories:
                 value = sum(grid[lab, q].get(category, 0.0) for q in quarters if (lab, q) in grid)
                 scope.emit(
-                    period,
+                    i,
                     "used_hours",
                     value,
                     lab=lab,
