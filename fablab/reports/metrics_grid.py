@@ -213,6 +213,20 @@ class Scope:
                 out[group, i] += n
         return out
 
+    def allowed(self, metric: str, level: str, period: int, dimension: str = "") -> bool:
+        """Whether the definitions allow ``metric`` at ``level`` in period ``period`` (and rule 7's grid)."""
+        rule = (metric, level, self._info[period][1], dimension)
+        allowed = self._allowed.get(rule)
+        if allowed is None:
+            definition = METRICS[metric]
+            grid = DIMENSIONS[dimension]["grid"] if dimension else None
+            allowed = self._allowed[rule] = (
+                level in definition.levels
+                and rule[2] in definition.grains
+                and (grid is None or (level, rule[2]) in grid)
+            )
+        return allowed
+
     def emit(
         self,
         period: int | Period,
@@ -229,19 +243,11 @@ class Scope:
     ) -> None:
         """Add one cell of ``period`` (its index, or the period), only where the definitions allow it
         (the metric's levels and grains, and rule 7's grid of its breakdown)."""
-        text, grain, status = self._info[period if type(period) is int else self.index[period]]
+        if type(period) is not int:
+            period = self.index[period]
+        text, _grain, status = self._info[period]
         level = "machine" if machine else "machine_type" if machine_type else "lab" if lab else "network"
-        rule = (metric, level, grain, dimension)
-        allowed = self._allowed.get(rule)
-        if allowed is None:
-            definition = METRICS[metric]
-            grid = DIMENSIONS[dimension]["grid"] if dimension else None
-            allowed = self._allowed[rule] = (
-                level in definition.levels
-                and grain in definition.grains
-                and (grid is None or (level, grain) in grid)
-            )
-        if not allowed:
+        if not self.allowed(metric, level, period, dimension):
             return
         unit = METRICS[metric].unit
         fields = {

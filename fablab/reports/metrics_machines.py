@@ -135,6 +135,7 @@ def machine_cells(scope: Scope, machines: dict[int, tuple[str, str, str]], users
     for key in sorted(monthly):
         by_month = monthly[key]
         lab, mtype, slug = key
+        level = "machine" if slug else "machine_type" if mtype else "lab" if lab else "network"
         flagged_months = flags.get(key, ())
         for i in range(len(scope.periods)):
             bits = scope.bits(i)
@@ -144,7 +145,8 @@ def machine_cells(scope: Scope, machines: dict[int, tuple[str, str, str]], users
                     _add(sums, values)
             where = {"lab": lab, "machine_type": mtype, "machine": slug, "users": users.get((key, i), 0)}
             for name in MACHINE_METRICS:
-                scope.emit(i, name, FORMULAS[name](sums), **where)
+                if scope.allowed(name, level, i):
+                    scope.emit(i, name, FORMULAS[name](sums), **where)
             if slug:
                 flagged = any(bits >> (m - 1) & 1 for m in flagged_months)
                 scope.emit(i, "bookable_around_the_clock", int(flagged), **where)
