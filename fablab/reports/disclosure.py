@@ -139,7 +139,9 @@ _EXCLUSIVE = {
     ("gender", "makers"): "active_makers",
     ("age_band", "makers"): "active_makers",
     ("user_category", "makers"): "active_makers",
-    ("user_category", "category_hours"): None,
+    # Members' hours are the lab's used hours but for sessions tied to nobody: close enough to treat the
+    # lab's used hours as the total a reader would subtract from.
+    ("user_category", "category_hours"): "used_hours",
     ("weekday_hour", "used_hours"): "used_hours",
     ("training", "certifications_granted"): "certifications_granted",
 }
