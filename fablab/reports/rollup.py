@@ -420,13 +420,21 @@ def insert_rows(model, rows: list[dict], batch: int = 500) -> int:
     # Only quoted identifiers of our own model go into the text; every value is a parameter.
     placeholders = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {qn(meta.db_table)} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
+    cache: dict[tuple, object] = {}  # the same day or the same empty list, prepared once
+
+    def prep(i: int, value):
+        key = (i, tuple(value) if isinstance(value, list) else value)
+        if key not in cache:
+            cache[key] = fields[i].get_db_prep_save(value, connection)
+        return cache[key]
+
     with connection.cursor() as cursor:
         for at in range(0, len(rows), batch):
             params = []
             for row in rows[at : at + batch]:
                 values = list(row.values())
                 for i in prepared:
-                    values[i] = fields[i].get_db_prep_save(values[i], connection)
+                    values[i] = prep(i, values[i])
                 params.append((*values, *extra))
             cursor.executemany(sql, params)
     return len(rows)
