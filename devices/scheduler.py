@@ -29,6 +29,8 @@ k. **downsample** — :func:`devices.influx_retention.downsample_pass` (complete
    become hourly points in InfluxDB; an InfluxDB outage costs a log line, never the other steps).
 l. **reports** — :func:`fablab.reports.rollup.scheduled_pass` (the report rollups of yesterday and
    today rebuilt, at most every ``REPORTS_ROLLUP_INTERVAL_S`` seconds).
+m. **report snapshots** — :func:`fablab.reports.snapshots.scheduled_pass` (the protected years of every
+   scope in use built again once the rollups changed, so that report requests stay cheap).
 
 Every transition is a conditional ``UPDATE`` (in :mod:`fablab.booking.lifecycle` and
 :mod:`devices.interlock`), so any number of schedulers may run side by side: each change happens
@@ -56,7 +58,7 @@ from devices.status import push_machines
 from fablab.booking import lifecycle, series, waitlist
 from fablab.booking.models import Booking
 from fablab.labs.models import MaintenanceWindow
-from fablab.reports import retention, rollup
+from fablab.reports import retention, rollup, snapshots
 from fablab.trainings import reminders as training_reminders
 from firmware_bridge import protocol
 
@@ -99,6 +101,7 @@ class Scheduler:
             ("retention", retention.pseudonymise_pass),
             ("downsample", influx_retention.downsample_pass),
             ("reports", rollup.scheduled_pass),
+            ("report_snapshots", snapshots.scheduled_pass),
         ]
         done: dict[str, int] = {}
         # The bookings' follow-ups (interlock, attribution, board) run once the booking steps are done:

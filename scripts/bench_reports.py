@@ -11,7 +11,10 @@ bookings or sessions), so this is the whole of a report's input.
 
 Then times, each ``--runs`` times (median and 95th percentile):
 
-* ``service.report(admin, "<year>", "network")`` cold (the cache cleared first) and warm;
+* a snapshot build (what the scheduler does after the rollups change: the whole protected year of the
+  scope, cut into slices), then ``service.report(admin, ...)`` for the year's network, a quarter's labs
+  and a quarter's machines while that snapshot is current (what a request pays), and the network
+  report with no snapshot at all (the cache cleared: the request builds it);
 * its two parts separately: ``metrics.year_cells`` (the raw cells of every period and level of the
   year) and ``disclosure.protect`` (suppression of those cells).
 
@@ -201,7 +204,7 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from fablab.reports import disclosure, metrics, service
+        from fablab.reports import disclosure, metrics, service, snapshots
 
         year = dt.date.today().year - 1
         began = time.perf_counter()
@@ -210,12 +213,22 @@ def main() -> None:
         today = dt.date(year + 1, 1, 15)
         admin, labs = scene["admin"], scene["labs"]
         report = service.report(admin, str(year), "network", today=today)  # warms the imports
+        quarter = f"{year}-Q3"
         results = {
-            f'`report(admin, "{year}", "network")`, cold': timed(
-                args.runs, lambda: service.report(admin, str(year), "network", today=today), cache.clear
+            "snapshot build (the scheduler's, after a rollup change; a request pays it only without one)": timed(
+                args.runs, lambda: snapshots.build(year, labs, today=today, by="scheduler")
             ),
-            f'`report(admin, "{year}", "network")`, warm': timed(
+            f'`report(admin, "{year}", "network")`, snapshot current': timed(
                 args.runs, lambda: service.report(admin, str(year), "network", today=today)
+            ),
+            f'`report(admin, "{quarter}", "lab")`, snapshot current': timed(
+                args.runs, lambda: service.report(admin, quarter, "lab", today=today)
+            ),
+            f'`report(admin, "{quarter}", "machine")`, snapshot current': timed(
+                args.runs, lambda: service.report(admin, quarter, "machine", today=today)
+            ),
+            f'`report(admin, "{year}", "network")`, no snapshot (cache cleared)': timed(
+                args.runs, lambda: service.report(admin, str(year), "network", today=today), cache.clear
             ),
         }
         cells = metrics.year_cells(year, labs, today=today)

@@ -13,9 +13,9 @@ control, and so that every viewer gets the same suppression pattern whichever sl
   scope (every period, level and table at once) and the answer is then sliced. Protecting each slice
   on its own would give a different suppression pattern per download, and comparing two downloads
   could then recover a hidden cell.
-* **Cache.** The protected year is cached per (year, scope). The key also carries a stamp of the
-  rollups (their newest ``computed_at``, their row count and newest id) and today's date, so a rollup
-  rebuild, a new day (the provisional flag ``p``) or a scope change all start afresh.
+* **Snapshots.** The protected year of a scope is computed once and kept, cut into the slices the
+  outputs ask for (:mod:`fablab.reports.snapshots`); the scheduler builds the next one after the
+  rollups change, so that a report request reads one small slice and never computes a year.
 * **Fixed grid.** Periods are ``2026``, ``2026-Q3`` or ``2026-07`` only; anything else, a free range
   included, is refused with the code ``report_period_invalid`` (disclosure rule 2).
 """
@@ -23,26 +23,24 @@ control, and so that every viewer gets the same suppression pattern whichever sl
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Min
+from django.db.models import Max, Min
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from fablab.labs.models import Lab
 from fablab.members import roles
 
+from . import snapshots
 from .cells import LEVELS, Cell, Period
 from .models import MachineDay, MemberDay
 
 #: Years a report may ask for: from this one up to the current year (the grid has no future).
 FIRST_YEAR = 2000
-#: A cached protected year lives at most this long (a lab or machine renamed changes no rollup row).
-CACHE_SECONDS = 60 * 60
 
 #: code -> (HTTP status, translated message). The API lists the same codes in ``api_errors.API_CODES``.
 ERRORS: dict[str, tuple[int, object]] = {
@@ -80,7 +78,6 @@ class Report:
     cells: list[Cell]
     labs: list[Lab]
     generated_at: dt.datetime
-    year_cells: list[Cell] = field(default_factory=list, repr=False)
 
     @property
     def scope_labs(self) -> list[Lab]:
@@ -160,54 +157,31 @@ def report(viewer, period: str | Period, level: str, lab: str | None = None, *, 
     parsed = parse_period(period, today=today)
     level = parse_level(level)
     chosen = _lab_in_scope(lab, scope)
-    protected = protected_year(parsed.year, scope, today=today)
-    wanted = str(parsed)
-    cells = [
-        cell
-        for cell in protected
-        if cell.period == wanted
-        and cell.level == level
-        and (chosen is None or level == "network" or cell.lab == chosen.slug)
-    ]
+    cells = snapshots.slice_of(parsed.year, scope, ("p", str(parsed), level), today=today)
+    if chosen is not None and level != "network":
+        cells = [cell for cell in cells if cell.lab == chosen.slug]
     return Report(
-        period=parsed,
-        level=level,
-        lab=chosen,
-        cells=cells,
-        labs=scope,
-        generated_at=timezone.now(),
-        year_cells=protected,
+        period=parsed, level=level, lab=chosen, cells=cells, labs=scope, generated_at=timezone.now()
     )
 
 
 def year_report(viewer, year: int, lab: str | None = None, *, today=None) -> list[Cell]:
-    """Every protected cell of a year in the viewer's scope (of one lab and the network, if ``lab``):
-    for pages that chart a whole year (months side by side) without asking period by period."""
+    """The protected cells of a year for pages that chart a whole year (months side by side): with a
+    ``lab``, that lab's cells at every level and the network's; without, the network and lab levels."""
     scope = visible_labs(viewer)
     if not scope:
         raise PermissionDenied
     today = today or timezone.localdate()
     parse_period(Period(int(year)), today=today)
     chosen = _lab_in_scope(lab, scope)
-    cells = protected_year(int(year), scope, today=today)
-    if chosen is None:
-        return cells
-    return [cell for cell in cells if cell.lab in ("", chosen.slug)]
+    key = ("lab", chosen.slug) if chosen is not None else ("summary",)
+    return snapshots.slice_of(int(year), scope, key, today=today)
 
 
 def protected_year(year: int, labs: Iterable[Lab], *, today: dt.date | None = None) -> list[Cell]:
-    """The protected cells of a whole year for the scope ``labs``, from the cache when still current."""
-    from .disclosure import protect
-    from .metrics import year_cells
-
-    labs = sorted(labs, key=lambda lab: lab.pk)
-    today = today or timezone.localdate()
-    key = _cache_key("year", year, [lab.pk for lab in labs], today)
-    cells = cache.get(key)
-    if cells is None:
-        cells = protect(year_cells(year, labs, today=today))
-        cache.set(key, cells, CACHE_SECONDS)
-    return cells
+    """Every protected cell of a whole year for the scope ``labs`` (tests and tools; pages and exports
+    read the snapshot's slices)."""
+    return snapshots.protect_year(year, labs, today=today or timezone.localdate())
 
 
 def open_data_cells(*, today: dt.date | None = None) -> list[Cell]:
@@ -222,13 +196,13 @@ def open_data_cells(*, today: dt.date | None = None) -> list[Cell]:
 
     today = today or timezone.localdate()
     labs = list(Lab.objects.order_by("pk"))
-    key = _cache_key("open", 0, [lab.pk for lab in labs], today)
+    key = snapshots.cache_key("open", 0, [lab.pk for lab in labs], today)
     cells = cache.get(key)
     if cells is None:
         cells = []
         for year in open_data_years(today=today):
             cells.extend(protect(year_cells(year, labs, today=today), open_data=True))
-        cache.set(key, cells, CACHE_SECONDS)
+        cache.set(key, cells, snapshots.OPEN_DATA_SECONDS)
     return cells
 
 
@@ -246,17 +220,3 @@ def open_data_years(*, today: dt.date | None = None) -> list[int]:
     first = max(min(firsts).year, FIRST_YEAR)
     last = min(max(lasts).year, today.year - 1)
     return list(range(first, last + 1))
-
-
-def _rollup_stamp() -> str:
-    """Changes whenever the rollups do: a rebuilt machine day gets a new ``computed_at``, a rebuilt
-    member day is deleted and inserted again (new ids), an erased member changes neither (by design)."""
-    machines = MachineDay.objects.aggregate(newest=Max("computed_at"), n=Count("pk"))
-    members = MemberDay.objects.aggregate(newest=Max("pk"), n=Count("pk"))
-    newest = machines["newest"].isoformat() if machines["newest"] else "-"
-    return f"{newest}/{machines['n']}/{members['newest']}/{members['n']}"
-
-
-def _cache_key(kind: str, year: int, lab_ids: list[int], today: dt.date) -> str:
-    raw = f"{kind}|{year}|{','.join(map(str, lab_ids))}|{today.isoformat()}|{_rollup_stamp()}"
-    return "reports:" + hashlib.sha256(raw.encode()).hexdigest()
