@@ -379,13 +379,15 @@ class _Protector:
         else:
             if not parts_hidden:
                 return []
+            if rel.prefer_total and total is not None and self.hideable(total):
+                # Labs to the network: two hidden labs beside a shown network total still give their
+                # sum away, which the other relations can split (a lab's year minus its shown quarters).
+                return [total]
             margin = MARGIN.get(self.by_key[rel.parts[0]].unit, 1.0)
             hidden_sum = sum(self.value(k) for k in parts_hidden)
             if len(parts_hidden) > 1 and hidden_sum >= margin - 1e-9:
                 return []
             need = max(margin - hidden_sum, 1e-9)
-            if rel.prefer_total and total is not None and self.hideable(total):
-                return [total]
         # A zero protects nothing: it is usually pinned down elsewhere (an empty month, a machine nobody
         # used), and hiding it would only hide a figure a reader can still work out.
         shown = [k for k in rel.parts if self.hideable(k) and self.value(k) > 0]

@@ -189,6 +189,17 @@ def test_spatial_labs_to_network_hide_the_network_not_another_lab():
     assert not out[("2026", "b", "", "", "", "", "used_hours")].suppressed
 
 
+def test_two_hidden_labs_hide_the_network_too():
+    # their sum beside a shown network total could be split again by the labs' other periods
+    cells = [
+        cell("used_hours", 7.5, period="2026-Q3", users=3),
+        cell("used_hours", 7.0, period="2026-Q3", lab="a", users=2),
+        cell("used_hours", 0.5, period="2026-Q3", lab="b", users=1),
+    ]
+    out = by_key(protect(cells))
+    assert out[("2026-Q3", "", "", "", "", "", "used_hours")].suppressed
+
+
 def test_temporal_month_hidden_alone_in_its_quarter():
     where = dict(lab="a", machine_type="laser", machine="l1", metric="used_hours")
     cells = [
