@@ -29,7 +29,7 @@ The rules (the numbers are those of the reports' disclosure rules, see ``docs/re
   members worth less than :data:`MARGIN` together), the next smallest shown member is hidden too ("not
   declared" and "another" first in a demographic table). A category hidden in one period of a table is
   hidden in every period of that table in the year, so that comparing periods reveals nothing.
-  *Decision:* between the labs and the network, the network total is hidden rather than another lab.
+  *Decision:* whenever a lab's figure is hidden, the network's is hidden too, rather than another lab's.
   A lab's pattern then never depends on which other labs are in the viewer's scope, so an officer who
   compares their programme's report with another scope or with the open data learns nothing more, and
   the network figures only hide what some lab hides. Relations inside a lab are settled before the
