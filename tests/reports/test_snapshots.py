@@ -37,7 +37,7 @@ def test_a_warm_report_reads_its_slice_without_computing_the_year(world, monkeyp
         again = service.report(officer, "2025-Q1", "lab")
     assert again.cells == first.cells and not computed
     # The access check and the rollups' stamp; no query on the rollups' rows.
-    assert not any("reports_memberday\" WHERE" in q["sql"] for q in queries.captured_queries)
+    assert not any('reports_memberday" WHERE' in q["sql"] for q in queries.captured_queries)
 
 
 def test_the_scheduler_builds_every_scope_in_use_and_requests_then_stay_warm(world, monkeypatch):
@@ -82,7 +82,9 @@ def test_a_snapshot_a_request_built_is_never_served_stale(world):
 def test_a_slice_the_cache_lost_is_computed_again(world):
     officer = world["officer_a"]
     first = service.report(officer, "2025-07", "machine")
-    manifest = cache.get(snapshots._manifest_key(2025, sorted(lab.pk for lab in service.visible_labs(officer))))
+    manifest = cache.get(
+        snapshots._manifest_key(2025, sorted(lab.pk for lab in service.visible_labs(officer)))
+    )
     cache.delete(snapshots._slice_key(manifest["id"], ("p", "2025-07", "machine")))
     assert service.report(officer, "2025-07", "machine").cells == first.cells
 
