@@ -108,6 +108,17 @@ METRICS: dict[str, Metric] = {
             additive=True,
         ),
         Metric(
+            "released_hours",
+            "M3",
+            HOURS,
+            "machine",
+            _(
+                "Of the booked hours, the time no-shows and early finishes gave back for others to book; it stays counted as booked."
+            ),
+            _("Released hours"),
+            additive=True,
+        ),
+        Metric(
             "booking_utilisation",
             "M3",
             PERCENT,

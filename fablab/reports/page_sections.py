@@ -36,6 +36,7 @@ BOOKINGS = (
     "late_cancellation_rate",
     "walk_in_share",
     "booking_realisation",
+    "released_hours",
     "job_completion",
     "overrun_hours",
 )

@@ -139,6 +139,7 @@ def test_machine_metrics_of_one_machine_month(machine_days):
         "availability": 95.5,  # (22 − 1) / 22
         "booked_hours": 8.0,
         "booking_utilisation": 36.4,  # 8 / 22
+        "released_hours": 1.0,  # given back by a no-show, still booked
         "used_hours": 6.0,
         "usage_utilisation": 27.3,  # 6 / 22
         "busy_hours": 4.0,
