@@ -82,7 +82,8 @@ FORMULAS = {
     "jobs_finished": _f("jobs_finished"),
     "job_completion": lambda s: pct(s[_I["jobs_finished"]], s[_I["jobs_with_outcome"]]),
     "overrun_hours": _f("overrun_h"),
-    "energy": _f("energy_kwh"),
+    # No session with a meter reading: no energy figure (not 0 kWh, which would claim a measurement).
+    "energy": lambda s: s[_I["energy_kwh"]] if s[_I["energy_used_h"]] > 0 else None,
     "energy_per_used_hour": lambda s: ratio(s[_I["energy_kwh"]], s[_I["energy_used_h"]]),
     "training_hours": _f("training_h"),
     "workshop_hours": _f("workshop_h"),

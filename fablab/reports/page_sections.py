@@ -29,7 +29,7 @@ COMPARISON = (
     "visits",
 )
 #: The summary cards of the network and of a lab.
-SUMMARY = (*COMPARISON, "used_hours", "new_makers", "trainees", "energy")
+SUMMARY = (*COMPARISON, "used_hours", "new_makers", "energy")
 BOOKINGS = (
     "bookings_made",
     "no_show_rate",
@@ -252,7 +252,15 @@ def lab_sections(user, period: Period, lab, *, charts: bool = True) -> dict:
         "machines": {"rows": machine_rows, "columns": definitions(MACHINE_COLUMNS)},
         "heatmap": _heatmap(cells, str(heat), slug),
         "heat_period": period_label(heat),
-        "trainings": _category_table(cells, p, slug, "training", TRAINING_COLUMNS, trainings),
+        # Training → use (P7) is a yearly figure: a quarter's table leaves its column out.
+        "trainings": _category_table(
+            cells,
+            p,
+            slug,
+            "training",
+            TRAINING_COLUMNS if period.grain == "year" else TRAINING_COLUMNS[:2],
+            trainings,
+        ),
         "user_categories": _category_table(
             cells, p, slug, "user_category", CATEGORY_COLUMNS, USER_CATEGORIES
         ),
