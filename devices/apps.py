@@ -13,3 +13,10 @@ class DevicesConfig(AppConfig):
         from . import follow
 
         booking_changed.connect(follow.on_booking_changed, dispatch_uid="devices.follow")
+
+        # A member's data export and erasure reach the machine side's rows (members never imports devices).
+        from fablab.members import privacy as member_privacy
+
+        from . import privacy
+
+        member_privacy.register(export=privacy.export, erase=privacy.erase)

@@ -23,12 +23,30 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from .models import MemberProfile, new_calendar_token, profile_for
+
+#: What the other apps hold about a member, which this app may not import (the machine side: sessions of
+#: their bookings, commands they issued, their lines in fault alerts). Each registers, from its
+#: ``AppConfig.ready``, a part of the export ``(user, booking ids) -> {key: rows}`` and an eraser
+#: ``(user, booking ids) -> None`` that runs inside the erasure's transaction.
+_EXPORTERS: list[Callable[[Any, list[int]], dict]] = []
+_ERASERS: list[Callable[[Any, list[int]], None]] = []
+
+
+def register(*, export: Callable | None = None, erase: Callable | None = None) -> None:
+    """Add another app's part of a member's data export and of their erasure (once per function)."""
+    if export is not None and export not in _EXPORTERS:
+        _EXPORTERS.append(export)
+    if erase is not None and erase not in _ERASERS:
+        _ERASERS.append(erase)
+
 
 log = logging.getLogger("fablab.members.privacy")
 
@@ -51,7 +69,6 @@ def export_member_data(user) -> dict:
     """Everything the platform holds about ``user``, ready for ``json.dumps``."""
     from allauth.account.models import EmailAddress
 
-    from devices.models import Command, UsageSession
     from fablab.booking.models import Booking, StrikeWaiver, WaitlistEntry, WorkshopRegistration
     from fablab.trainings.models import InitiativeParticipation, Registration
 
@@ -62,7 +79,7 @@ def export_member_data(user) -> dict:
         Booking.objects.filter(member=user).select_related("machine__lab", "series").order_by("start", "pk")
     )
     booking_ids = [b.pk for b in bookings]
-    return {
+    data = {
         "format": "fablab-member-data/1",
         "exported_at": _iso(timezone.now()),
         "account": {
@@ -79,21 +96,6 @@ def export_member_data(user) -> dict:
         },
         "profile": _profile(profile),
         "bookings": [_booking(b) for b in bookings],
-        "usage_sessions": [
-            {
-                "booking": s.booking_id,
-                "machine": s.machine.slug,
-                "started_at": _iso(s.started_at),
-                "ended_at": _iso(s.ended_at),
-                "job_id": s.job_id,
-                "job_name": s.job_name,
-                "outcome": s.outcome,
-                "energy_wh": s.energy_wh,
-            }
-            for s in UsageSession.objects.filter(booking_id__in=booking_ids)
-            .select_related("machine")
-            .order_by("started_at", "pk")
-        ],
         "training_registrations": [
             {
                 "training": r.session.training.name,
@@ -150,16 +152,6 @@ def export_member_data(user) -> dict:
             {"booking": s.booking_id, "reason": s.reason, "waived_at": _iso(s.at)}
             for s in StrikeWaiver.objects.filter(booking__member=user).order_by("at")
         ],
-        "commands": [
-            {
-                "machine": c.machine.slug,
-                "action": c.action,
-                "booking": c.booking_id,
-                "issued_at": _iso(c.issued_at),
-                "result": c.result,
-            }
-            for c in Command.objects.filter(issued_by=user).select_related("machine").order_by("issued_at")
-        ],
         "initiatives": [
             {"initiative": p.initiative.name, "joined_at": _iso(p.joined_at)}
             for p in InitiativeParticipation.objects.filter(member=user)
@@ -180,6 +172,9 @@ def export_member_data(user) -> dict:
             for g in GuardianConsent.objects.filter(member=user)
         ],
     }
+    for export in _EXPORTERS:
+        data.update(export(user, booking_ids))
+    return data
 
 
 def _profile(profile: MemberProfile) -> dict:
@@ -245,7 +240,9 @@ def erase_member(user, *, by=None, now: dt.datetime | None = None) -> bool:
         _give_back_the_future(locked, now or timezone.now())
         _scrub_user(locked)
         _scrub_profile(locked)
-        _blank_free_texts(locked)
+        booking_ids = _blank_free_texts(locked)
+        for erase in _ERASERS:
+            erase(locked, booking_ids)
         _delete_personal_rows(locked)
         _withdraw_statistics(locked)
     log.warning(
@@ -310,27 +307,17 @@ def _scrub_profile(user) -> None:
     )
 
 
-def _blank_free_texts(user) -> None:
-    from devices.fault_reports import SEPARATOR
-    from devices.models import Alert, UsageSession
+def _blank_free_texts(user) -> list[int]:
+    """Blank what the member wrote on their bookings; returns the ids of their bookings."""
     from fablab.booking.models import Booking, Series, StrikeWaiver
 
     bookings = Booking.objects.filter(member=user)
     booking_ids = list(bookings.values_list("pk", flat=True))
     bookings.update(purpose="", fault_report="")
     Series.objects.filter(member=user).update(purpose="")
-    # Job names are file names, often with a name in them.
-    UsageSession.objects.filter(booking_id__in=booking_ids).update(job_name="", job_id="")
     # A manager's reason for waiving a strike is about the member.
     StrikeWaiver.objects.filter(booking_id__in=booking_ids).update(reason="")
-    # Their lines in the fault-reported alerts ("#<booking> <name>: ..."): dropped, the others stay.
-    prefixes = tuple(f"#{pk} " for pk in booking_ids) + tuple(f"#{pk}:" for pk in booking_ids)
-    alerts = Alert.objects.select_for_update().filter(kind=Alert.Kind.FAULT_REPORTED, booking__isnull=False)
-    for alert in alerts.filter(machine_id__in=bookings.values("machine_id")):
-        lines = alert.message.split(SEPARATOR)
-        kept = [line for line in lines if not line.startswith(prefixes)]
-        if kept != lines:
-            Alert.objects.filter(pk=alert.pk).update(message=SEPARATOR.join(kept))
+    return booking_ids
 
 
 def _delete_personal_rows(user) -> None:

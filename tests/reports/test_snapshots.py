@@ -54,7 +54,6 @@ def test_the_scheduler_builds_every_scope_in_use_and_requests_then_stay_warm(wor
 
 def test_a_snapshot_the_scheduler_built_is_served_while_it_builds_the_next_one(world):
     officer = world["officer_a"]
-    snapshots._last_pass = -1e9
     with time_machine.travel(NOW, tick=False):
         snapshots.build(2025, service.visible_labs(officer), today=NOW.date(), by="scheduler")
         assert hours(service.report(officer, "2025", "network")) == 240
