@@ -24,19 +24,12 @@ from django.utils.translation import gettext as _
 
 from .cells import ESTIMATED, PROVISIONAL, SUPPRESSED, Cell
 from .definitions import METRICS
+from .disclosure import RATIOS
 
-#: A percentage → (its part, its whole): the hours or counts printed beside it.
-PARTS = {
-    "booking_utilisation": ("booked_hours", "net_available_hours"),
-    "usage_utilisation": ("used_hours", "net_available_hours"),
-    "busy_share": ("busy_hours", "used_hours"),
-    "booking_realisation": ("realised_hours", "booked_hours"),
-    "no_show_rate": ("no_shows", "bookings_kept"),
-    "late_cancellation_rate": ("late_cancellations", "bookings_made"),
-    "walk_in_share": ("walk_in_hours", "used_hours"),
-    "job_completion": ("jobs_finished", "jobs_with_outcome"),
-    "training_to_use": ("trainees_using_within_90_days", "trainees"),
-}
+#: A percentage → (its part, its whole): the hours or counts printed beside it. The disclosure control's
+#: table of ratios, but for availability (its part is the downtime, not what it measures) and the ratios
+#: whose whole is not published beside them.
+PARTS = {name: parts for name, parts in RATIOS.items() if None not in parts and name != "availability"}
 
 BAND = "% band"
 SUPPRESSED_TEXT = "<10"
