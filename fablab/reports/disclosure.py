@@ -33,7 +33,9 @@ The rules (the numbers are those of the reports' disclosure rules, see ``docs/re
   A lab's pattern then never depends on which other labs are in the viewer's scope, so an officer who
   compares their programme's report with another scope or with the open data learns nothing more, and
   the network figures only hide what some lab hides. Relations inside a lab are settled before the
-  network's (a priority queue), which keeps this true.
+  network's (a priority queue), which keeps this true. Relations that share hidden figures can still pin
+  one down together, so an exact audit of the whole pattern follows (:mod:`.disclosure_audit`): while
+  the relations together determine a hidden figure, one more member of its relations is hidden.
 * **Rule 7** — a demographic breakdown only on the grid its dimension allows; other cells are dropped.
 * **Rule 9, open data** — the same protection as the reports (so that the two can be put side by side
   safely), then only the network and lab × year tables without the weekday × hour heatmap, every count
@@ -53,6 +55,7 @@ from collections.abc import Iterable
 
 from django.utils.translation import gettext_lazy as _
 
+from . import disclosure_audit
 from .cells import PROVISIONAL, SUPPRESSED, Cell, Period
 from .definitions import COUNT, DIMENSIONS, METRICS
 
@@ -240,16 +243,31 @@ def _band(value: float) -> float:
     return float(min(100 - BAND, math.floor(value / BAND) * BAND))
 
 
+def _ratio_members(key: tuple, cell: Cell) -> tuple[tuple, tuple | None] | None:
+    """A percentage's numerator and denominator keys (``None`` for an unpublished denominator), or
+    ``None`` when the cell is no percentage of two figures."""
+    if cell.metric == "declared_coverage":
+        num = _with_key(key, metric="makers", category="")
+        return num, _with_key(key, metric="active_makers", dimension="", category="")
+    if cell.metric not in RATIOS:
+        return None
+    num_name, den_name = RATIOS[cell.metric]
+    den = den_name and _with_key(key, metric=den_name)
+    if cell.metric == "returning_rate":
+        den = _with_key(key, metric="active_makers", period=str(_parse(cell.period).previous()))
+    return _with_key(key, metric=num_name), den
+
+
 class _Relation:
     """Cells an officer can combine. ``total`` is a cell key, ``None`` (a total the reader may know
     although it is not published) or absent for a ratio; ``rank`` orders lab-internal relations before
     the network's; ``prefer_total``: hide the total rather than another member."""
 
-    __slots__ = ("kind", "parts", "prefer_total", "preferred", "rank", "total")
+    __slots__ = ("exact", "kind", "parts", "prefer_total", "preferred", "rank", "total")
 
-    def __init__(self, kind, total, parts, rank, prefer_total=False, preferred=()):
+    def __init__(self, kind, total, parts, rank, prefer_total=False, preferred=(), exact=True):
         self.kind, self.total, self.parts, self.rank = kind, total, parts, rank
-        self.prefer_total, self.preferred = prefer_total, preferred
+        self.prefer_total, self.preferred, self.exact = prefer_total, preferred, exact
 
 
 class _Protector:
@@ -266,6 +284,9 @@ class _Protector:
     # --- state ---------------------------------------------------------------------------------------
     def value(self, key) -> float:
         return float(self.by_key[key].value or 0)
+
+    def margin(self, key) -> float:
+        return MARGIN.get(self.by_key[key].unit, 1.0)
 
     def hideable(self, key) -> bool:
         return key not in self.hidden and _kind(key[6]) != "equipment"
@@ -332,7 +353,9 @@ class _Protector:
             if total is not None and total not in self.by_key:
                 continue
             cats = sorted((k for k in parts if k[5] in _PREFERRED), key=lambda k: _PREFERRED.index(k[5]))
-            self.add(_Relation("sum", total, parts, 2 if not parts[0][1] else 0, preferred=tuple(cats)))
+            exact = parts[0][6] != "category_hours"  # members' hours: close to the used hours only
+            rank = 2 if not parts[0][1] else 0
+            self.add(_Relation("sum", total, parts, rank, preferred=tuple(cats), exact=exact))
         for parts in stable.values():
             if len(parts) > 1:
                 self.add(_Relation("stable", None, parts, 2 if not parts[0][1] else 0))
@@ -340,19 +363,10 @@ class _Protector:
             self.ratio(key, cell)
 
     def ratio(self, key, cell) -> None:
-        if cell.metric == "declared_coverage":
-            num = _with_key(key, metric="makers", category="")
-            den = _with_key(key, metric="active_makers", dimension="", category="")
-        elif cell.metric in RATIOS:
-            num_name, den_name = RATIOS[cell.metric]
-            num = _with_key(key, metric=num_name)
-            den = den_name and _with_key(key, metric=den_name)
-            if cell.metric == "returning_rate":
-                previous = str(_parse(cell.period).previous())
-                den = _with_key(key, metric="active_makers", period=previous)
-        else:
+        pair = _ratio_members(key, cell)
+        if pair is None:
             return
-        members = [k for k in (key, num, den) if k and k in self.by_key]
+        members = [k for k in (key, *pair) if k and k in self.by_key]
         if len(members) > 1:
             self.add(_Relation("ratio", None, members, 2 if not key[1] else 0))
 
@@ -409,7 +423,9 @@ class _Protector:
             return [total]
         return []
 
-    def secondary(self) -> None:
+    def secondary(self, seeds: Iterable[tuple] | None = None) -> None:
+        """The relation-by-relation heuristic, from every hidden or banded cell (or only ``seeds``,
+        cells hidden since it last ran)."""
         queued = set()
         heap = []
 
@@ -418,7 +434,7 @@ class _Protector:
                 queued.add(index)
                 heapq.heappush(heap, (self.relations[index].rank, index))
 
-        for key in sorted(self.hidden | self.banded):
+        for key in sorted(self.hidden | self.banded if seeds is None else seeds):
             for index in self.member_of.get(key, ()):
                 enqueue(index)
         while heap:
@@ -430,6 +446,34 @@ class _Protector:
                 self.reasons[key] = PATTERN_RULE if rel.kind == "stable" else SECONDARY_RULE
                 for other in self.member_of.get(key, ()):
                     enqueue(other)
+
+    def audited(self) -> None:
+        """The heuristic, then the exact audit of the whole hidden pattern
+        (:mod:`~fablab.reports.disclosure_audit`): while a hidden cell can be solved for from the
+        relations together, one more member of its relations is hidden and the heuristic runs again."""
+        self.secondary()
+        while True:
+            more, fixed = [], set()
+            for key, component in disclosure_audit.audit(self, _ratio_members, BAND):
+                if component[0] in fixed:
+                    continue  # one more cell per component and round: it may free the others too
+                own = self.member_of.get(key, ())
+                for pick in (
+                    disclosure_audit.candidates(self, own),
+                    disclosure_audit.candidates(self, component),
+                    disclosure_audit.candidates(self, own, zeros=True),
+                    disclosure_audit.candidates(self, component, zeros=True),
+                ):
+                    if pick:
+                        more.append(pick[0])
+                        fixed.add(component[0])
+                        break
+            if not more:
+                return
+            for key in more:
+                self.hidden.add(key)
+                self.reasons[key] = SECONDARY_RULE
+            self.secondary(more)
 
     # --- output --------------------------------------------------------------------------------------
     def cells(self, cells: list[Cell]) -> list[Cell]:
@@ -449,7 +493,7 @@ def _run(cells: list[Cell], reasons: dict) -> list[Cell]:
     protector = _Protector(cells)
     protector.primary()
     protector.build()
-    protector.secondary()
+    protector.audited()
     for key, reason in protector.reasons.items():
         reasons.setdefault(key, reason)  # a cell protected before keeps the rule that hid it
     return protector.cells(cells)
