@@ -9,8 +9,10 @@ The disclosure control (:mod:`fablab.reports.disclosure`) reads the ``kind`` of 
 * ``people`` — counts of distinct people and figures derived from them (P1–P11): rule 3 (≥ 10 people);
 * ``people_hours`` — hours split by a personal attribute (P8, P11): rules 3 and 4 (dominance).
 
-``partner`` names the hour or count figure a percentage is computed from (and the other way round):
-they are suppressed together, because one gives the other away beside the always-shown denominators.
+:data:`RATIOS` names the two figures each percentage (or kWh per used hour) is computed from, once for
+every reader: the machine metrics compute it from them, the disclosure control protects the three
+together (any two give the third away) and the pages print the two beside it.
+
 ``additive`` says the figure adds up over machines (machine ⊂ type ⊂ lab ⊂ network) and over time
 (month ⊂ quarter ⊂ year), which is what secondary suppression protects.
 """
@@ -38,7 +40,6 @@ class Metric:
     label: object
     levels: tuple[str, ...] = ALL_LEVELS
     grains: tuple[str, ...] = ALL_GRAINS
-    partner: str = ""
     additive: bool = False
 
 
@@ -93,7 +94,6 @@ METRICS: dict[str, Metric] = {
             "equipment",
             _("Share of the net available hours in which the machine was not down unexpectedly."),
             _("Availability"),
-            partner="unplanned_downtime_hours",
         ),
         Metric(
             "booked_hours",
@@ -104,7 +104,6 @@ METRICS: dict[str, Metric] = {
                 "Hours of member bookings not cancelled before their start, at their original times (a no-show's time stays booked), within the net available hours."
             ),
             _("Booked hours"),
-            partner="booking_utilisation",
             additive=True,
         ),
         Metric(
@@ -125,7 +124,6 @@ METRICS: dict[str, Metric] = {
             "machine",
             _("Booked hours as a share of the net available hours."),
             _("Booking utilisation"),
-            partner="booked_hours",
         ),
         Metric(
             "used_hours",
@@ -134,7 +132,6 @@ METRICS: dict[str, Metric] = {
             "machine",
             _("Hours the machine ran a job (with or without a booking), within the net available hours."),
             _("Used hours"),
-            partner="usage_utilisation",
             additive=True,
         ),
         Metric(
@@ -146,7 +143,6 @@ METRICS: dict[str, Metric] = {
                 "Used hours as a share of the net available hours; unplanned downtime stays in the denominator."
             ),
             _("Usage utilisation"),
-            partner="used_hours",
         ),
         Metric(
             "busy_hours",
@@ -155,7 +151,6 @@ METRICS: dict[str, Metric] = {
             "machine",
             _("The part of the used hours in which the machine was running (not paused or idle)."),
             _("Busy hours"),
-            partner="busy_share",
             additive=True,
         ),
         Metric(
@@ -165,7 +160,6 @@ METRICS: dict[str, Metric] = {
             "machine",
             _("Busy hours as a share of the used hours."),
             _("Busy share"),
-            partner="busy_hours",
         ),
         Metric(
             "realised_hours",
@@ -174,7 +168,6 @@ METRICS: dict[str, Metric] = {
             "machine",
             _("Used hours that fell inside the booking windows of member bookings."),
             _("Used within bookings"),
-            partner="booking_realisation",
             additive=True,
         ),
         Metric(
@@ -184,7 +177,6 @@ METRICS: dict[str, Metric] = {
             "machine",
             _("Used hours inside booking windows as a share of the booked hours."),
             _("Booking realisation"),
-            partner="realised_hours",
         ),
         Metric(
             "bookings_kept",
@@ -204,7 +196,6 @@ METRICS: dict[str, Metric] = {
             _("Member bookings nobody checked in to (and the machine did not run)."),
             _("No-shows"),
             levels=NO_MACHINE,
-            partner="no_show_rate",
             additive=True,
         ),
         Metric(
@@ -215,7 +206,6 @@ METRICS: dict[str, Metric] = {
             _("No-shows as a share of the bookings kept."),
             _("No-show rate"),
             levels=NO_MACHINE,
-            partner="no_shows",
         ),
         Metric(
             "bookings_made",
@@ -237,7 +227,6 @@ METRICS: dict[str, Metric] = {
             ),
             _("Late cancellations"),
             levels=NO_MACHINE,
-            partner="late_cancellation_rate",
             additive=True,
         ),
         Metric(
@@ -248,7 +237,6 @@ METRICS: dict[str, Metric] = {
             _("Late cancellations as a share of the bookings made."),
             _("Late cancellation rate"),
             levels=NO_MACHINE,
-            partner="late_cancellations",
         ),
         Metric(
             "walk_in_hours",
@@ -258,7 +246,6 @@ METRICS: dict[str, Metric] = {
             _("Used hours of sessions that belong to no booking."),
             _("Walk-in hours"),
             levels=NO_MACHINE,
-            partner="walk_in_share",
             additive=True,
         ),
         Metric(
@@ -271,7 +258,6 @@ METRICS: dict[str, Metric] = {
             ),
             _("Walk-in share"),
             levels=NO_MACHINE,
-            partner="walk_in_hours",
         ),
         Metric(
             "jobs_with_outcome",
@@ -291,7 +277,6 @@ METRICS: dict[str, Metric] = {
             _("Jobs that ended finished."),
             _("Jobs finished"),
             levels=NO_MACHINE,
-            partner="job_completion",
             additive=True,
         ),
         Metric(
@@ -302,7 +287,6 @@ METRICS: dict[str, Metric] = {
             _("Jobs finished as a share of the jobs that ended."),
             _("Job completion"),
             levels=NO_MACHINE,
-            partner="jobs_finished",
         ),
         Metric(
             "overrun_hours",
@@ -397,7 +381,6 @@ METRICS: dict[str, Metric] = {
             _("Returning makers"),
             levels=("lab",),
             grains=("quarter", "year"),
-            partner="returning_rate",
         ),
         Metric(
             "returning_rate",
@@ -408,7 +391,6 @@ METRICS: dict[str, Metric] = {
             _("Returning rate"),
             levels=("lab",),
             grains=("quarter", "year"),
-            partner="returning_makers",
         ),
         Metric(
             "visits",
@@ -458,7 +440,6 @@ METRICS: dict[str, Metric] = {
             _("Trainees using within 90 days"),
             levels=("lab",),
             grains=("year",),
-            partner="training_to_use",
         ),
         Metric(
             "training_to_use",
@@ -471,7 +452,6 @@ METRICS: dict[str, Metric] = {
             _("Training to use"),
             levels=("lab",),
             grains=("year",),
-            partner="trainees_using_within_90_days",
         ),
         Metric(
             "makers",
@@ -524,6 +504,39 @@ METRICS: dict[str, Metric] = {
             grains=("quarter", "year"),
         ),
     ]
+}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A figure computed from two others of the same key: ``part`` over ``whole``, each summed over the
+    period and place first (an average of daily ratios would weigh a short day like a long one).
+
+    ``whole`` is ``None`` when the denominator is no published figure of the same key: the hours of the
+    sessions with a meter reading (kWh per used hour), the makers of the period before (returning rate).
+    """
+
+    part: str
+    whole: str | None
+    #: The figure is the share of the whole the part leaves: availability is the net available hours
+    #: *without* unplanned downtime, while the figure published beside it is the downtime.
+    complement: bool = False
+
+
+#: Every percentage (and kWh per used hour) → the two figures it is computed from.
+RATIOS: dict[str, Ratio] = {
+    "availability": Ratio("unplanned_downtime_hours", "net_available_hours", complement=True),
+    "booking_utilisation": Ratio("booked_hours", "net_available_hours"),
+    "usage_utilisation": Ratio("used_hours", "net_available_hours"),
+    "busy_share": Ratio("busy_hours", "used_hours"),
+    "booking_realisation": Ratio("realised_hours", "booked_hours"),
+    "no_show_rate": Ratio("no_shows", "bookings_kept"),
+    "late_cancellation_rate": Ratio("late_cancellations", "bookings_made"),
+    "walk_in_share": Ratio("walk_in_hours", "used_hours"),
+    "job_completion": Ratio("jobs_finished", "jobs_with_outcome"),
+    "energy_per_used_hour": Ratio("energy", None),
+    "returning_rate": Ratio("returning_makers", None),
+    "training_to_use": Ratio("trainees_using_within_90_days", "trainees"),
 }
 
 #: The breakdowns (``dimension``) and the grid each may appear on (disclosure rule 7: one demographic per

@@ -57,7 +57,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import disclosure_audit
 from .cells import PROVISIONAL, SUPPRESSED, Cell, Period
-from .definitions import COUNT, DIMENSIONS, METRICS
+from .definitions import COUNT, DIMENSIONS, METRICS, RATIOS
 
 THRESHOLD = 10
 MACHINE_MIN_USERS = 3
@@ -111,25 +111,10 @@ SUPPRESSION_NOTES = {
     ),
 }
 
-#: A percentage and the two figures it is computed from: (numerator, denominator). Any two give the
-#: third away, so they are protected together. ``None``: the denominator is not published (or lies in
-#: another year).
-RATIOS = {
-    "availability": ("unplanned_downtime_hours", "net_available_hours"),
-    "booking_utilisation": ("booked_hours", "net_available_hours"),
-    "usage_utilisation": ("used_hours", "net_available_hours"),
-    "busy_share": ("busy_hours", "used_hours"),
-    "booking_realisation": ("realised_hours", "booked_hours"),
-    "no_show_rate": ("no_shows", "bookings_kept"),
-    "late_cancellation_rate": ("late_cancellations", "bookings_made"),
-    "walk_in_share": ("walk_in_hours", "used_hours"),
-    "job_completion": ("jobs_finished", "jobs_with_outcome"),
-    "energy_per_used_hour": ("energy", None),
-    "returning_rate": ("returning_makers", None),
-    "training_to_use": ("trainees_using_within_90_days", "trainees"),
-}
 #: Percentages of two counts: recomputed from the rounded counts in the open data.
-_COUNT_RATIOS = ("no_show_rate", "late_cancellation_rate", "job_completion", "training_to_use")
+_COUNT_RATIOS = {
+    name for name, r in RATIOS.items() if r.whole and METRICS[r.part].unit == METRICS[r.whole].unit == COUNT
+}
 _NOT_OPEN = ("returning_rate",)
 
 # Beyond the metrics marked additive: figures that add up exactly over time (their events or days fall
@@ -249,13 +234,13 @@ def _ratio_members(key: tuple, cell: Cell) -> tuple[tuple, tuple | None] | None:
     if cell.metric == "declared_coverage":
         num = _with_key(key, metric="makers", category="")
         return num, _with_key(key, metric="active_makers", dimension="", category="")
-    if cell.metric not in RATIOS:
+    r = RATIOS.get(cell.metric)
+    if r is None:
         return None
-    num_name, den_name = RATIOS[cell.metric]
-    den = den_name and _with_key(key, metric=den_name)
+    den = r.whole and _with_key(key, metric=r.whole)
     if cell.metric == "returning_rate":
         den = _with_key(key, metric="active_makers", period=str(_parse(cell.period).previous()))
-    return _with_key(key, metric=num_name), den
+    return _with_key(key, metric=r.part), den
 
 
 class _Relation:
@@ -550,9 +535,9 @@ def _open_data(cells: list[Cell], reasons: dict) -> list[Cell]:
     for key, cell in kept.items():
         if cell.metric not in _COUNT_RATIOS or cell.suppressed:
             continue
-        num_name, den_name = RATIOS[cell.metric]
-        num = kept.get(_with_key(key, metric=num_name))
-        den = kept.get(_with_key(key, metric=den_name))
+        r = RATIOS[cell.metric]
+        num = kept.get(_with_key(key, metric=r.part))
+        den = kept.get(_with_key(key, metric=r.whole))
         if num is None or den is None or num.suppressed or den.suppressed:
             reasons[key] = OPEN_DATA_RULE
             kept[key] = cell.replace(obs_status=SUPPRESSED + cell.obs_status)

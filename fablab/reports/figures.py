@@ -23,13 +23,12 @@ from django.utils import formats
 from django.utils.translation import gettext as _
 
 from .cells import ESTIMATED, PROVISIONAL, SUPPRESSED, Cell
-from .definitions import METRICS
-from .disclosure import RATIOS
+from .definitions import METRICS, RATIOS
 
-#: A percentage → (its part, its whole): the hours or counts printed beside it. The disclosure control's
-#: table of ratios, but for availability (its part is the downtime, not what it measures) and the ratios
-#: whose whole is not published beside them.
-PARTS = {name: parts for name, parts in RATIOS.items() if None not in parts and name != "availability"}
+#: A percentage → (its part, its whole): the hours or counts printed beside it. The one table of ratios,
+#: but for availability (its part is the downtime, not what it measures) and the ratios whose whole is
+#: not published beside them.
+PARTS = {name: (r.part, r.whole) for name, r in RATIOS.items() if r.whole and not r.complement}
 
 BAND = "% band"
 SUPPRESSED_TEXT = "<10"

@@ -15,7 +15,7 @@ from django.db.models import FloatField, IntegerField, Max, Sum
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce, ExtractIsoWeekDay
 
-from .definitions import METRICS
+from .definitions import METRICS, PERCENT, RATIOS, Ratio
 from .metrics_grid import Scope, month_number, month_start, pct, quarter_number, quarter_start, ratio
 from .models import MachineDay
 
@@ -55,40 +55,50 @@ def _f(name):
 
 
 #: metric name → its value from a period's sums (REPORTS.md's formulas; ``None`` on a zero denominator).
+#: The percentages follow from :data:`~fablab.reports.definitions.RATIOS`, below.
 FORMULAS = {
     "open_hours": _f("open_h"),
     "planned_downtime_hours": _f("plan_down_h"),
     "net_available_hours": _net,
     "unplanned_downtime_hours": _f("unpl_down_h"),
-    "availability": lambda s: pct(_net(s) - s[_I["unpl_down_h"]], _net(s)),
     "booked_hours": _f("booked_h"),
-    "booking_utilisation": lambda s: pct(s[_I["booked_h"]], _net(s)),
     "released_hours": _f("released_h"),
     "used_hours": _f("used_h"),
-    "usage_utilisation": lambda s: pct(s[_I["used_h"]], _net(s)),
     "busy_hours": _f("busy_h"),
-    "busy_share": lambda s: pct(s[_I["busy_h"]], s[_I["used_h"]]),
     "realised_hours": _f("realised_h"),
-    "booking_realisation": lambda s: pct(s[_I["realised_h"]], s[_I["booked_h"]]),
     "bookings_kept": _f("bookings_kept"),
     "no_shows": _f("no_shows"),
-    "no_show_rate": lambda s: pct(s[_I["no_shows"]], s[_I["bookings_kept"]]),
     "bookings_made": _f("bookings_made"),
     "late_cancellations": _f("late_cancels"),
-    "late_cancellation_rate": lambda s: pct(s[_I["late_cancels"]], s[_I["bookings_made"]]),
     "walk_in_hours": _f("walk_in_h"),
-    "walk_in_share": lambda s: pct(s[_I["walk_in_h"]], s[_I["used_h"]]),
     "jobs_with_outcome": _f("jobs_with_outcome"),
     "jobs_finished": _f("jobs_finished"),
-    "job_completion": lambda s: pct(s[_I["jobs_finished"]], s[_I["jobs_with_outcome"]]),
     "overrun_hours": _f("overrun_h"),
     # No session with a meter reading: no energy figure (not 0 kWh, which would claim a measurement).
     "energy": lambda s: s[_I["energy_kwh"]] if s[_I["energy_used_h"]] > 0 else None,
+    # Its whole, the hours of the sessions with a meter reading, is no published figure.
     "energy_per_used_hour": lambda s: ratio(s[_I["energy_kwh"]], s[_I["energy_used_h"]]),
     "training_hours": _f("training_h"),
     "workshop_hours": _f("workshop_h"),
     "maintenance_hours": _f("maintenance_h"),
 }
+
+
+def _percentage(r: Ratio):
+    """A percentage's formula from the formulas of its part and whole (after summing, like theirs)."""
+    part, whole = FORMULAS[r.part], FORMULAS[r.whole]
+    if r.complement:
+        return lambda s: pct(whole(s) - part(s), whole(s))
+    return lambda s: pct(part(s), whole(s))
+
+
+FORMULAS.update(
+    {
+        name: _percentage(r)
+        for name, r in RATIOS.items()
+        if METRICS[name].unit == PERCENT and r.part in FORMULAS and r.whole in FORMULAS
+    }
+)
 #: In the order of the definitions, so that every output lists them the same way.
 MACHINE_METRICS = [name for name in METRICS if name in FORMULAS]
 
