@@ -12,7 +12,7 @@ from __future__ import annotations
 from devices.fault_reports import SEPARATOR
 from devices.models import Alert, Command, UsageSession
 from fablab.booking.models import Booking
-from fablab.members.privacy import _iso
+from fablab.members.privacy import iso
 
 
 def export(user, booking_ids: list[int]) -> dict:
@@ -21,8 +21,8 @@ def export(user, booking_ids: list[int]) -> dict:
             {
                 "booking": s.booking_id,
                 "machine": s.machine.slug,
-                "started_at": _iso(s.started_at),
-                "ended_at": _iso(s.ended_at),
+                "started_at": iso(s.started_at),
+                "ended_at": iso(s.ended_at),
                 "job_id": s.job_id,
                 "job_name": s.job_name,
                 "outcome": s.outcome,
@@ -37,7 +37,7 @@ def export(user, booking_ids: list[int]) -> dict:
                 "machine": c.machine.slug,
                 "action": c.action,
                 "booking": c.booking_id,
-                "issued_at": _iso(c.issued_at),
+                "issued_at": iso(c.issued_at),
                 "result": c.result,
             }
             for c in Command.objects.filter(issued_by=user).select_related("machine").order_by("issued_at")

@@ -34,8 +34,9 @@ from .models import MemberProfile, new_calendar_token, profile_for
 
 #: What the other apps hold about a member, which this app may not import (the machine side: sessions of
 #: their bookings, commands they issued, their lines in fault alerts). Each registers, from its
-#: ``AppConfig.ready``, a part of the export ``(user, booking ids) -> {key: rows}`` and an eraser
-#: ``(user, booking ids) -> None`` that runs inside the erasure's transaction.
+#: ``AppConfig.ready``, a part of the export ``(user, booking ids) -> {key: rows}``, its dates and times
+#: written with :func:`iso`, and an eraser ``(user, booking ids) -> None`` that runs inside the
+#: erasure's transaction.
 _EXPORTERS: list[Callable[[Any, list[int]], dict]] = []
 _ERASERS: list[Callable[[Any, list[int]], None]] = []
 
@@ -48,18 +49,23 @@ def register(*, export: Callable | None = None, erase: Callable | None = None) -
         _ERASERS.append(erase)
 
 
-log = logging.getLogger("fablab.members.privacy")
+def iso(value) -> str | None:
+    """A date or time as the export writes it: ISO 8601, a time in UTC; None stays None.
 
-#: A tombstone's username starts with this.
-TOMBSTONE_PREFIX = "erased-"
-
-
-def _iso(value) -> str | None:
+    Part of the :func:`register` contract: an export function of another app writes its dates and
+    times with this, so that the whole export reads one way.
+    """
     if value is None:
         return None
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat()
     return value.isoformat()
+
+
+log = logging.getLogger("fablab.members.privacy")
+
+#: A tombstone's username starts with this.
+TOMBSTONE_PREFIX = "erased-"
 
 
 # --------------------------------------------------------------------------------------------- export
@@ -81,14 +87,14 @@ def export_member_data(user) -> dict:
     booking_ids = [b.pk for b in bookings]
     data = {
         "format": "fablab-member-data/1",
-        "exported_at": _iso(timezone.now()),
+        "exported_at": iso(timezone.now()),
         "account": {
             "username": user.get_username(),
             "first_name": user.first_name,
             "last_name": user.last_name,
             "email": user.email,
-            "date_joined": _iso(user.date_joined),
-            "last_login": _iso(user.last_login),
+            "date_joined": iso(user.date_joined),
+            "last_login": iso(user.last_login),
             "email_addresses": [
                 {"email": e.email, "verified": e.verified, "primary": e.primary}
                 for e in EmailAddress.objects.filter(user=user).order_by("pk")
@@ -100,10 +106,10 @@ def export_member_data(user) -> dict:
             {
                 "training": r.session.training.name,
                 "lab": r.session.lab.slug,
-                "session_start": _iso(r.session.start),
+                "session_start": iso(r.session.start),
                 "status": r.status,
-                "registered_at": _iso(r.created_at),
-                "cancelled_at": _iso(r.cancelled_at),
+                "registered_at": iso(r.created_at),
+                "cancelled_at": iso(r.cancelled_at),
                 "attended": r.attended,
             }
             for r in Registration.objects.filter(member=user)
@@ -114,10 +120,10 @@ def export_member_data(user) -> dict:
             {
                 "workshop": w.series.title,
                 "lab": w.series.lab.slug,
-                "occurrence_start": _iso(w.occurrence_start),
+                "occurrence_start": iso(w.occurrence_start),
                 "status": w.status,
                 "attended": w.attended,
-                "registered_at": _iso(w.registered_at),
+                "registered_at": iso(w.registered_at),
             }
             for w in WorkshopRegistration.objects.filter(member=user)
             .select_related("series__lab")
@@ -126,9 +132,9 @@ def export_member_data(user) -> dict:
         "certifications": [
             {
                 "training": c.training.name,
-                "granted_at": _iso(c.granted_at),
-                "expires_at": _iso(c.expires_at),
-                "revoked_at": _iso(c.revoked_at),
+                "granted_at": iso(c.granted_at),
+                "expires_at": iso(c.expires_at),
+                "revoked_at": iso(c.revoked_at),
             }
             for c in Certification.objects.filter(member=user)
             .select_related("training")
@@ -139,27 +145,27 @@ def export_member_data(user) -> dict:
                 "lab": w.lab.slug,
                 "machine": w.machine.slug if w.machine else None,
                 "machine_type": w.machine_type.slug if w.machine_type else None,
-                "from": _iso(w.start),
-                "until": _iso(w.end),
+                "from": iso(w.start),
+                "until": iso(w.end),
                 "status": w.status,
-                "joined_at": _iso(w.created_at),
+                "joined_at": iso(w.created_at),
             }
             for w in WaitlistEntry.objects.filter(member=user)
             .select_related("lab", "machine", "machine_type")
             .order_by("created_at", "pk")
         ],
         "strikes_waived": [
-            {"booking": s.booking_id, "reason": s.reason, "waived_at": _iso(s.at)}
+            {"booking": s.booking_id, "reason": s.reason, "waived_at": iso(s.at)}
             for s in StrikeWaiver.objects.filter(booking__member=user).order_by("at")
         ],
         "initiatives": [
-            {"initiative": p.initiative.name, "joined_at": _iso(p.joined_at)}
+            {"initiative": p.initiative.name, "joined_at": iso(p.joined_at)}
             for p in InitiativeParticipation.objects.filter(member=user)
             .select_related("initiative")
             .order_by("joined_at")
         ],
         "lab_memberships": [
-            {"lab": m.lab.slug, "requested_at": _iso(m.requested_at), "approved_at": _iso(m.approved_at)}
+            {"lab": m.lab.slug, "requested_at": iso(m.requested_at), "approved_at": iso(m.approved_at)}
             for m in LabMembership.objects.filter(member=user).select_related("lab")
         ],
         "guardian_consents": [
@@ -167,7 +173,7 @@ def export_member_data(user) -> dict:
                 "guardian_name": g.guardian_name,
                 "guardian_email": g.guardian_email,
                 "method": g.method,
-                "given_at": _iso(g.given_at),
+                "given_at": iso(g.given_at),
             }
             for g in GuardianConsent.objects.filter(member=user)
         ],
@@ -183,7 +189,7 @@ def _profile(profile: MemberProfile) -> dict:
         "member_number": profile.member_number,
         "badge_number": profile.badge_number,
         "kiosk_pin_set": bool(profile.kiosk_pin),
-        "birth_date": _iso(profile.birth_date),
+        "birth_date": iso(profile.birth_date),
         "statistics_consent": profile.statistics_consent,
         "gender": profile.gender,
         "birth_year": profile.birth_year,
@@ -198,17 +204,17 @@ def _booking(b) -> dict:
         "kind": b.kind,
         "lab": b.machine.lab.slug,
         "machine": b.machine.slug,
-        "start": _iso(b.start),
-        "end": _iso(b.end),
+        "start": iso(b.start),
+        "end": iso(b.end),
         "status": b.status,
         "purpose": b.purpose,
-        "created_at": _iso(b.created_at),
-        "cancelled_at": _iso(b.cancelled_at),
+        "created_at": iso(b.created_at),
+        "cancelled_at": iso(b.cancelled_at),
         "cancel_reason": b.cancel_reason,
-        "checked_in_at": _iso(b.checked_in_at),
+        "checked_in_at": iso(b.checked_in_at),
         "check_in_via": b.check_in_via,
-        "completed_at": _iso(b.completed_at),
-        "released_at": _iso(b.released_at),
+        "completed_at": iso(b.completed_at),
+        "released_at": iso(b.released_at),
         "fault_report": b.fault_report,
         "used_minutes": b.used_minutes,
         "overrun_minutes": b.overrun_minutes,
