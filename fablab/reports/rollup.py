@@ -7,7 +7,8 @@ Contract:
 * :func:`rebuild` recomputes every machine-day (and the member-days) of the given labs and local days
   from scratch and *replaces* them: the same inputs always give the same rows, so a rebuild can be run
   again at any time (the scheduler does, for yesterday and today; ``manage.py rebuild_report_rollups``
-  for any range) and nothing accumulates twice.
+  for any range) and nothing accumulates twice. Only the rows whose figures changed are written (see
+  :func:`replace_rows`): a rebuild over unchanged inputs leaves the report snapshots current.
 * Work is cut per lab and calendar month (a *chunk*). A chunk reads its inputs in a fixed, small number of
   batched queries, whatever the number of machines and days, does the interval arithmetic in Python
   (:mod:`fablab.reports.intervals`, on epoch seconds) and writes in one transaction that first locks the
@@ -440,7 +441,36 @@ def insert_rows(model, rows: list[dict], batch: int = 500) -> int:
     return len(rows)
 
 
+def replace_rows(model, current, rows: list[dict], key: tuple[str, ...], batch: int = 500) -> int:
+    """Make the rows of the queryset ``current`` (a chunk's days) the column values ``rows``, writing only
+    the difference; ``key`` names the columns that identify a row. Returns the rows written.
+
+    A row whose figures did not change is left alone, its id and ``computed_at`` too: the snapshots'
+    stamp (:func:`fablab.reports.snapshots.rollup_stamp`) reads those, and the scheduler rebuilds today
+    and yesterday every few minutes, mostly from unchanged inputs; rewriting them all would make every
+    scope's protected year be computed again each time. A changed row is deleted and inserted again,
+    which gives it the new id and ``computed_at`` the stamp sees."""
+    wanted = {tuple(row[name] for name in key): row for row in rows}
+    names = list(rows[0]) if rows else list(key)
+    stale = []
+    for pk, *values in current.values_list("pk", *names):
+        old = dict(zip(names, values, strict=True))
+        row_key = tuple(old[name] for name in key)
+        if wanted.get(row_key) == old:
+            del wanted[row_key]
+        else:
+            stale.append(pk)
+    for at in range(0, len(stale), batch):
+        model.objects.filter(pk__in=stale[at : at + batch]).delete()
+    return insert_rows(model, list(wanted.values()))
+
+
 # ------------------------------------------------------------------------------------------ rebuild
+
+
+#: The columns that identify a rollup row (the models' unique constraints).
+MACHINE_DAY_KEY = ("machine_id", "day")
+MEMBER_DAY_KEY = ("subject_id", "lab_id", "machine_id", "day", "kind", "initiative_id", "training_id")
 
 
 def _rebuild_chunk(lab: Lab, first: dt.date, last: dt.date, now: dt.datetime) -> tuple[int, int]:
@@ -453,11 +483,19 @@ def _rebuild_chunk(lab: Lab, first: dt.date, last: dt.date, now: dt.datetime) ->
         machines, bookings, sessions = load_machines(chunk)
         machine_rows = machine_days(chunk, machines)
         member_rows = member_days(chunk, bookings, sessions)
-        MachineDay.objects.filter(machine_id__in=machines.keys(), day__gte=first, day__lte=last).delete()
-        insert_rows(MachineDay, machine_rows)
-        MemberDay.objects.filter(lab=lab, day__gte=first, day__lte=last).delete()
-        insert_rows(MemberDay, member_rows)
-    return len(machine_rows), len(member_rows)
+        machines_written = replace_rows(
+            MachineDay,
+            MachineDay.objects.filter(machine_id__in=machines.keys(), day__gte=first, day__lte=last),
+            machine_rows,
+            MACHINE_DAY_KEY,
+        )
+        members_written = replace_rows(
+            MemberDay,
+            MemberDay.objects.filter(lab=lab, day__gte=first, day__lte=last),
+            member_rows,
+            MEMBER_DAY_KEY,
+        )
+    return machines_written, members_written
 
 
 def rebuild(
@@ -468,8 +506,8 @@ def rebuild(
     now: dt.datetime | None = None,
 ) -> dict:
     """Recompute the machine-days and member-days of ``labs`` (default: all) for the local days
-    ``[first_day, last_day]`` and replace those days' rows. Returns what was written:
-    ``{"machine_days", "member_days", "chunks", "seconds"}``."""
+    ``[first_day, last_day]`` and replace those days' rows that changed. Returns what was written:
+    ``{"machine_days", "member_days", "chunks", "seconds"}`` (rows left as they were are not counted)."""
     now = now or timezone.now()
     began = time.monotonic()
     result = {"machine_days": 0, "member_days": 0, "chunks": 0}

@@ -51,8 +51,9 @@ OPEN_DATA_SECONDS = 60 * 60
 
 
 def rollup_stamp() -> str:
-    """Changes whenever the rollups do: a rebuilt machine day gets a new ``computed_at``, a rebuilt
-    member day is deleted and inserted again (new ids), an erased member changes neither (by design)."""
+    """Changes whenever the rollups do: a machine day whose figures changed is inserted again with a new
+    ``computed_at``, a member day with a new id; a rebuild that changes no figure changes neither (it
+    leaves those rows alone), nor does an erased member (by design)."""
     machines = MachineDay.objects.aggregate(newest=Max("computed_at"), n=Count("pk"))
     members = MemberDay.objects.aggregate(newest=Max("pk"), n=Count("pk"))
     newest = machines["newest"].isoformat() if machines["newest"] else "-"
