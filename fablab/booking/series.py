@@ -389,7 +389,7 @@ def _park(to_move: Mapping[int, Booking]) -> list[tuple[Booking, str]]:
 def _insert_workshop_booking(series: Series, machine: Machine, occurrence: Occurrence, by, now) -> Booking:
     start, end = occurrence.start.astimezone(dt.UTC), occurrence.end.astimezone(dt.UTC)
     try:
-        return services._insert(
+        return services.insert_booking(
             kind=Booking.Kind.WORKSHOP,
             machine=machine,
             member=None,

@@ -9,6 +9,15 @@ Each write follows lock → check → write in one transaction:
   ``booking_no_overlap`` is the last line against a concurrent overlapping
   insert; on SQLite every transaction is ``BEGIN IMMEDIATE`` (see settings), so
   only one writer at a time runs check and insert.
+
+The other writers of bookings without a member — a workshop's sessions
+(:mod:`fablab.booking.series`) and a training session's holds on its machines
+(:mod:`fablab.trainings.holds`) — follow the same pattern with the public building
+blocks of this module, and nothing else of it: the checks that apply to them
+(:func:`check_reach`, :func:`check_opening_hours`, :func:`check_maintenance`,
+:func:`first_overlapping`), the insert (:func:`insert_booking`), the release of
+cancelled time (:func:`release_cancelled`) and the follow-ups (:func:`notify_on_commit`).
+Every refusal is a :class:`BookingError` with a code of ``errors.RULES``.
 """
 
 from __future__ import annotations
@@ -66,7 +75,7 @@ def booking_create(
     now = now or timezone.now()
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("booking times must be timezone-aware")
-    _check_reach(start, end, now)
+    check_reach(start, end, now)
     # Normalise to UTC: datetimes sharing a zone subtract on the wall clock in Python.
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     with transaction.atomic():
@@ -83,7 +92,7 @@ def booking_create(
         pending = machine.approval_required and not from_waitlist
         status = Booking.Status.PENDING if pending else Booking.Status.CONFIRMED
         try:
-            booking = _insert(
+            booking = insert_booking(
                 machine=machine,
                 member=member,
                 start=start,
@@ -97,7 +106,7 @@ def booking_create(
                 # A concurrent insert won; it has committed, so it can be seen now.
                 raise BookingError(_overlap_code(machine, member, start, end + machine.buffer)) from exc
             raise
-        _notify_on_commit(booking, "confirmed" if status == Booking.Status.CONFIRMED else "requested")
+        notify_on_commit(booking, "confirmed" if status == Booking.Status.CONFIRMED else "requested")
     return booking
 
 
@@ -107,8 +116,14 @@ DEADLOCK_DETECTED = "40P01"
 DEADLOCK_RETRIES = 5
 
 
-def _insert(**fields) -> Booking:
+def insert_booking(**fields) -> Booking:
     """Insert the booking in a savepoint; retry it when PostgreSQL broke a deadlock by aborting it.
+
+    The write step: call it inside the writer's ``transaction.atomic``, after its lock and checks.
+    The checks cannot see an overlapping insert not yet committed: on PostgreSQL the exclusion
+    constraint refuses it here with an :class:`~django.db.IntegrityError` naming
+    ``NO_OVERLAP_CONSTRAINT``, which the caller turns into its own rule code (``slot_taken``,
+    ``machine_busy``, ``series_conflict``); on SQLite ``BEGIN IMMEDIATE`` leaves no such gap.
 
     Two conflicting inserts checked by the exclusion constraint at the same moment may each wait for
     the other's transaction; PostgreSQL aborts one of them (``deadlock detected``) rather than pick a
@@ -139,7 +154,7 @@ def check_booking_rules(
     """
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("booking times must be timezone-aware")
-    _check_reach(start, end, now)
+    check_reach(start, end, now)
     start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     if not machine.bookable:
         raise BookingError("not_bookable")
@@ -149,16 +164,20 @@ def check_booking_rules(
     check_certification(machine, member, end)
     strikes.check_not_blocked(member, machine.lab, now)
     _check_timing(machine, start, end, now, from_waitlist=from_waitlist)
-    _check_opening_hours(machine, start, end)
-    _check_maintenance(machine, start, end, now)
+    check_opening_hours(machine, start, end)
+    check_maintenance(machine, start, end, now)
     if _overlapping(machine, start, end + machine.buffer).exists():
         raise BookingError(_overlap_code(machine, member, start, end + machine.buffer))
     _check_quota(machine, member, start, end, now)
 
 
-def _check_maintenance(machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
-    """``machine_out_of_service`` (saying until when) for a breakdown or a window already under way,
-    ``maintenance`` for planned maintenance ahead."""
+def check_maintenance(machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
+    """No maintenance window of ``machine`` overlaps ``[start, end)``.
+
+    Raises ``machine_out_of_service`` (saying until when) for a breakdown or a window already under
+    way, ``maintenance`` for planned maintenance ahead. A check step: run it in the writer's
+    transaction, after its lock.
+    """
     windows = list(
         MaintenanceWindow.objects.filter(machine=machine, start__lt=end, end__gt=start).order_by("start")
     )
@@ -178,7 +197,13 @@ def _check_maintenance(machine: Machine, start: dt.datetime, end: dt.datetime, n
     )
 
 
-def _check_reach(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
+def check_reach(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
+    """``[start, end)`` (aware) is a range within :data:`REACH` of ``now``; run it before any time zone
+    arithmetic on the times.
+
+    Raises ``invalid_range`` (the end is not after the start), ``in_past`` or ``too_far_ahead``.
+    Needs no transaction: it reads nothing.
+    """
     # Comparing aware datetimes never overflows; converting them may.
     if end <= start:
         raise BookingError("invalid_range")
@@ -192,6 +217,16 @@ def _overlapping(machine: Machine, start: dt.datetime, blocked_until: dt.datetim
     return Booking.objects.filter(
         machine=machine, status__in=Booking.ACTIVE, start__lt=blocked_until, blocked_until__gt=start
     )
+
+
+def first_overlapping(machine: Machine, start: dt.datetime, blocked_until: dt.datetime) -> Booking | None:
+    """The earliest active booking of ``machine`` whose blocked time overlaps ``[start, blocked_until)``
+    (a new booking's end plus the machine's buffer), or None.
+
+    A check step for a writer that names the clash in its own refusal (``machine_busy``): run it in
+    the writer's transaction, after its lock; :func:`insert_booking` catches what it cannot see.
+    """
+    return _overlapping(machine, start, blocked_until).order_by("start").first()
 
 
 def _overlap_code(machine: Machine, member, start: dt.datetime, blocked_until: dt.datetime) -> str:
@@ -258,7 +293,13 @@ def _check_timing(
         raise BookingError("too_long")
 
 
-def _check_opening_hours(machine: Machine, start: dt.datetime, end: dt.datetime) -> None:
+def check_opening_hours(machine: Machine, start: dt.datetime, end: dt.datetime) -> None:
+    """``[start, end)`` (aware) lies within one of the lab's opening intervals of its day, or, for a
+    machine bookable around the clock, touches no day the lab is closed.
+
+    Raises ``lab_closed`` or ``outside_opening_hours``. A check step: run it in the writer's
+    transaction, after its lock.
+    """
     lab = machine.lab
     day = timezone.localtime(start, lab.tz).date()
     if machine.bookable_around_the_clock:
@@ -337,8 +378,8 @@ def booking_cancel(*, booking: Booking, by, now: dt.datetime | None = None) -> B
             Booking.CancelReason.MEMBER if booking.member_id == by.pk else Booking.CancelReason.MANAGER
         )
         booking.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "updated_at"])
-        _release_cancelled(booking, now)
-        _notify_on_commit(booking, "cancelled")
+        release_cancelled(booking, now)
+        notify_on_commit(booking, "cancelled")
     return booking
 
 
@@ -376,13 +417,17 @@ def _decide(*, booking: Booking, by, approve: bool, now: dt.datetime) -> Booking
             fields += ["cancelled_at", "cancelled_by", "cancel_reason"]
         booking.save(update_fields=fields)
         if not approve:
-            _release_cancelled(booking, now)
-        _notify_on_commit(booking, "approved" if approve else "declined")
+            release_cancelled(booking, now)
+        notify_on_commit(booking, "approved" if approve else "declined")
     return booking
 
 
-def _release_cancelled(booking: Booking, now: dt.datetime) -> None:
-    """In the cancelling transaction: the booking's time, from the next slot boundary, goes to the waitlist."""
+def release_cancelled(booking: Booking, now: dt.datetime) -> None:
+    """The time a cancelled booking blocked, from the next slot boundary, goes to the waitlist.
+
+    Call it in the cancelling transaction, once the booking is saved cancelled: the freed time is
+    recorded only if the cancellation commits, and offered after the commit. Raises nothing.
+    """
     freed.release(
         machine=booking.machine,
         start=booking.start,
@@ -403,8 +448,12 @@ _CHANGES = {
 }
 
 
-def _notify_on_commit(booking: Booking, kind: str) -> None:
-    """After the commit: the member's email, and the signal the machine side follows (interlock, board)."""
+def notify_on_commit(booking: Booking, kind: str) -> None:
+    """After the commit: the member's email, and the signal the machine side follows (interlock, board).
+
+    ``kind`` is a key of :data:`_CHANGES`. Call it in the writing transaction, last: nothing is sent
+    if it rolls back. Raises nothing.
+    """
     from .emails import send_booking_email
     from .signals import booking_changed
 

@@ -5,9 +5,9 @@ its holds are written, or refused, together. The holds go through the booking in
 
 * the checks of :mod:`fablab.booking.services` that apply to a training (opening hours unless a
   manager ticked "outside opening hours", maintenance and breakdowns, overlapping bookings);
-* the insert in a savepoint (``booking.services._insert``): on PostgreSQL the exclusion constraint
-  ``booking_no_overlap`` refuses a concurrent overlapping insert; on SQLite the transaction is
-  IMMEDIATE, so nobody else writes between the check and the insert.
+* the insert in a savepoint (:func:`~fablab.booking.services.insert_booking`): on PostgreSQL the
+  exclusion constraint ``booking_no_overlap`` refuses a concurrent overlapping insert; on SQLite the
+  transaction is IMMEDIATE, so nobody else writes between the check and the insert.
 
 A clash is refused as ``machine_busy`` naming the machine and the time it is taken (lab-local).
 """
@@ -57,16 +57,16 @@ def hold(
         if machine.lab_id != session.lab_id:
             raise BookingError("machine_not_in_lab")
         if not outside_opening_hours:
-            booking_services._check_opening_hours(machine, start, end)
-        booking_services._check_maintenance(machine, start, end, now)
+            booking_services.check_opening_hours(machine, start, end)
+        booking_services.check_maintenance(machine, start, end, now)
         blocked_until = end + machine.buffer
-        clash = booking_services._overlapping(machine, start, blocked_until).order_by("start").first()
+        clash = booking_services.first_overlapping(machine, start, blocked_until)
         if clash is not None:
             raise _clash(machine, clash)
         if booking_services.race_point is not None:
             booking_services.race_point()
         try:
-            booking = booking_services._insert(
+            booking = booking_services.insert_booking(
                 kind=Booking.Kind.TRAINING,
                 machine=machine,
                 member=None,
@@ -82,11 +82,8 @@ def hold(
             if NO_OVERLAP_CONSTRAINT not in str(exc):
                 raise
             # A concurrent insert won and has committed: it can be named now.
-            raise _clash(
-                machine,
-                booking_services._overlapping(machine, start, blocked_until).order_by("start").first(),
-            ) from exc
-        booking_services._notify_on_commit(booking, "confirmed")
+            raise _clash(machine, booking_services.first_overlapping(machine, start, blocked_until)) from exc
+        booking_services.notify_on_commit(booking, "confirmed")
         made.append(booking)
     return made
 
@@ -102,5 +99,5 @@ def release(bookings, *, by, now: dt.datetime) -> None:
         booking.cancel_reason = Booking.CancelReason.MANAGER
         booking.save(update_fields=["status", "cancelled_at", "cancelled_by", "cancel_reason", "updated_at"])
         if booking.end > now:
-            booking_services._release_cancelled(booking, now)
-        booking_services._notify_on_commit(booking, "cancelled")
+            booking_services.release_cancelled(booking, now)
+        booking_services.notify_on_commit(booking, "cancelled")

@@ -62,7 +62,7 @@ def locked(session: TrainingSession) -> TrainingSession:
 def _check_times(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("session times must be timezone-aware")
-    booking_services._check_reach(start, end, now)
+    booking_services.check_reach(start, end, now)
     if start <= now:
         raise BookingError("in_past")
 
