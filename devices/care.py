@@ -25,9 +25,12 @@ whose message lists the due tasks; the message follows the list, and the alert i
 interval is due. An interval whose hours are unknown never clears nor shortens an alert (nothing is
 known to be done); the run-hour intervals are decided all the same. Laser-on hours are asked of
 InfluxDB at most every :data:`LASER_REFRESH` per interval (answers, and failures, are remembered in
-this process), so the pass costs one aggregate query per run-hour interval plus two reads.
+this process), so the pass costs one aggregate query per run-hour interval plus two reads. A service
+recorded also closes the machine's ``fault_reported`` alert (members' fault reports made before it:
+:func:`devices.fault_reports.close_after_service`): the manager who serviced it has seen to the machine.
 
-Imports the models, :mod:`devices.alerts`, :mod:`devices.influx` and the lab roles only.
+Imports the models, :mod:`devices.alerts`, :mod:`devices.fault_reports`, :mod:`devices.influx` and the
+lab roles only.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from devices import alerts
+from devices import alerts, fault_reports
 from devices.models import Alert, MachineLink, MachineStatus, ServiceInterval, ServiceRecord, UsageSession
 from fablab.labs.models import Machine
 from fablab.members import roles
@@ -281,7 +284,8 @@ def record_service(
     pressing the button together write in turn, and the second counts from the first. A second record
     within :data:`SAME_SERVICE` of the last one is that same service (a double submit) and is not
     written again. Afterwards the machine's ``service_due`` alert follows its intervals: cleared when
-    none is due, else its message lists those still due.
+    none is due, else its message lists those still due; and the fault reported before the service
+    is closed.
     """
     now = now or timezone.now()
     machine = interval.machine
@@ -306,6 +310,7 @@ def record_service(
                 interval=interval, at=now, by=by, note=note, hours=None if used is None else round(used, 2)
             )
     refresh_machine(machine, now)
+    fault_reports.close_after_service(machine.pk, record.at, by)
     return record
 
 
@@ -384,7 +389,8 @@ def reports_laser(machine: Machine) -> bool:
 
 
 def summary(machine: Machine, now: dt.datetime, *, records: int = 5) -> dict:
-    """What the manager's machine page shows: use (last 30 days and total), the intervals, recent services.
+    """What the manager's machine page shows: use (last 30 days and total), the intervals, recent services,
+    and the fault members reported (``fault``: :class:`devices.fault_reports.OpenReport` or None).
 
     ``laser``: ``{"recent": h, "total": h}`` (a value None when unknown) or None when not applicable.
     "Total" counts from the machine's first session (laser: from the first session or interval).
@@ -439,4 +445,5 @@ def summary(machine: Machine, now: dt.datetime, *, records: int = 5) -> dict:
         .select_related("interval", "by")
         .order_by("-at", "-pk")[:records]
     )
-    return {"use": use, "laser": laser, "statuses": statuses, "records": history}
+    fault = fault_reports.open_report(machine.pk)
+    return {"use": use, "laser": laser, "statuses": statuses, "records": history, "fault": fault}

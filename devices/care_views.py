@@ -1,4 +1,5 @@
-"""The manager's hand on a machine's care: service intervals added and removed, services recorded.
+"""The manager's hand on a machine's care: service intervals added and removed, services recorded, and
+the fault members reported marked resolved.
 
 The "Care" section of the machine's live page (:func:`devices.views.machine_live`, managers only)
 shows :func:`devices.care.summary`; its forms post here. Only the lab's managers
@@ -23,9 +24,9 @@ from django.views.decorators.http import require_POST
 from fablab.labs.models import Machine
 from fablab.members import roles
 
-from . import care
+from . import care, fault_reports
 from .care_forms import IntervalForm, ServiceForm
-from .models import ServiceInterval
+from .models import Alert, ServiceInterval
 
 
 #: The longest interval a task may have (about eleven years of use around the clock).
@@ -111,4 +112,19 @@ def service_done(request, lab, machine, pk):
     messages.success(
         request, _("Service recorded: %(task)s counts from zero again.") % {"task": interval.name}
     )
+    return _back(machine)
+
+
+@login_required
+@require_POST
+def resolve_fault(request, lab, machine, pk):
+    """POST: the fault members reported (the machine's ``fault_reported`` alert ``pk``) is dealt with."""
+    machine = managed_machine(request, lab, machine)
+    alert = get_object_or_404(
+        Alert.objects.select_related("machine"), pk=pk, machine=machine, kind=Alert.Kind.FAULT_REPORTED
+    )
+    if fault_reports.resolve(alert, request.user, timezone.now()):
+        messages.success(request, _("The reported fault is marked as resolved."))
+    else:
+        messages.info(request, _("This fault report was already closed."))
     return _back(machine)

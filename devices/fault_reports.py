@@ -14,21 +14,31 @@ adds nothing: a line whose prefix is already in the open alert is not appended t
 is capped at the column's 500 characters; lines past that are still on their bookings.
 
 The message is the member's own words, stored as typed: it is not translated.
+
+Nothing about the machine's state says a fault is gone, so the alert is closed by people: a lab
+manager marks it resolved (:func:`resolve`: the "Care" section of the machine's page, the care API),
+or records a service on the machine (:func:`close_after_service`, from
+:func:`devices.care.record_service`), which closes the reports made before it. The alert keeps when it
+was closed (``cleared_at``); who closed it, and how, is in the log (the alert has no column for it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterable
 
-from django.db.models import F, Value
+from django.core.exceptions import PermissionDenied
+from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Concat, Substr
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from devices import alerts
 from devices.models import Alert
 from fablab.booking.models import Booking
+from fablab.members import roles
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +98,62 @@ def report(booking: Booking, now: dt.datetime) -> bool:
             return True
     log.warning("could not report the fault of booking %s: its alert kept changing", booking.pk)
     return False
+
+
+# ----------------------------------------------------------------------------------- reading, closing
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenReport:
+    """A machine's open ``fault_reported`` alert as its managers read it: one line per member's report."""
+
+    alert_id: int
+    raised_at: dt.datetime
+    #: The booking of the first report.
+    booking_id: int | None
+    lines: list[str]
+
+
+def open_report(machine_id: int) -> OpenReport | None:
+    """The machine's open fault report, or None when no fault is reported."""
+    alert = Alert.objects.filter(
+        machine_id=machine_id, kind=Alert.Kind.FAULT_REPORTED, cleared_at__isnull=True
+    ).first()
+    if alert is None:
+        return None
+    return OpenReport(
+        alert_id=alert.pk,
+        raised_at=alert.raised_at,
+        booking_id=alert.booking_id,
+        lines=alert.message.split(SEPARATOR) if alert.message else [],
+    )
+
+
+def resolve(alert: Alert, by, now: dt.datetime | None = None) -> bool:
+    """``by`` marks the fault report ``alert`` dealt with: it closes at ``now``; True when this call closed it.
+
+    Only the managers of the machine's lab may (else :class:`PermissionDenied`, nothing written). The
+    alert is named by its id, so a manager who read it never closes the one a member opens after it was
+    closed; an alert already closed stays as it was (False).
+    """
+    if not roles.manages_lab(by, alert.machine.lab_id):
+        raise PermissionDenied(_("Only the lab's managers may resolve a fault report."))
+    return _close(Alert.objects.filter(pk=alert.pk), now or timezone.now(), by, "resolved")
+
+
+def close_after_service(machine_id: int, at: dt.datetime, by) -> bool:
+    """A service recorded on the machine at ``at`` closes the fault report opened before it; True when
+    one was open. A report opened after ``at`` (a second click on the same service) stays open."""
+    return _close(Alert.objects.filter(machine_id=machine_id, raised_at__lte=at), at, by, "service recorded")
+
+
+def _close(candidates: QuerySet[Alert], at: dt.datetime, by, how: str) -> bool:
+    """Close the open fault report among ``candidates`` (a conditional UPDATE) and log who closed it."""
+    open_reports = candidates.filter(kind=Alert.Kind.FAULT_REPORTED, cleared_at__isnull=True)
+    row = open_reports.values_list("pk", "machine_id").first()
+    if row is None or not open_reports.filter(pk=row[0]).update(cleared_at=at):
+        return False
+    log.info(
+        "fault report alert %s of machine %s closed (%s) by user id %s", *row, how, getattr(by, "pk", None)
+    )
+    return True

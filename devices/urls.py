@@ -31,9 +31,15 @@ urlpatterns = [
         care_views.service_done,
         name="care-done",
     ),
+    path(
+        "labs/<slug:lab>/machines/<slug:machine>/care/fault/<int:pk>/resolve/",
+        care_views.resolve_fault,
+        name="care-fault-resolve",
+    ),
     # The command API lives with the commands; mounted before the booking API's catch-all.
     path("api/v1/machines/<int:pk>/commands/", api.MachineCommandsView.as_view(), name="api-commands"),
     path("api/v1/machines/<int:pk>/care/", care_api.MachineCareView.as_view(), name="api-care"),
     path("api/v1/commands/<uuid:pk>/", api.CommandDetailView.as_view(), name="api-command"),
     path("api/v1/alerts/", api.AlertListView.as_view(), name="api-alerts"),
+    path("api/v1/alerts/<int:pk>/resolve/", care_api.FaultResolveView.as_view(), name="api-alert-resolve"),
 ]
