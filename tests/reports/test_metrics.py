@@ -1,7 +1,8 @@
 """The raw report figures (fablab.reports.metrics.year_cells) on hand-built rollup rows with known answers.
 
-The rows are written straight into MachineDay / MemberDay (the rollup itself is tested apart), so each
-expected value below can be checked by hand from the rows of the test.
+The rows are written straight into MachineDay / MemberDay (the rollup itself is tested apart; the energy
+of a machine without a meter starts from its usage sessions), so each expected value below can be
+checked by hand from the rows of the test.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from devices.models import UsageSession
+from fablab.reports import rollup
 from fablab.reports.cells import PROVISIONAL, Period
 from fablab.reports.metrics import TABLES, table_of, year_cells
 from fablab.reports.models import MachineDay, MemberDay, Subject
@@ -212,6 +215,32 @@ def test_no_denominator_gives_no_value_and_every_period_is_there(machine_days):
     assert value(cells, "2026-02", "energy_per_used_hour", **at) is None
     periods = {c.period for c in cells if c.machine == "printer1" and c.metric == "open_hours"}
     assert len(periods) == 17  # the year, 4 quarters, 12 months
+
+
+def test_a_machine_without_a_meter_has_no_energy_figure_not_zero():
+    """Sessions without an energy reading, through the rollup: "no data", which 0 kWh would misstate."""
+    lab = LabFactory(slug="delta")  # open 08:00–20:00
+    printer = MachineTypeFactory(slug="printer")
+    metered = MachineFactory(lab=lab, slug="metered", machine_type=printer)
+    plain = MachineFactory(lab=lab, slug="plain", machine_type=printer)
+    for machine, energy_wh in ((metered, 1500.0), (plain, None)):
+        UsageSession.objects.create(
+            machine=machine,
+            started_at=dt.datetime(2026, 2, 2, 10, tzinfo=dt.UTC),
+            ended_at=dt.datetime(2026, 2, 2, 12, tzinfo=dt.UTC),
+            outcome=UsageSession.Outcome.FINISHED,
+            energy_wh=energy_wh,
+        )
+    rollup.rebuild(D(2026, 2, 2), D(2026, 2, 2), now=dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+    cells = year_cells(2026, [lab], today=TODAY)
+    at = {"lab": "delta", "machine_type": "printer"}
+    assert value(cells, "2026-02", "used_hours", machine="plain", **at) == 2.0
+    assert value(cells, "2026-02", "energy", machine="plain", **at) is None
+    assert value(cells, "2026", "energy", machine="plain", **at) is None
+    assert value(cells, "2026-02", "energy_per_used_hour", machine="plain", **at) is None
+    # Beside a machine with a meter, the lab's energy is what was measured.
+    assert value(cells, "2026-02", "energy", machine="metered", **at) == 1.5
+    assert value(cells, "2026-02", "energy", lab="delta") == 1.5
 
 
 def test_around_the_clock_flag_is_set_by_any_flagged_day(machine_days):
