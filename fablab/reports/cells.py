@@ -135,6 +135,9 @@ class Cell:
     shares: tuple[float, ...] = field(default=(), repr=False)
     #: For a machine cell: the machine's distinct users in the period (rule 5).
     users: int | None = None
+    #: For a suppressed cell: the disclosure rule that hid it (a key of ``disclosure.SUPPRESSION_NOTES``),
+    #: so that a page says "fewer than 10" only of a figure that does rest on fewer than 10 people.
+    withheld_by: str = ""
 
     @property
     def level(self) -> str:

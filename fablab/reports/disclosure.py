@@ -82,7 +82,7 @@ OPEN_DATA_RULE = "open_data"
 
 SUPPRESSION_NOTES = {
     SUPPRESSED: _(
-        "Flag c: the value is withheld (empty, or “<10” on the pages) so that nobody can be recognised in it."
+        "Flag c: the value is withheld (empty, or “<10” or “•” on the pages) so that nobody can be recognised in it."
     ),
     PROVISIONAL: _("Flag p: provisional, the period is still running and the figure will change."),
     THRESHOLD_RULE: _(
@@ -466,8 +466,10 @@ class _Protector:
         for cell in cells:
             key = cell.key
             if key in self.hidden:
-                if not cell.suppressed:
-                    cell = _evolve(cell, obs_status=SUPPRESSED + cell.obs_status)
+                if not cell.suppressed:  # one protected before keeps the rule that hid it
+                    cell = _evolve(
+                        cell, obs_status=SUPPRESSED + cell.obs_status, withheld_by=self.reasons[key]
+                    )
             elif key in self.banded and cell.unit != BAND_UNIT:
                 cell = _evolve(cell, value=_band(cell.value), unit=BAND_UNIT)
             out.append(cell)
@@ -527,7 +529,7 @@ def _open_data(cells: list[Cell], reasons: dict) -> list[Cell]:
         if cell.unit == COUNT and not cell.suppressed and cell.value is not None:
             if 0 < cell.value < THRESHOLD:
                 reasons[cell.key] = OPEN_DATA_RULE
-                cell = _evolve(cell, obs_status=SUPPRESSED + cell.obs_status)
+                cell = _evolve(cell, obs_status=SUPPRESSED + cell.obs_status, withheld_by=OPEN_DATA_RULE)
             else:
                 cell = cell.replace(value=_round(cell.value))
         kept.append(cell)
@@ -540,7 +542,7 @@ def _open_data(cells: list[Cell], reasons: dict) -> list[Cell]:
         den = kept.get(_with_key(key, metric=r.whole))
         if num is None or den is None or num.suppressed or den.suppressed:
             reasons[key] = OPEN_DATA_RULE
-            kept[key] = cell.replace(obs_status=SUPPRESSED + cell.obs_status)
+            kept[key] = cell.replace(obs_status=SUPPRESSED + cell.obs_status, withheld_by=OPEN_DATA_RULE)
         else:
             value = round(100 * num.value / den.value, 1) if den.value else None
             kept[key] = cell.replace(value=value)

@@ -12,7 +12,8 @@ Decisions:
   the download meant for spreadsheets.
 * **Suppressed values** are an empty value with ``obs_status`` ``c`` in every format, the XLSX too
   (not a text "<10" in a numeric column): columns stay numeric, and a cell hidden by secondary
-  suppression or by dominance is not "fewer than 10" at all. The pages show "<10".
+  suppression or by dominance is not "fewer than 10" at all. The pages show "<10" for those that are,
+  "•" for the others.
 * **Numbers** are written as they come from the metrics (already rounded); whole numbers without a
   decimal part.
 """

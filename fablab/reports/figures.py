@@ -6,8 +6,11 @@ page rules of the reports:
 
 * a percentage always carries the hours or counts it was computed from ("62 % (310 of 500 h)"),
   read from the cells of the same key — when one of them is hidden, only what is shown is printed;
-* a suppressed cell (flag ``c``) reads "<10" whatever its unit, and the page's footnote explains that
-  it stands for "hidden to protect people", not for "less than ten hours";
+* a suppressed cell (flag ``c``) reads "<10" when it rests on fewer than 10 people (whatever its unit:
+  the page's footnote explains that it stands for "hidden to protect people", not for "less than ten
+  hours"), and "•" when it was hidden for another reason: one or two people giving most of its hours,
+  or so that another hidden figure cannot be worked out. Such a figure may be large: "<10" would
+  misstate it, and tell a reader which hidden figures are the small ones;
 * a banded machine utilisation (1–2 users, unit "% band") reads "25–50 %";
 * a provisional (``p``) or estimated (``e``) figure keeps its flag, shown beside it.
 
@@ -24,6 +27,7 @@ from django.utils.translation import gettext as _
 
 from .cells import ESTIMATED, PROVISIONAL, SUPPRESSED, Cell
 from .definitions import METRICS, RATIOS
+from .disclosure import MACHINE_RULE, THRESHOLD_RULE
 
 #: A percentage → (its part, its whole): the hours or counts printed beside it. The one table of ratios,
 #: but for availability (its part is the downtime, not what it measures) and the ratios whose whole is
@@ -32,7 +36,10 @@ PARTS = {name: (r.part, r.whole) for name, r in RATIOS.items() if r.whole and no
 
 BAND = "% band"
 SUPPRESSED_TEXT = "<10"
+WITHHELD_TEXT = "•"
 NO_VALUE = "–"
+#: The disclosure rules that hide a figure because fewer than 10 people are behind it.
+FEW_PEOPLE_RULES = (THRESHOLD_RULE, MACHINE_RULE)
 
 
 def number(value: float, decimals: int = 0) -> str:
@@ -71,10 +78,16 @@ class Fig:
     status: str = ""
     value: float | None = None
     unit: str = ""
+    withheld_by: str = ""
 
     @property
     def suppressed(self) -> bool:
         return SUPPRESSED in self.status
+
+    @property
+    def few_people(self) -> bool:
+        """Hidden because fewer than 10 people are behind it (it reads "<10", see the module)."""
+        return self.suppressed and self.withheld_by in FEW_PEOPLE_RULES
 
     @property
     def provisional(self) -> bool:
@@ -110,7 +123,7 @@ def _text(cell: Cell | None) -> str:
     if cell is None:
         return NO_VALUE
     if cell.suppressed:
-        return SUPPRESSED_TEXT
+        return SUPPRESSED_TEXT if cell.withheld_by in FEW_PEOPLE_RULES else WITHHELD_TEXT
     return plain(cell.value, cell.unit)
 
 
@@ -145,6 +158,7 @@ class Cells:
             status=cell.obs_status if cell else "",
             value=cell.value if cell else None,
             unit=cell.unit if cell else METRICS[metric].unit,
+            withheld_by=cell.withheld_by if cell else "",
         )
 
     def _detail(self, metric: str, period: str, cell: Cell | None, where: dict) -> str:

@@ -158,6 +158,33 @@ def test_a_manager_sees_their_lab_only(client, scene):
     assert client.get(reverse("report_pages:lab", args=["alpha"])).status_code == 404
 
 
+def test_only_a_figure_resting_on_few_people_reads_fewer_than_ten(client, scene):
+    alpha = scene["alpha"]
+    laser = alpha.machines.get()
+    for n in range(3):  # twelve men: enough to show, were the three women not worked out from them
+        MemberDay.objects.create(
+            subject=Subject.objects.create(),
+            lab=alpha,
+            machine=laser,
+            day=Q4[20 + n],
+            kind=MemberDay.Kind.USE,
+            gender="man",
+        )
+    client.force_login(scene["officer_a"])
+    page = html(client.get(reverse("report_pages:lab", args=["alpha"]) + "?period=2025-Q4"))
+    gender = page[page.index("<h3>Gender</h3>") : page.index("<h3>Age band</h3>")]
+
+    def row(category: str) -> str:
+        found = gender[gender.index(f'<tr data-category="{category}">') :]
+        return found[: found.index("</tr>")]
+
+    women, men = row("woman"), row("man")
+    assert ">&lt;10</abbr>" in women and 'href="#note-c"' in women
+    # The men are hidden with the women (secondary suppression): not "fewer than 10" at all.
+    assert ">•</abbr>" in men and 'href="#note-c-withheld"' in men and "&lt;10" not in men
+    assert 'id="note-c"' in page and 'id="note-c-withheld"' in page
+
+
 def test_a_lab_page_shows_hidden_figures_as_fewer_than_ten(client, scene):
     client.force_login(scene["officer_a"])
     response = client.get(reverse("report_pages:lab", args=["alpha"]) + "?period=2025-Q4")
