@@ -12,40 +12,12 @@ from django.utils import timezone
 from fablab.labs.models import Lab, Machine
 from fablab.members import roles
 
+from . import free_time
+from .free_time import Interval
 from .models import Booking, Series, WorkshopRegistration
 
 #: Workshop sessions a lab's page lists.
 WORKSHOPS_SHOWN = 6
-
-Interval = tuple[dt.datetime, dt.datetime]
-
-
-def _subtract(free: list[Interval], busy: list[Interval]) -> list[Interval]:
-    for b_start, b_end in sorted(busy):
-        result = []
-        for f_start, f_end in free:
-            if b_end <= f_start or b_start >= f_end:
-                result.append((f_start, f_end))
-                continue
-            if f_start < b_start:
-                result.append((f_start, b_start))
-            if b_end < f_end:
-                result.append((b_end, f_end))
-        free = result
-    return free
-
-
-def _align(moment: dt.datetime, machine: Machine, *, up: bool) -> dt.datetime:
-    """Round to the machine's slot boundary in lab-local wall-clock time."""
-    local = timezone.localtime(moment, machine.lab.tz)
-    midnight = dt.datetime.combine(local.date(), dt.time(0), tzinfo=machine.lab.tz)
-    minutes = (local.replace(tzinfo=None) - midnight.replace(tzinfo=None)).total_seconds() / 60
-    slot = machine.slot_minutes
-    whole = int(minutes // slot) * slot
-    if up and whole < minutes:
-        whole += slot
-    wall = midnight.replace(tzinfo=None) + dt.timedelta(minutes=whole)
-    return wall.replace(tzinfo=machine.lab.tz).astimezone(dt.UTC)
 
 
 def availability_for_machine(
@@ -53,10 +25,9 @@ def availability_for_machine(
 ) -> list[Interval]:
     """Free intervals of ``machine`` within ``[start, end)`` in which a booking could lie.
 
-    Opening hours (lab-local, closures removed), maintenance windows, other
-    active bookings with the machine's buffer on both sides, the notice and
-    days-ahead limits are taken into account; intervals are aligned to the
-    slot granularity and shorter than the minimum duration are left out.
+    The machine's free time (:func:`fablab.booking.free_time.for_machine`: opening hours,
+    closures, maintenance windows, other active bookings with the buffer, slot boundaries) within
+    the notice and days-ahead limits; intervals shorter than the minimum duration are left out.
     """
     now = now or timezone.now()
     tz = machine.lab.tz
@@ -65,35 +36,8 @@ def availability_for_machine(
     latest = min(end, dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(0), tzinfo=tz))
     if earliest >= latest or not machine.bookable:
         return []
-    free: list[Interval] = []
-    day = timezone.localtime(earliest, tz).date()
-    while dt.datetime.combine(day, dt.time(0), tzinfo=tz) < latest:
-        for opens, closes in machine.bookable_intervals(day):
-            lo, hi = max(opens, earliest), min(closes, latest)
-            if lo < hi and free and free[-1][1] == lo:  # around the clock: one stretch over midnight
-                free[-1] = (free[-1][0], hi)
-            elif lo < hi:
-                free.append((lo, hi))
-        day += dt.timedelta(days=1)
-    busy = [
-        (b_start - machine.buffer, b_blocked)
-        for b_start, b_blocked in Booking.objects.filter(
-            machine=machine,
-            status__in=Booking.ACTIVE,
-            start__lt=latest + machine.buffer,
-            blocked_until__gt=earliest,
-        ).values_list("start", "blocked_until")
-    ]
-    busy += list(
-        machine.maintenance_windows.filter(start__lt=latest, end__gt=earliest).values_list("start", "end")
-    )
     minimum = dt.timedelta(minutes=machine.min_duration_minutes)
-    result = []
-    for f_start, f_end in _subtract(free, busy):
-        a_start, a_end = _align(f_start, machine, up=True), _align(f_end, machine, up=False)
-        if a_end - a_start >= minimum:
-            result.append((a_start, a_end))
-    return result
+    return [(a, b) for a, b in free_time.for_machine(machine, earliest, latest) if b - a >= minimum]
 
 
 def next_free_slot(machine: Machine, now: dt.datetime | None = None) -> dt.datetime | None:

@@ -42,13 +42,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from fablab.labs.models import Lab, Machine, MachineType, MaintenanceWindow
+from fablab.labs.models import Lab, Machine, MachineType
 
-from . import services
+from . import free_time, services
 from .errors import BookingError
 from .freed import next_boundary
 from .models import Booking, FreedTime, WaitlistEntry, WaitlistOffer
-from .selectors import _align, _subtract
 
 log = logging.getLogger(__name__)
 
@@ -191,45 +190,13 @@ def offered_slot(
     if hi <= lo:
         return None
     minimum = dt.timedelta(minutes=max(1, machine.min_duration_minutes))
-    for a, b in _free_between(machine, lo, hi):
-        end = _align(min(b, a + dt.timedelta(minutes=machine.max_duration_minutes)), machine, up=False)
+    for a, b in free_time.for_machine(machine, lo, hi):
+        end = free_time.align(
+            min(b, a + dt.timedelta(minutes=machine.max_duration_minutes)), machine, up=False
+        )
         if end - a >= minimum:
             return a, end
     return None
-
-
-def _free_between(
-    machine: Machine, lo: dt.datetime, hi: dt.datetime
-) -> list[tuple[dt.datetime, dt.datetime]]:
-    """Stretches of ``[lo, hi)`` a booking of ``machine`` could lie in, notice and horizon aside, aligned."""
-    tz = machine.lab.tz
-    free = []
-    day = timezone.localtime(lo, tz).date()
-    while dt.datetime.combine(day, dt.time(0), tzinfo=tz) < hi:
-        for opens, closes in machine.bookable_intervals(day):
-            a, b = max(opens, lo), min(closes, hi)
-            if a < b and free and free[-1][1] == a:  # around the clock: one stretch over midnight
-                free[-1] = (free[-1][0], b)
-            elif a < b:
-                free.append((a, b))
-        day += dt.timedelta(days=1)
-    busy = [
-        (b_start - machine.buffer, b_blocked)
-        for b_start, b_blocked in Booking.objects.filter(
-            machine=machine, status__in=Booking.ACTIVE, start__lt=hi + machine.buffer, blocked_until__gt=lo
-        ).values_list("start", "blocked_until")
-    ]
-    busy += list(
-        MaintenanceWindow.objects.filter(machine=machine, start__lt=hi, end__gt=lo).values_list(
-            "start", "end"
-        )
-    )
-    result = []
-    for a, b in _subtract(free, busy):
-        a, b = _align(a, machine, up=True), _align(b, machine, up=False)
-        if a < b:
-            result.append((a, b))
-    return result
 
 
 def offer_freed(freed_id: int, *, now: dt.datetime) -> WaitlistOffer | None:
