@@ -5,7 +5,7 @@ calendar apps can poll without signing in; resetting the token revokes it.
 Cancelled bookings stay in it as ``STATUS:CANCELLED`` so that subscribed
 calendars drop them; pending ones are ``TENTATIVE``. The member's training sessions
 (:mod:`fablab.trainings.ical`) and the workshop and course sessions they hold a seat in
-are there too.
+are there too; a session they left stays as ``CANCELLED``, like a cancelled booking.
 
 The machine feed is public, so it shows busy blocks and nothing else: each
 booking that holds the machine is "Busy", with no name, purpose, email or
@@ -161,11 +161,15 @@ def _bookings(qs: QuerySet[Booking]) -> QuerySet[Booking]:
 
 
 def _workshop_events(member, *, since: dt.datetime) -> list[icalendar.Event]:
-    """The workshop and course sessions ``member`` is registered for, ending after ``since``; one query.
+    """The workshop and course sessions ``member`` registered for, ending after ``since``; one query.
 
-    Only live seats: a cancelled registration, a cancelled workshop or a session whose bookings are
-    all cancelled is left out. The session's end is its bookings' end (the same wall-clock length
-    across a daylight-saving change). UIDs are ``workshop-<registration>``.
+    A session the member left (their registration cancelled) stays as ``CANCELLED``, so subscribed
+    calendars drop the event instead of keeping it stale; registering again reuses the registration,
+    so its event, and makes it ``CONFIRMED`` again. Either change raises the event's SEQUENCE (the
+    registration counts them). A cancelled workshop
+    or a session whose bookings are all cancelled is left out. The session's end is its bookings'
+    end (the same wall-clock length across a daylight-saving change). UIDs are
+    ``workshop-<registration>``.
     """
     session = Booking.objects.filter(
         series=OuterRef("series_id"), start=OuterRef("occurrence_start"), kind=Booking.Kind.WORKSHOP
@@ -173,7 +177,6 @@ def _workshop_events(member, *, since: dt.datetime) -> list[icalendar.Event]:
     registrations = (
         WorkshopRegistration.objects.filter(
             member=member,
-            status=WorkshopRegistration.Status.REGISTERED,
             series__kind=Series.Kind.WORKSHOP,
             series__cancelled_at=None,
         )
@@ -186,17 +189,19 @@ def _workshop_events(member, *, since: dt.datetime) -> list[icalendar.Event]:
     for registration in registrations:
         workshop = registration.series
         lab = workshop.lab
+        left = registration.status == WorkshopRegistration.Status.CANCELLED
         event = icalendar.Event()
         event.add("uid", f"workshop-{registration.pk}@{_site_host()}")
         event.add("dtstamp", registration.registered_at.astimezone(dt.UTC))
+        event.add("sequence", registration.sequence)
         event.add("dtstart", registration.occurrence_start.astimezone(dt.UTC))
         event.add("dtend", registration.end.astimezone(dt.UTC))
         event.add(
             "summary", _("Workshop: %(title)s") % {"title": workshop.title or workshop.get_kind_display()}
         )
         event.add("location", ", ".join(part for part in (lab.name, lab.address.replace("\n", ", ")) if part))
-        event.add("status", "CONFIRMED")
-        event.add("transp", "OPAQUE")
+        event.add("status", "CANCELLED" if left else "CONFIRMED")
+        event.add("transp", "TRANSPARENT" if left else "OPAQUE")
         events.append(event)
     return events
 

@@ -584,6 +584,9 @@ class WorkshopRegistration(models.Model):
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.REGISTERED)
     attended = models.BooleanField(_("attended"), null=True, blank=True)
     registered_at = models.DateTimeField(_("registered at"))
+    #: One more each time the member leaves the session or registers again: the SEQUENCE of the
+    #: session's event in their calendar feed, which RFC 5545 wants to grow with every change of STATUS.
+    sequence = models.PositiveIntegerField(_("calendar revision"), default=0, editable=False)
 
     class Meta:
         ordering = ["occurrence_start", "registered_at"]

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Mapping
 
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrulestr
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -701,7 +701,8 @@ def register(series: Series, occurrence_start: dt.datetime, member, *, now: dt.d
                 series=series, occurrence_start=occurrence_start, member=member, registered_at=now
             )
         mine.status, mine.registered_at = WorkshopRegistration.Status.REGISTERED, now
-        mine.save(update_fields=["status", "registered_at"])
+        mine.sequence += 1
+        mine.save(update_fields=["status", "registered_at", "sequence"])
         return mine
 
 
@@ -713,7 +714,7 @@ def unregister(series: Series, occurrence_start: dt.datetime, member) -> bool:
             occurrence_start=occurrence_start,
             member=member,
             status=WorkshopRegistration.Status.REGISTERED,
-        ).update(status=WorkshopRegistration.Status.CANCELLED)
+        ).update(status=WorkshopRegistration.Status.CANCELLED, sequence=F("sequence") + 1)
     )
 
 

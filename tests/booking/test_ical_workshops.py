@@ -74,7 +74,7 @@ def test_feed_has_the_members_registered_workshop_sessions_only(lab, manager):
     events = feed(member)
 
     uids = {uid for uid in events if uid.startswith("workshop-")}
-    assert uids == {f"workshop-{mine.pk}@127.0.0.1"}
+    assert uids == {f"workshop-{mine.pk}@127.0.0.1", f"workshop-{left.pk}@127.0.0.1"}
     event = events[f"workshop-{mine.pk}@127.0.0.1"]
     assert event.decoded("DTSTART") == first
     assert event.decoded("DTEND") == first + dt.timedelta(hours=2)
@@ -82,12 +82,38 @@ def test_feed_has_the_members_registered_workshop_sessions_only(lab, manager):
     assert "Arduino for beginners" in str(event["SUMMARY"])
     assert "Centre" in str(event["LOCATION"]) and "Rue Haute 1" in str(event["LOCATION"])
     assert str(event["STATUS"]) == "CONFIRMED"
+    assert str(events[f"workshop-{left.pk}@127.0.0.1"]["STATUS"]) == "CANCELLED"
     body = "".join(str(e.get("SUMMARY")) for e in events.values())
     assert "Someone else" not in body
     assert WorkshopRegistration.objects.get(pk=left.pk).status == WorkshopRegistration.Status.CANCELLED
     assert f"workshop-{dropped.pk}@127.0.0.1" not in events
     assert f"workshop-{theirs.pk}@127.0.0.1" not in feed(member)
     assert set(feed(other)) == {f"workshop-{theirs.pk}@127.0.0.1"}
+
+
+def test_a_session_the_member_left_stays_cancelled_and_comes_back_when_they_register_again(lab, manager):
+    today = timezone.localdate(timezone=BRUSSELS)
+    club = workshop(lab, manager, "Code club", first_day=today + dt.timedelta(days=2))
+    session = starts(club)[0]
+    member = UserFactory()
+    uid = f"workshop-{series_mod.register(club, session, member).pk}@127.0.0.1"
+    registered = feed(member)[uid]
+    assert (str(registered["STATUS"]), registered.get("SEQUENCE", 0)) == ("CONFIRMED", 0)
+
+    series_mod.unregister(club, session, member)
+    left = feed(member)[uid]
+
+    assert str(left["STATUS"]) == "CANCELLED"
+    assert left["SEQUENCE"] > registered.get("SEQUENCE", 0)
+    assert str(left["TRANSP"]) == "TRANSPARENT"
+    assert left.decoded("DTSTART") == registered.decoded("DTSTART")
+    assert left.decoded("DTEND") == registered.decoded("DTEND")
+
+    series_mod.register(club, session, member)
+    again = feed(member)[uid]
+
+    assert str(again["STATUS"]) == "CONFIRMED"
+    assert again["SEQUENCE"] > left["SEQUENCE"]
 
 
 def test_a_cancelled_workshop_leaves_the_feed(lab, manager):
