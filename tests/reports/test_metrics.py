@@ -131,8 +131,13 @@ def machine_days(world):
     return w
 
 
-def test_machine_metrics_of_one_machine_month(machine_days):
-    cells = year_cells(2026, machine_days.scope, today=TODAY)
+@pytest.fixture
+def machine_cells(machine_days):
+    """The year's raw cells of :func:`machine_days`."""
+    return year_cells(2026, machine_days.scope, today=TODAY)
+
+
+def test_machine_metrics_of_one_machine_month(machine_cells):
     at = {"lab": "alpha", "machine_type": "laser", "machine": "laser1"}
     expected = {
         "open_hours": 24.0,
@@ -157,26 +162,25 @@ def test_machine_metrics_of_one_machine_month(machine_days):
         "bookable_around_the_clock": 0,
     }
     for metric, want in expected.items():
-        assert value(cells, "2026-02", metric, **at) == want, metric
+        assert value(machine_cells, "2026-02", metric, **at) == want, metric
     # Units come from the definitions.
-    assert find(cells, "2026-02", "availability", **at).unit == "%"
-    assert find(cells, "2026-02", "energy", **at).unit == "kWh"
-    assert find(cells, "2026-02", "energy_per_used_hour", **at).unit == "kWh/h"
+    assert find(machine_cells, "2026-02", "availability", **at).unit == "%"
+    assert find(machine_cells, "2026-02", "energy", **at).unit == "kWh"
+    assert find(machine_cells, "2026-02", "energy_per_used_hour", **at).unit == "kWh/h"
 
 
-def test_booking_counts_and_their_rates_stop_at_the_type(machine_days):
-    cells = year_cells(2026, machine_days.scope, today=TODAY)
+def test_booking_counts_and_their_rates_stop_at_the_type(machine_cells):
     at = {"lab": "alpha", "machine_type": "laser"}
-    assert value(cells, "2026-02", "bookings_kept", **at) == 4
-    assert value(cells, "2026-02", "no_shows", **at) == 1
-    assert value(cells, "2026-02", "no_show_rate", **at) == 25.0
-    assert value(cells, "2026-02", "bookings_made", **at) == 5
-    assert value(cells, "2026-02", "late_cancellation_rate", **at) == 20.0
-    assert value(cells, "2026-02", "walk_in_hours", **at) == 1.0
-    assert value(cells, "2026-02", "walk_in_share", **at) == 16.7  # 1 / 6
-    assert value(cells, "2026-02", "job_completion", **at) == 75.0
-    assert value(cells, "2026-02", "overrun_hours", **at) == 0.5
-    machine_level = {c.metric for c in cells if c.machine}
+    assert value(machine_cells, "2026-02", "bookings_kept", **at) == 4
+    assert value(machine_cells, "2026-02", "no_shows", **at) == 1
+    assert value(machine_cells, "2026-02", "no_show_rate", **at) == 25.0
+    assert value(machine_cells, "2026-02", "bookings_made", **at) == 5
+    assert value(machine_cells, "2026-02", "late_cancellation_rate", **at) == 20.0
+    assert value(machine_cells, "2026-02", "walk_in_hours", **at) == 1.0
+    assert value(machine_cells, "2026-02", "walk_in_share", **at) == 16.7  # 1 / 6
+    assert value(machine_cells, "2026-02", "job_completion", **at) == 75.0
+    assert value(machine_cells, "2026-02", "overrun_hours", **at) == 0.5
+    machine_level = {c.metric for c in machine_cells if c.machine}
     assert not machine_level & {
         "no_shows",
         "no_show_rate",
@@ -184,36 +188,40 @@ def test_booking_counts_and_their_rates_stop_at_the_type(machine_days):
         "job_completion",
         "overrun_hours",
     }
-    assert {c.level for c in cells if c.metric == "bookable_around_the_clock"} == {"machine"}
+    assert {c.level for c in machine_cells if c.metric == "bookable_around_the_clock"} == {"machine"}
 
 
-def test_levels_add_up_and_ratios_are_taken_after_summing(machine_days):
-    cells = year_cells(2026, machine_days.scope, today=TODAY)
+def test_levels_add_up_and_ratios_are_taken_after_summing(machine_cells):
     # Lab alpha, February: laser1 (24 h open, 2 planned down, 6 used) + printer1 (8 open, 5 used).
-    assert value(cells, "2026-02", "open_hours", lab="alpha") == 32.0
-    assert value(cells, "2026-02", "usage_utilisation", lab="alpha") == 36.7  # 11 / 30
-    assert value(cells, "2026-02", "used_hours", lab="alpha", machine_type="printer") == 5.0
+    assert value(machine_cells, "2026-02", "open_hours", lab="alpha") == 32.0
+    assert value(machine_cells, "2026-02", "usage_utilisation", lab="alpha") == 36.7  # 11 / 30
+    assert value(machine_cells, "2026-02", "used_hours", lab="alpha", machine_type="printer") == 5.0
     # The network is the scope: alpha and beta, not gamma.
-    assert value(cells, "2026-02", "open_hours") == 40.0
-    assert value(cells, "2026-02", "usage_utilisation") == 39.5  # 15 / 38
+    assert value(machine_cells, "2026-02", "open_hours") == 40.0
+    assert value(machine_cells, "2026-02", "usage_utilisation") == 39.5  # 15 / 38
     # Months add up to the quarter and the year; December 2025 is not in 2026.
-    assert value(cells, "2026-Q1", "used_hours", lab="alpha", machine_type="laser", machine="laser1") == 6.0
-    assert value(cells, "2026", "used_hours", lab="alpha", machine_type="laser", machine="laser1") == 8.0
     assert (
-        value(cells, "2026", "usage_utilisation", lab="alpha", machine_type="laser", machine="laser1") == 17.4
+        value(machine_cells, "2026-Q1", "used_hours", lab="alpha", machine_type="laser", machine="laser1")
+        == 6.0
     )
-    assert not [c for c in cells if c.machine == "laser3" or c.lab == "gamma"]
+    assert (
+        value(machine_cells, "2026", "used_hours", lab="alpha", machine_type="laser", machine="laser1") == 8.0
+    )
+    assert (
+        value(machine_cells, "2026", "usage_utilisation", lab="alpha", machine_type="laser", machine="laser1")
+        == 17.4
+    )
+    assert not [c for c in machine_cells if c.machine == "laser3" or c.lab == "gamma"]
 
 
-def test_no_denominator_gives_no_value_and_every_period_is_there(machine_days):
-    cells = year_cells(2026, machine_days.scope, today=TODAY)
+def test_no_denominator_gives_no_value_and_every_period_is_there(machine_cells):
     at = {"lab": "alpha", "machine_type": "printer", "machine": "printer1"}
     # No booking on the printer: no realisation rate (not 0 %); nothing at all in March.
-    assert value(cells, "2026-02", "booking_realisation", **at) is None
-    assert value(cells, "2026-03", "open_hours", **at) == 0.0
-    assert value(cells, "2026-03", "availability", **at) is None
-    assert value(cells, "2026-02", "energy_per_used_hour", **at) is None
-    periods = {c.period for c in cells if c.machine == "printer1" and c.metric == "open_hours"}
+    assert value(machine_cells, "2026-02", "booking_realisation", **at) is None
+    assert value(machine_cells, "2026-03", "open_hours", **at) == 0.0
+    assert value(machine_cells, "2026-03", "availability", **at) is None
+    assert value(machine_cells, "2026-02", "energy_per_used_hour", **at) is None
+    periods = {c.period for c in machine_cells if c.machine == "printer1" and c.metric == "open_hours"}
     assert len(periods) == 17  # the year, 4 quarters, 12 months
 
 
@@ -243,11 +251,10 @@ def test_a_machine_without_a_meter_has_no_energy_figure_not_zero():
     assert value(cells, "2026-02", "energy", lab="delta") == 1.5
 
 
-def test_around_the_clock_flag_is_set_by_any_flagged_day(machine_days):
-    cells = year_cells(2026, machine_days.scope, today=TODAY)
+def test_around_the_clock_flag_is_set_by_any_flagged_day(machine_cells):
     at = {"lab": "alpha", "machine_type": "laser", "machine": "laser1"}
     flags = {
-        p: value(cells, p, "bookable_around_the_clock", **at)
+        p: value(machine_cells, p, "bookable_around_the_clock", **at)
         for p in ("2026-Q1", "2026-04", "2026-Q2", "2026")
     }
     assert flags == {"2026-Q1": 0, "2026-04": 1, "2026-Q2": 1, "2026": 1}
@@ -277,9 +284,8 @@ def test_users_are_distinct_members_on_the_cells_machines(machine_days):
     assert find(cells, "2026-02", "used_hours", **laser1).people is None
 
 
-def test_heatmap_by_weekday_and_hour(machine_days):
-    cells = year_cells(2026, machine_days.scope, today=TODAY)
-    heat = [c for c in cells if c.dimension == "weekday_hour"]
+def test_heatmap_by_weekday_and_hour(machine_cells):
+    heat = [c for c in machine_cells if c.dimension == "weekday_hour"]
     assert {c.period for c in heat} == {"2026", "2026-Q1", "2026-Q2", "2026-Q3", "2026-Q4"}
     assert {c.lab for c in heat} == {"", "alpha", "beta"}
     per_table = Counter((c.lab, c.period) for c in heat)
@@ -287,7 +293,9 @@ def test_heatmap_by_weekday_and_hour(machine_days):
     assert {c.metric for c in heat} == {"used_hours"} and {c.people for c in heat} == {None}
 
     def cell(period, category, lab="alpha"):
-        return value(cells, period, "used_hours", lab=lab, dimension="weekday_hour", category=category)
+        return value(
+            machine_cells, period, "used_hours", lab=lab, dimension="weekday_hour", category=category
+        )
 
     assert cell("2026-Q1", "0-10") == 2.0  # Monday 10:00 on laser1 (the printer's day has no hours)
     assert cell("2026-Q1", "0-11") == 3.0
@@ -506,32 +514,36 @@ def declared(world):
     return w
 
 
-def test_gender_and_age_band_use_each_makers_latest_answer(declared):
-    cells = year_cells(2026, declared.scope, today=TODAY)
+@pytest.fixture
+def declared_cells(declared):
+    """The year's raw cells of :func:`declared`."""
+    return year_cells(2026, declared.scope, today=TODAY)
+
+
+def test_gender_and_age_band_use_each_makers_latest_answer(declared_cells):
     at = {"lab": "alpha", "dimension": "gender"}
     makers = {
         c.category: c.value
-        for c in cells
+        for c in declared_cells
         if c.period == "2026-Q1" and c.metric == "makers" and c.key[1:5] == ("alpha", "", "", "gender")
     }
     assert makers == {"woman": 1, "man": 1, "another": 0, "": 1}
-    assert sum(makers.values()) == value(cells, "2026-Q1", "active_makers", lab="alpha")
-    assert value(cells, "2026-Q1", "declared_coverage", category="", **at) == pytest.approx(66.7)
-    assert find(cells, "2026-Q1", "declared_coverage", category="", **at).people == 3
+    assert sum(makers.values()) == value(declared_cells, "2026-Q1", "active_makers", lab="alpha")
+    assert value(declared_cells, "2026-Q1", "declared_coverage", category="", **at) == pytest.approx(66.7)
+    assert find(declared_cells, "2026-Q1", "declared_coverage", category="", **at).people == 3
     ages = {"lab": "alpha", "dimension": "age_band"}
-    assert value(cells, "2026-Q1", "makers", category="51+", **ages) == 1
-    assert value(cells, "2026-Q1", "makers", category="", **ages) == 2
+    assert value(declared_cells, "2026-Q1", "makers", category="51+", **ages) == 1
+    assert value(declared_cells, "2026-Q1", "makers", category="", **ages) == 2
     # The network per month: in February s1 had declared.
-    assert value(cells, "2026-02", "makers", dimension="gender", category="woman") == 2
-    assert value(cells, "2026-01", "makers", dimension="gender", category="woman") == 1
-    assert value(cells, "2026-03", "makers", dimension="gender", category="") == 1
+    assert value(declared_cells, "2026-02", "makers", dimension="gender", category="woman") == 2
+    assert value(declared_cells, "2026-01", "makers", dimension="gender", category="woman") == 1
+    assert value(declared_cells, "2026-03", "makers", dimension="gender", category="") == 1
 
 
-def test_demographics_appear_only_on_their_grid(declared):
-    cells = year_cells(2026, declared.scope, today=TODAY)
+def test_demographics_appear_only_on_their_grid(declared_cells):
     seen = {
         (c.dimension, c.level, grain(c.period))
-        for c in cells
+        for c in declared_cells
         if c.dimension in ("gender", "age_band", "user_category", "initiative")
     }
     assert seen == {
@@ -544,35 +556,33 @@ def test_demographics_appear_only_on_their_grid(declared):
         ("initiative", "lab", "quarter"),
         ("initiative", "lab", "year"),
     }
-    assert not [c for c in cells if c.dimension == "gender" and c.period == "2026-02" and c.lab]
+    assert not [c for c in declared_cells if c.dimension == "gender" and c.period == "2026-02" and c.lab]
 
 
-def test_user_category_makers_hours_and_shares(declared):
-    cells = year_cells(2026, declared.scope, today=TODAY)
+def test_user_category_makers_hours_and_shares(declared_cells):
     at = {"lab": "alpha", "dimension": "user_category"}
     # s1's latest row has no category: not declared; s3 is the one student.
-    assert value(cells, "2026-Q1", "makers", category="student", **at) == 1
-    assert value(cells, "2026-Q1", "category_hours", category="student", **at) == 10.0
-    assert find(cells, "2026-Q1", "category_hours", category="student", **at).shares == (1.0,)
-    assert value(cells, "2026-Q1", "category_hours", category="", **at) == 5.0
-    assert value(cells, "2026", "makers", category="company", **at) == 1
-    hours = find(cells, "2026-Q1", "category_hours", category="company", **at)
+    assert value(declared_cells, "2026-Q1", "makers", category="student", **at) == 1
+    assert value(declared_cells, "2026-Q1", "category_hours", category="student", **at) == 10.0
+    assert find(declared_cells, "2026-Q1", "category_hours", category="student", **at).shares == (1.0,)
+    assert value(declared_cells, "2026-Q1", "category_hours", category="", **at) == 5.0
+    assert value(declared_cells, "2026", "makers", category="company", **at) == 1
+    hours = find(declared_cells, "2026-Q1", "category_hours", category="company", **at)
     assert (hours.value, hours.people, hours.unit) == (1.0, 1, "h")
-    assert value(cells, "2026-Q2", "makers", category="student", **at) == 0
+    assert value(declared_cells, "2026-Q2", "makers", category="student", **at) == 0
     assert table_of(hours) == "user_category"
 
 
-def test_initiative_reach(declared):
-    cells = year_cells(2026, declared.scope, today=TODAY)
+def test_initiative_reach(declared_cells):
     young = {"lab": "alpha", "dimension": "initiative", "category": "young-makers"}
-    assert value(cells, "2026-Q1", "participants", **young) == 2  # s1's workshop, s3's booking
-    hours = find(cells, "2026-Q1", "category_hours", **young)
+    assert value(declared_cells, "2026-Q1", "participants", **young) == 2  # s1's workshop, s3's booking
+    hours = find(declared_cells, "2026-Q1", "category_hours", **young)
     assert hours.value == 6.0 and hours.shares == pytest.approx((4 / 6, 2 / 6))
-    assert value(cells, "2026-Q1", "declared_participants", **young) == 1  # s2
+    assert value(declared_cells, "2026-Q1", "declared_participants", **young) == 1  # s2
     # s3 declared "women in tech" in January only; their latest answer of the quarter no longer has it,
     # and nobody took part in it: no table for it.
-    assert not [c for c in cells if c.category == "women-in-tech"]
-    assert value(cells, "2026", "participants", **young) == 2
+    assert not [c for c in declared_cells if c.category == "women-in-tech"]
+    assert value(declared_cells, "2026", "participants", **young) == 2
     assert table_of(hours) == "initiatives"
 
 
