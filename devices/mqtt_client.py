@@ -326,4 +326,5 @@ class MqttTarget:
             client.username_pw_set(self.username, self.password)
         if self.tls:
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.on_socket_open = protocol.send_at_once
         return client

@@ -103,6 +103,7 @@ class Transport:
         self.client.on_publish = self._on_publish
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_pre_connect = self._on_pre_connect
+        self.client.on_socket_open = protocol.send_at_once
         self._failures = 0
         #: Why the broker last refused the connection (CONNACK reason), for diagnostics.
         self.last_refusal: str | None = None

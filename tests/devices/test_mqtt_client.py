@@ -45,3 +45,21 @@ def test_the_hub_and_the_bridge_read_a_broker_url_alike():
 def test_a_wrong_mqtt_url_is_refused_with_its_name_and_reason(url, why):
     with pytest.raises(ValueError, match=f"^MQTT_URL {why}"):
         MqttTarget.parse(url)
+
+
+def test_the_hubs_client_sends_small_packets_at_once(broker):
+    """TCP_NODELAY on the hub's socket: its PUBACKs and commands are not held back by Nagle's algorithm."""
+    import socket
+    import threading
+
+    connected = threading.Event()
+    client = MqttTarget.parse(broker.url()).client("nodelay-hub", buffered=True)
+    client.on_connect = lambda *args: connected.set()
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        assert connected.wait(30)
+        assert client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        client.disconnect()
+        client.loop_stop()

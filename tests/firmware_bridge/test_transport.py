@@ -402,3 +402,28 @@ def test_a_filter_subscribed_while_connecting_is_not_missed(tmp_path: Path, mosq
             collector.stop()
     finally:
         t.stop()
+
+
+def test_the_broker_connection_sends_small_packets_at_once(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """TCP_NODELAY on the bridge's socket: a status is not held back for the broker's delayed ACK.
+
+    paho-mqtt leaves Nagle's algorithm on; the transport turns it off for every connection,
+    including the ones after a reconnect (``on_socket_open``).
+    """
+    import socket
+
+    from firmware_bridge.transport import Transport
+
+    cfg = load(write_config(tmp_path / "bridge.toml", mosquitto, machines()))
+    t = Transport(cfg.mqtt, "nodelay-bridge")
+    t.start()
+    try:
+        assert t.wait_connected(60)
+        first = t.client.socket()
+        assert first.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        mosquitto.stop()
+        mosquitto.start()
+        wait_until(lambda: t.client.socket() not in (None, first) and t.wait_connected(0), what="a reconnect")
+        assert t.client.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        t.stop()
