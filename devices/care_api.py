@@ -117,9 +117,9 @@ class FaultResolveView(MemberAPIView):
         summary="Mark a fault reported by members as resolved (lab managers)",
         description=(
             "Closes the `fault_reported` alert `id` now and answers with it. One already closed (by "
-            "another manager, or by a service recorded on the machine) is answered as it is. Only fault "
-            "reports are closed by hand: the other alerts follow the machine's state, and their ids "
-            "answer `404` here."
+            "another manager, by a service recorded on the machine, or by putting the machine back in "
+            "service) is answered as it is. Only fault reports are closed by hand: the other alerts "
+            "follow the machine's state, and their ids answer `404` here."
         ),
         request=None,
         parameters=[OpenApiParameter("id", int, OpenApiParameter.PATH)],

@@ -15,11 +15,15 @@ is capped at the column's 500 characters; lines past that are still on their boo
 
 The message is the member's own words, stored as typed: it is not translated.
 
-Nothing about the machine's state says a fault is gone, so the alert is closed by people: a lab
-manager marks it resolved (:func:`resolve`: the "Care" section of the machine's page, the care API),
-or records a service on the machine (:func:`close_after_service`, from
-:func:`devices.care.record_service`), which closes the reports made before it. The alert keeps when it
-was closed (``cleared_at``); who closed it, and how, is in the log (the alert has no column for it).
+Nothing about the machine's state says a fault is gone, so the alert is closed by people, in one of
+three ways: a lab manager marks it resolved (:func:`resolve`: the "Care" section of the machine's page,
+the care API), records a service on the machine (:func:`close_after_service`, from
+:func:`devices.care.record_service`), or puts the machine back in service (:func:`close_back_in_service`,
+from :data:`fablab.booking.signals.machine_back_in_service` through :mod:`devices.follow`). The last two
+close the reports made before that moment. The alert keeps when it was closed (``cleared_at``); who
+closed it, and how, is in the log (the alert has no column for it). After the commit the machine's card
+on the floor board is read again (:func:`devices.live.push_booking_change`), so the alert leaves it at
+once.
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterable
+from functools import partial
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Concat, Substr
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from devices import alerts
+from devices import alerts, live
 from devices.models import Alert
 from fablab.booking.models import Booking
 from fablab.members import roles
@@ -147,8 +153,15 @@ def close_after_service(machine_id: int, at: dt.datetime, by) -> bool:
     return _close(Alert.objects.filter(machine_id=machine_id, raised_at__lte=at), at, by, "service recorded")
 
 
+def close_back_in_service(machine_id: int, at: dt.datetime, by) -> bool:
+    """The machine put back in service by ``by`` at ``at`` (its out-of-service time ended early) closes
+    the fault report opened before that moment; True when one was open. One opened later stays open."""
+    return _close(Alert.objects.filter(machine_id=machine_id, raised_at__lte=at), at, by, "back in service")
+
+
 def _close(candidates: QuerySet[Alert], at: dt.datetime, by, how: str) -> bool:
-    """Close the open fault report among ``candidates`` (a conditional UPDATE) and log who closed it."""
+    """Close the open fault report among ``candidates`` (a conditional UPDATE), log who closed it and,
+    after the commit, have the machine's card on the board read again."""
     open_reports = candidates.filter(kind=Alert.Kind.FAULT_REPORTED, cleared_at__isnull=True)
     row = open_reports.values_list("pk", "machine_id").first()
     if row is None or not open_reports.filter(pk=row[0]).update(cleared_at=at):
@@ -156,4 +169,6 @@ def _close(candidates: QuerySet[Alert], at: dt.datetime, by, how: str) -> bool:
     log.info(
         "fault report alert %s of machine %s closed (%s) by user id %s", *row, how, getattr(by, "pk", None)
     )
+    # Robust: the board is best effort, and a failed push must not fail the close that committed.
+    transaction.on_commit(partial(live.push_booking_change, machine_id=row[1]), robust=True)
     return True

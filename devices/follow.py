@@ -8,6 +8,11 @@ the check-in belongs to the booking), then :mod:`devices.live` to push the machi
 it shows what the others moved). None may undo the booking change: failures are logged, and the
 scheduler's next pass repairs what was missed.
 
+:func:`on_back_in_service` receives :data:`fablab.booking.signals.machine_back_in_service` (a manager
+ended the machine's out-of-service time early, after the commit) and closes the fault members reported
+before that moment (:func:`devices.fault_reports.close_back_in_service`); a failure is logged, and the
+report stays open for a manager to mark resolved.
+
 A caller that changes many bookings in a row (the scheduler's pass at a boundary where every machine
 changes hands) wraps them in :func:`batched`: the changes are followed at the end of the block, all
 together (one interlock reconcile and one attribution for all of them, not one per booking).
@@ -16,6 +21,7 @@ together (one interlock reconcile and one attribution for all of them, not one p
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -35,6 +41,16 @@ def on_booking_changed(sender, *, booking_id: int, machine_id: int, change: str,
         collected.append((booking_id, machine_id, change))
     else:
         follow([(booking_id, machine_id, change)])
+
+
+def on_back_in_service(sender, *, machine_id: int, at: dt.datetime, by, **kwargs) -> None:
+    """The manager who put the machine back in service has seen to it: its fault report is closed."""
+    from devices import fault_reports
+
+    try:
+        fault_reports.close_back_in_service(machine_id, at, by)
+    except Exception:
+        log.exception("closing the fault report of machine %s back in service failed", machine_id)
 
 
 @contextlib.contextmanager

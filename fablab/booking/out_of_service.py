@@ -28,7 +28,9 @@ in the transaction that makes the window:
 Giving time back — :func:`back_in_service` (an open window ends now), :func:`shorten_maintenance`
 (a window's end moves earlier), :func:`remove_maintenance` (a window ahead is deleted) — records
 the time given back with ``freed.release(reason=maintenance)`` in the same transaction; the
-waitlist offers it after the commit.
+waitlist offers it after the commit. Back in service also sends
+:data:`~fablab.booking.signals.machine_back_in_service` after the commit: the manager has seen to the
+machine, so the machine side closes the fault members reported before that moment.
 
 Races. Every write locks the machine's row and the windows it changes (``SELECT … FOR UPDATE``),
 so two managers acting on one machine are serialized, and ending a window twice ends it once
@@ -61,7 +63,7 @@ from django.utils.translation import gettext_lazy as _
 from fablab.labs.models import Machine, MaintenanceWindow
 from fablab.members import roles
 
-from . import freed, selectors, services
+from . import freed, selectors, services, signals
 from .errors import BookingError
 from .models import Booking, FreedTime
 
@@ -227,7 +229,8 @@ def schedule_maintenance(
 def back_in_service(*, window: MaintenanceWindow, by, now: dt.datetime | None = None) -> MaintenanceWindow:
     """End ``window``, under way, now; the rest of its time is given back (freed, for the waitlist).
 
-    The window stays on record with its new end (the reports count the downtime it was). Raises
+    The window stays on record with its new end (the reports count the downtime it was). After the
+    commit :data:`~fablab.booking.signals.machine_back_in_service` is sent. Raises
     :class:`BookingError` ``forbidden``, or ``invalid_range`` when the window is not under way
     (not started, already over, or ended by someone else a moment ago).
     """
@@ -238,9 +241,8 @@ def back_in_service(*, window: MaintenanceWindow, by, now: dt.datetime | None = 
         window = MaintenanceWindow.objects.select_for_update().filter(pk=window.pk).first()
         if window is None or not (window.start <= now < window.end):
             raise BookingError("invalid_range", NOT_OPEN)
-        old_end = window.end
-        _end_now(window, now)
-        _give_back(machine, now, old_end, now)
+        _end_early(machine, window, now)
+        _announce_back_in_service(machine.pk, by, now)
     return window
 
 
@@ -250,11 +252,15 @@ def back_in_service_machine(
     """End every window of ``machine`` under way now (the API's "back in service"); see :func:`back_in_service`."""
     now = now or timezone.now()
     with transaction.atomic():
-        _check_manager(by, _lock_machine(machine))
+        machine = _lock_machine(machine)
+        _check_manager(by, machine)
         windows = _open_windows(machine, now, lock=True)
         if not windows:
             raise BookingError("invalid_range", NOT_OPEN)
-        return [back_in_service(window=w, by=by, now=now) for w in windows]
+        for window in windows:
+            _end_early(machine, window, now)
+        _announce_back_in_service(machine.pk, by, now)
+    return windows
 
 
 def shorten_maintenance(
@@ -322,6 +328,21 @@ def _end_now(window: MaintenanceWindow, now: dt.datetime) -> None:
         return
     window.end = now
     window.save(update_fields=["end"])
+
+
+def _end_early(machine: Machine, window: MaintenanceWindow, now: dt.datetime) -> None:
+    """End ``window``, under way and locked, at ``now``; the rest of its time is given back."""
+    old_end = window.end
+    _end_now(window, now)
+    _give_back(machine, now, old_end, now)
+
+
+def _announce_back_in_service(machine_id: int, by, now: dt.datetime) -> None:
+    """After the commit, tell the machine side that ``by`` put the machine back in service at ``now``
+    (once, whatever the number of windows ended): it closes the fault members reported before."""
+    transaction.on_commit(
+        lambda: signals.machine_back_in_service.send(sender=Machine, machine_id=machine_id, at=now, by=by)
+    )
 
 
 def _give_back(machine: Machine, start: dt.datetime, end: dt.datetime, now: dt.datetime) -> None:

@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from fablab.booking import emails, out_of_service, services
 from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, FreedTime
-from fablab.booking.signals import booking_changed
+from fablab.booking.signals import booking_changed, machine_back_in_service
 from fablab.labs.models import MaintenanceWindow
 from tests.factories import (
     BookingFactory,
@@ -109,6 +109,18 @@ def changes():
     booking_changed.connect(listen, dispatch_uid="test-out-of-service")
     yield seen
     booking_changed.disconnect(dispatch_uid="test-out-of-service")
+
+
+@pytest.fixture
+def back_in_service_sent():
+    seen: list[tuple[int, dt.datetime, object]] = []
+
+    def listen(sender, machine_id, at, by, **kwargs):
+        seen.append((machine_id, at, by))
+
+    machine_back_in_service.connect(listen, dispatch_uid="test-back-in-service")
+    yield seen
+    machine_back_in_service.disconnect(dispatch_uid="test-back-in-service")
 
 
 @pytest.fixture
@@ -349,6 +361,27 @@ def test_back_in_service_through_the_api_ends_the_window_and_frees_the_rest(brok
     assert (freed.start, freed.end, freed.reason) == (NOW, at(18), "maintenance")
     again = api_for(manager).post(f"/api/v1/machines/{broken.pk}/back-in-service/")
     assert again.status_code == 400 and again.json()["code"] == "invalid_range"
+
+
+def test_back_in_service_tells_the_machine_side_once_after_the_commit(
+    broken, manager, back_in_service_sent, django_capture_on_commit_callbacks
+):
+    """The machine side closes the fault members reported; a refusal, or a window ending later, says nothing."""
+    ahead = MaintenanceWindowFactory(machine=broken, start=at(10, days=1), end=at(16, days=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        out_of_service.shorten_maintenance(ahead, at(12, days=1), manager, now=NOW)
+        with pytest.raises(BookingError):
+            out_of_service.back_in_service_machine(machine=broken, by=manager, now=NOW)
+    assert back_in_service_sent == []
+
+    MaintenanceWindowFactory(machine=broken, start=at(8), end=at(18), kind="breakdown")
+    MaintenanceWindowFactory(machine=broken, start=at(8, 30), end=at(12), kind="planned")
+    with django_capture_on_commit_callbacks() as on_commit:
+        ended = out_of_service.back_in_service_machine(machine=broken, by=manager, now=NOW)
+    assert len(ended) == 2 and back_in_service_sent == []  # not before the commit
+    for callback in on_commit:
+        callback()
+    assert back_in_service_sent == [(broken.pk, NOW, manager)]  # once for the machine, not per window
 
 
 def test_shortening_and_deleting_planned_windows_give_their_time_back(broken, manager):

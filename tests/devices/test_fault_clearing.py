@@ -1,4 +1,5 @@
-"""A member's fault report is closed by people: a lab manager resolves it, or records a service.
+"""A member's fault report is closed by people: a lab manager resolves it, records a service, or puts
+the machine back in service.
 
 Each test raises the ``fault_reported`` alert the way members do, by finishing a booking with a fault
 line (the follow-ups run with the commit callbacks). Time is the test's (``time_machine``, not ticking).
@@ -20,7 +21,7 @@ from devices.models import Alert, ServiceInterval
 from fablab.booking import lifecycle
 from fablab.booking.models import Booking
 from tests.devices.conftest import make_machine
-from tests.factories import BookingFactory, LabFactory, UserFactory
+from tests.factories import BookingFactory, LabFactory, MaintenanceWindowFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -178,3 +179,42 @@ def test_a_service_recorded_closes_the_fault_reported_before_it(
     assert care.record_service(interval, people["manager"], "", at(30.5)).pk == record.pk
     later.refresh_from_db()
     assert later.cleared_at is None
+
+
+def test_putting_the_machine_back_in_service_closes_the_fault_reported_before_it(
+    client, clock, people, django_capture_on_commit_callbacks, caplog
+):
+    machine, manager = people["machine"], people["manager"]
+    clock.move_to(at(20))
+    alert = report_fault(machine, people["maker"], 0, "Nozzle clogged", django_capture_on_commit_callbacks)
+    window = MaintenanceWindowFactory(machine=machine, start=at(25), end=at(600), kind="breakdown")
+    back = reverse("booking:back_in_service", args=[window.pk])
+
+    clock.move_to(at(40))
+    client.force_login(people["maker"])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(back).status_code == 403
+    alert.refresh_from_db()
+    assert alert.cleared_at is None
+
+    client.force_login(manager)
+    with (
+        caplog.at_level(logging.INFO, logger="devices.fault_reports"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert client.post(back).status_code == 302
+    alert.refresh_from_db()
+    assert alert.cleared_at == at(40)
+    assert f"closed (back in service) by user id {manager.pk}" in caplog.text
+
+    # The API's "back in service" likewise, for the fault reported since.
+    clock.move_to(at(80))
+    later = report_fault(machine, people["maker"], 60, "Bed loose", django_capture_on_commit_callbacks)
+    MaintenanceWindowFactory(machine=machine, start=at(85), end=at(600), kind="planned")
+    api = APIClient()
+    api.force_authenticate(manager)
+    clock.move_to(at(90))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.post(f"/api/v1/machines/{machine.pk}/back-in-service/").status_code == 200
+    later.refresh_from_db()
+    assert later.cleared_at == at(90)
