@@ -29,13 +29,13 @@ from .care_forms import IntervalForm, ServiceForm
 from .models import Alert, ServiceInterval
 
 
-#: The longest interval a task may have (about eleven years of use around the clock).
 def managed_machine(request, lab: str, machine: str) -> Machine:
+    """The machine of the URL, for its lab's managers (anyone else: 403, before any form is read)."""
     machine = get_object_or_404(
         Machine.objects.select_related("lab", "machine_type"), lab__slug=lab, slug=machine
     )
     if not roles.manages_lab(request.user, machine.lab_id):
-        raise PermissionDenied(_("Only the lab's managers may look after a machine's service intervals."))
+        raise PermissionDenied(_("Only the lab's managers may look after this machine."))
     return machine
 
 
