@@ -16,7 +16,8 @@ Three threads:
 A fourth, :mod:`devices.command_publisher`, claims the Command rows the pages,
 the API and the system write and publishes them on this hub's connection. Time-based checks
 (silent machines, bookings, interlocks) are the scheduler's (:mod:`devices.scheduler`); the hub
-only ingests.
+only ingests. On SQLite a fifth, :mod:`devices.sqlite_checkpoints`, checkpoints the database's
+write-ahead log, so that no status pass waits for the disk.
 
 MQTT 5 with ``clean_start=False`` and a Session Expiry Interval: the broker
 keeps the session (subscriptions and queued QoS 1 messages) while the hub is
@@ -55,7 +56,7 @@ from django.db import close_old_connections
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices import command_publisher, commands
+from devices import command_publisher, commands, sqlite_checkpoints
 from devices.hub_messages import MessageHandler
 from devices.hub_stats import FAILED, HubStats, LimitedLog
 from devices.hub_writer import Ack, Batch, Writer
@@ -134,6 +135,7 @@ class Hub:
         self._subscribed = threading.Event()
         self._readings_applied = 0.0
         self._batch = Batch()
+        self.checkpoints: sqlite_checkpoints.Checkpointer | None = None
         install_fast_properties()
         self.client = self.target.client(self.client_id, manual_ack=True, buffered=True)
         self.client.on_connect = self._on_connect
@@ -227,6 +229,8 @@ class Hub:
         )
         self.client.loop_start()
         self.writer.start()
+        # On SQLite, WAL checkpoints run beside the hub, not inside one of its status passes.
+        self.checkpoints = sqlite_checkpoints.start_for_hub()
         self.index.reload()
         if self.publisher is not None:
             self.publisher.start()
@@ -278,6 +282,9 @@ class Hub:
         # Never unsubscribe: the session (and its queue) must outlive this process.
         self.client.disconnect()
         self.client.loop_stop()
+        if self.checkpoints is not None:
+            self.checkpoints.stop()
+            sqlite_checkpoints.uninstall()
         self.spool.close()
         self.store.close()
 

@@ -114,10 +114,11 @@ class _Pusher:
     #: The least time between two sends: under load, frames gather into batches meanwhile,
     #: and the hub's thread is not interrupted for every single frame. Each message costs the
     #: web process a chain of Redis round trips to receive (channels_redis reads one message
-    #: at a time, on the loop that also serves the sockets): at 10 ms (100 messages a second
-    #: per lab) twenty boards fell behind by hundreds of ms; at 25 ms they keep up
-    #: (docs/benchmarks.md, bench_board).
-    min_gap_s = 0.025
+    #: at a time, on the loop that also serves the sockets). At 10 ms (100 messages a second
+    #: per lab) twenty boards once fell behind by hundreds of ms; with today's consumers
+    #: (devices.consumers) they keep up at 15 ms, and frames wait about 7 ms less at p50 than
+    #: at 25 ms, for the same web CPU (docs/benchmarks.md, bench_board).
+    min_gap_s = 0.015
     #: After a lab's last message, marks are sent this long after it (seconds).
     mark_after_s = (0.25, 2.0)
 

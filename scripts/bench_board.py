@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import secrets
@@ -30,7 +31,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -93,56 +93,56 @@ def set_up_database(machines: int) -> str:
     return client.cookies["sessionid"].value
 
 
-class StatusPublisher(threading.Thread):
-    """Publishes one status per machine per second, evenly spread; records when each one went out."""
+def publish_statuses(port: int, machines: int, rate: float, seconds: float, out) -> None:
+    """Publish one status per machine per second, evenly spread, for ``seconds``; send back when each went out.
 
-    def __init__(self, broker: Mosquitto, machines: int, rate: float, stop_at: float) -> None:
-        super().__init__(daemon=True)
-        import paho.mqtt.client as mqtt
+    Runs in a process of its own, as a bridge does: in the viewers' process its MQTT thread
+    would wait for the interpreter lock behind twenty sockets, and that wait would be counted
+    as the board's latency. ``out`` (a pipe) gets ``[(machine, ts, perf_counter at publish)]``
+    at the end; ``time.perf_counter`` is the system's monotonic clock, the same in every process.
+    """
+    import paho.mqtt.client as mqtt
 
-        self.machines, self.rate, self.stop_at = machines, rate, stop_at
-        self.sent: dict[tuple[str, int], float] = {}
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bridge", protocol=mqtt.MQTTv5
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-bridge", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_socket_open = protocol.send_at_once  # as the bridge's transport does
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    sent: list[tuple[str, int, float]] = []
+    last_ts: dict[str, int] = {}
+    step = 1.0 / (machines * rate)
+    started = time.perf_counter()
+    stop_at = started + seconds
+    k = 0
+    while True:
+        due = started + k * step
+        now = time.perf_counter()
+        if due > now:
+            time.sleep(due - now)
+        if time.perf_counter() >= stop_at:
+            break
+        slug = f"m-{k % machines:03d}"
+        ts = max(int(time.time() * 1000), last_ts.get(slug, 0) + 1)
+        last_ts[slug] = ts
+        status = protocol.Status(
+            state=protocol.RUNNING,
+            enabled=True,
+            bridge=BRIDGE,
+            adapter="octoprint",
+            ts=ts,
+            job=protocol.Job(
+                id="job-1", name="bench.gcode", started_ts=ts - 1000, progress_pct=float(k % 100)
+            ),
         )
-        self.client.max_inflight_messages_set(1000)
-        self.client.max_queued_messages_set(0)
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.loop_start()
-        self.last_ts: dict[str, int] = {}
-
-    def run(self) -> None:
-        step = 1.0 / (self.machines * self.rate)
-        started = time.perf_counter()
-        k = 0
-        while True:
-            due = started + k * step
-            now = time.perf_counter()
-            if due > now:
-                time.sleep(due - now)
-            if time.monotonic() >= self.stop_at:
-                break
-            slug = f"m-{k % self.machines:03d}"
-            ts = max(int(time.time() * 1000), self.last_ts.get(slug, 0) + 1)
-            self.last_ts[slug] = ts
-            status = protocol.Status(
-                state=protocol.RUNNING,
-                enabled=True,
-                bridge=BRIDGE,
-                adapter="octoprint",
-                ts=ts,
-                job=protocol.Job(
-                    id="job-1", name="bench.gcode", started_ts=ts - 1000, progress_pct=float(k % 100)
-                ),
-            )
-            payload = protocol.encode(status)
-            self.sent[(slug, ts)] = time.perf_counter()
-            self.client.publish(protocol.topic_status(LAB, slug), payload, qos=1, retain=True)
-            k += 1
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        payload = protocol.encode(status)
+        sent.append((slug, ts, time.perf_counter()))
+        client.publish(protocol.topic_status(LAB, slug), payload, qos=1, retain=True)
+        k += 1
+    client.disconnect()
+    client.loop_stop()
+    out.send(sent)
+    out.close()
 
 
 async def watch(
@@ -191,7 +191,8 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-board-"))
-    broker = Mosquitto(work / "mosquitto")
+    # Configured as docs/deploy.md's fablab.conf: Nagle's algorithm off on the broker's sockets.
+    broker = Mosquitto(work / "mosquitto", extra="set_tcp_nodelay true")
     influx = InfluxDB(work / "influxdb")
     redis = RedisServer(work / "redis")
     procs: list[subprocess.Popen] = []
@@ -244,7 +245,7 @@ def run(args: argparse.Namespace) -> dict:
         origin = f"http://127.0.0.1:{web_port}"
         url = f"ws://127.0.0.1:{web_port}/ws/labs/{LAB}/"
 
-        async def main() -> tuple[StatusPublisher, int]:
+        async def main() -> tuple[dict[tuple[str, int], float], int, float]:
             stop = asyncio.Event()
             readies = [asyncio.Event() for _ in range(args.viewers)]
             tasks = [
@@ -252,25 +253,34 @@ def run(args: argparse.Namespace) -> dict:
                 for ready in readies
             ]
             await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
-            publisher = StatusPublisher(broker, args.machines, args.rate, time.monotonic() + total)
+            context = multiprocessing.get_context("spawn")
+            theirs, ours = context.Pipe()
+            publisher = context.Process(
+                target=publish_statuses,
+                args=(broker.port, args.machines, args.rate, total, ours),
+                daemon=True,
+            )
             publisher.start()
-            await asyncio.sleep(total)
-            await asyncio.get_running_loop().run_in_executor(None, publisher.join, 30)
+            loop = asyncio.get_running_loop()
+            # Blocks until the publisher is done (its last message: the times it sent).
+            sent = await loop.run_in_executor(None, theirs.recv)
+            publisher_cpu = cpu_seconds(publisher.pid)
+            await loop.run_in_executor(None, publisher.join, 30)
             await asyncio.sleep(args.tail)
             stop.set()
-            return publisher, sum(await asyncio.gather(*tasks))
+            return {(m, ts): t for m, ts, t in sent}, sum(await asyncio.gather(*tasks)), publisher_cpu
 
         hub_pid, web_pid = procs[0].pid, procs[1].pid
         cpu_before = {pid: cpu_seconds(pid) for pid in (hub_pid, web_pid)}
         wall_before = time.monotonic()
         own_before = time.process_time()
-        publisher, repairs = asyncio.run(main())
+        sent, repairs, publisher_cpu = asyncio.run(main())
         wall = time.monotonic() - wall_before
         own_cpu = (time.process_time() - own_before) / wall * 100
+        publisher_cpu = publisher_cpu / wall * 100
         cpu = {pid: (cpu_seconds(pid) - cpu_before[pid]) / wall * 100 for pid in (hub_pid, web_pid)}
-        publisher.close()
-        first_counted = min(publisher.sent.values()) + args.warmup
-        counted = {key: t for key, t in publisher.sent.items() if t >= first_counted}
+        first_counted = min(sent.values()) + args.warmup
+        counted = {key: t for key, t in sent.items() if t >= first_counted}
         latencies = []
         for machine, ts, arrived in received:
             sent_at = counted.get((machine, ts))
@@ -282,8 +292,8 @@ def run(args: argparse.Namespace) -> dict:
         if not latencies:
             raise SystemExit(f"bench_board: no frame arrived\nhub log:\n{hub_log[-3000:]}")
         # The hub's pace over the whole run (warm-up included): frames out per second of publishing and catching up.
-        matched = [arrived for machine, ts, arrived in received if (machine, ts) in publisher.sent]
-        span = max(matched) - min(publisher.sent.values()) if matched else float("nan")
+        matched = [arrived for machine, ts, arrived in received if (machine, ts) in sent]
+        span = max(matched) - min(sent.values()) if matched else float("nan")
         return {
             "machines": args.machines,
             "offered": len(counted) / args.duration,
@@ -299,6 +309,7 @@ def run(args: argparse.Namespace) -> dict:
             "hub_cpu": cpu[hub_pid],
             "web_cpu": cpu[web_pid],
             "client_cpu": own_cpu,
+            "publisher_cpu": publisher_cpu,
             "repairs": repairs,
             "viewers": args.viewers,
         }
