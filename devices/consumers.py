@@ -430,6 +430,11 @@ class BoardConsumer(AsyncJsonWebsocketConsumer):
                             await self.send(text_data=_encoded(frame, self.viewer.manager, mine))
         except asyncio.CancelledError:
             raise
+        except OSError:
+            # The viewer closed the tab or lost the network between two frames (uvicorn's
+            # ClientDisconnected is an OSError): nothing is wrong, the consumer's disconnect() follows.
+            log.debug("board viewer gone; its frames stop")
+            self.revoked = True
         except Exception:
             # A socket that cannot be written to is closing; the browser reconnects and gets a snapshot.
             log.exception("could not send the board's frames")

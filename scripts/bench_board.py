@@ -351,13 +351,14 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"of warm-up, not counted); each of the viewers is a lab manager's WebSocket. Hub: `manage.py run_hub`; "
         f"web: uvicorn; private Mosquitto, Redis and InfluxDB; SQLite; all on this {os.cpu_count()}-core "
         f"{platform.machine()} machine, shared with whatever else runs (load average at the end in the last "
-        "column). Latency is from just before `publish()` to the frame's arrival in the client. CPU: share of "
-        "one core used by the hub, the web process and the measuring client (the publisher and every viewer, "
-        "in one process) during the run. Snapshots: fresh snapshots the viewers got after their first, "
-        "i.e. repairs of a lost channel-layer message.",
+        "column). The broker is configured as docs/deploy.md says (`set_tcp_nodelay true`); the statuses are "
+        "published from a process of their own, as a bridge does. Latency is from just before `publish()` to "
+        "the frame's arrival in the client. CPU: share of one core used by the hub, the web process and the "
+        "viewers' process (every viewer in one) during the run. Snapshots: fresh snapshots the viewers got "
+        "after their first, i.e. repairs of a lost channel-layer message.",
         "",
         "| machines | viewers | statuses/s sent | statuses/s delivered | received / sent | p50 | p90 | p99 | max "
-        "| hub CPU | web CPU | client CPU | snapshots | load |",
+        "| hub CPU | web CPU | viewers' CPU | snapshots | load |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

@@ -213,6 +213,9 @@ def main() -> int:
     if own_influx:
         env["INFLUX_URL"] = f"http://127.0.0.1:{INFLUX_PORT}"
     env["MQTT_URL"] = settings.MQTT_URL
+    # Links in the e-mails and the calendar feed's address name the port the demo really serves.
+    # (A server listening on every address is reached, from this machine, on the loopback one.)
+    env.setdefault("SITE_URL", f"http://{'127.0.0.1' if HOST in ('0.0.0.0', '::') else HOST}:{PORT}")  # noqa: S104
 
     manage("migrate", "--no-input", "-v", "0", env=env)
     # A year of past activity (once: a second start finds it), so that the officer's reports are real at once.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 
 import pytest
@@ -670,3 +672,33 @@ def test_a_makers_pages_show_the_errors_explanation_not_its_message(in_memory_la
         _assert_no_internal_address(page)
         assert explanation in page
         assert "10.1.2.3:5000" in manager.get(url).content.decode()
+
+
+def test_a_viewer_gone_between_two_frames_is_no_error(in_memory_layer, monkeypatch, caplog):  # noqa: F811
+    """A closed tab (uvicorn raises ClientDisconnected, an OSError, on the next send) stops its frames quietly."""
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    board = make_board()
+    caplog.set_level("DEBUG", logger="devices.consumers")
+    gone: list[consumers.BoardConsumer] = []
+
+    async def send_to_nobody(self, *args, **kwargs):
+        gone.append(self)
+        raise ClientDisconnected
+
+    async def scenario():
+        comm = await _open(board["manager"])
+        assert (await comm.receive_json_from(timeout=TIMEOUT))["type"] == "snapshot"
+        monkeypatch.setattr(consumers.BoardConsumer, "send", send_to_nobody)
+        await database_sync_to_async(_update_printer)("paused", 1_800_000_000_456, progress=60.0)
+        for _ in range(int(TIMEOUT / 0.05)):
+            if gone and gone[0].revoked:
+                break
+            await asyncio.sleep(0.05)
+        await comm.disconnect()
+
+    async_to_sync(scenario)()
+    assert gone and gone[0].revoked  # no more frames are tried for it
+    assert "board viewer gone" in caplog.text
+    assert "could not send the board's frames" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
