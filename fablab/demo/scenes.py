@@ -90,17 +90,21 @@ def strike(machines: dict[str, Machine], users: dict, now: dt.datetime) -> Booki
     )
 
 
+#: The run hours since the lens was last cleaned, in the demo: just past its 20-hour interval.
+CARE_RUN_HOURS_SINCE = 21.0
+
+
 @transaction.atomic
 def care(machines: dict[str, Machine], users: dict, now: dt.datetime) -> int:
-    """The laser's service intervals and its past use; returns how many past sessions were added."""
+    """The laser's service intervals and its past use; returns how many past sessions were added.
+
+    The intervals count from the moment the laser had run :data:`CARE_RUN_HOURS_SINCE` hours before
+    now — in the scene's sessions and the generated history's alike — so the page shows about 21 run
+    hours since the lens was cleaned however much history the demo holds.
+    """
     machine = machines.get(CARE_MACHINE)
     if machine is None or machine.service_intervals.exists():
         return 0
-    since = now - dt.timedelta(days=45)
-    for name, every, basis in CARE_TASKS:
-        ServiceInterval.objects.create(
-            machine=machine, name=name, every_hours=every, basis=basis, counted_from=since
-        )
     makers = [users[name] for name in ("maker", "anouk", "karim") if name in users]
     today = timezone.localdate(now, timezone=machine.lab.tz)
     added = 0
@@ -134,7 +138,26 @@ def care(machines: dict[str, Machine], users: dict, now: dt.datetime) -> int:
             booking=booking,
         )
         added += 1
+    since = _run_hours_ago(machine, now, CARE_RUN_HOURS_SINCE)
+    for name, every, basis in CARE_TASKS:
+        ServiceInterval.objects.create(
+            machine=machine, name=name, every_hours=every, basis=basis, counted_from=since
+        )
     return added
+
+
+def _run_hours_ago(machine: Machine, now: dt.datetime, hours: float) -> dt.datetime:
+    """The moment after which the machine's finished sessions add up to ``hours`` (its first session if fewer)."""
+    left = dt.timedelta(hours=hours)
+    sessions = UsageSession.objects.filter(machine=machine, started_at__lt=now, ended_at__isnull=False)
+    moment = now - dt.timedelta(days=45)
+    for started, ended in sessions.order_by("-started_at").values_list("started_at", "ended_at"):
+        ran = min(ended, now) - started
+        if ran >= left:
+            return min(ended, now) - left
+        left -= ran
+        moment = started
+    return moment
 
 
 def waitlist_offer(machines: dict[str, Machine], users: dict, now: dt.datetime) -> WaitlistOffer | None:

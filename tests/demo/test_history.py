@@ -150,6 +150,14 @@ def test_a_month_of_history_is_plausible_consistent_and_rolled_up():
     # Today's scenes are all there: Karim's no-show, the laser's past sessions.
     assert Booking.objects.filter(member__username="karim", status=Booking.Status.NO_SHOW).exists()
     assert UsageSession.objects.filter(job_id__startswith="demo-history-").count() == len(scenes.CARE_HISTORY)
+    # However much history there is, the lens was cleaned about 21 run hours ago: the task is just due.
+    from devices import care
+    from devices.models import ServiceInterval
+
+    lens = ServiceInterval.objects.get(machine__slug=scenes.CARE_MACHINE, name=scenes.CARE_TASKS[0][0])
+    assert care.run_hours(lens.machine_id, lens.counted_from, NOW) == pytest.approx(
+        scenes.CARE_RUN_HOURS_SINCE
+    )
 
     # Generated once: a second seeding adds no history.
     counts = (get_user_model().objects.count(), hist.count(), UsageSession.objects.count())
