@@ -7,16 +7,16 @@ stays 18:00 local across the daylight-saving changes (the UTC time moves, the wa
 
 Workshops (``kind`` workshop), in two steps:
 
-1. :func:`plan` reads only: the occurrences ahead and, per occurrence and machine, what is in the
-   way — member bookings (movable while pending or confirmed: with the nearest free time
-   :func:`~fablab.booking.out_of_service.nearest_free_slot` suggests), bookings of other kinds and
-   maintenance windows (not movable: the occurrence can only be skipped).
+1. :func:`plan` reads only: the occurrences ahead and what is in the way — a closure of the lab on a
+   day the occurrence touches, and per machine member bookings (movable while pending or confirmed:
+   with the nearest free time :func:`~fablab.booking.out_of_service.nearest_free_slot` suggests),
+   bookings of other kinds and maintenance windows (not movable: the occurrence can only be skipped).
 2. :func:`create_workshop` takes the manager's choice per conflict (:data:`SKIP` the occurrence or
    :data:`MOVE` the member's booking) and, in ONE transaction: locks the machines' rows, reads the
    conflicts again (any that the plan did not list, or a move that no longer fits, aborts everything:
    ``series_conflict``), sets the moved bookings aside, books every occurrence not skipped on every
-   machine (kind workshop, no member; opening hours and the members' horizon do not apply, the
-   no-overlap integrity does: the exclusion constraint on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
+   machine (kind workshop, no member; opening hours and the members' horizon do not apply, closures
+   and the no-overlap integrity do: the exclusion constraint on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite),
    then puts each moved booking on the nearest free time of the same length on a machine of the same
    type its member may book (all the member's rules apply; none: ``series_cannot_move``, everything
    is rolled back). After the commit each moved member gets an email and the machine side is told.
@@ -50,7 +50,7 @@ from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from fablab.labs.models import Lab, Machine, MaintenanceWindow
+from fablab.labs.models import Closure, Lab, Machine, MaintenanceWindow
 from fablab.members import roles
 
 from . import services
@@ -160,24 +160,40 @@ def occurrences(recurrence: Recurrence, tz) -> list[tuple[dt.datetime, dt.dateti
 
 @dataclasses.dataclass
 class Conflict:
-    """What is in the way of one occurrence on one machine: a booking or a maintenance window."""
+    """What is in the way of one occurrence: on one machine a booking or a maintenance window, or on
+    every machine a closure of the lab (``machine`` None)."""
 
     occurrence: int
     #: The occurrence's start: it names the conflict, so a plan made a moment later keeps the keys.
     at: dt.datetime
-    machine: Machine
+    machine: Machine | None
     booking: Booking | None = None
     window: MaintenanceWindow | None = None
+    closure: Closure | None = None
     #: Where the member's booking would go (a preview: :func:`create_workshop` looks again).
     suggestion: Suggestion | None = None
 
     @property
     def key(self) -> str:
-        """Names the conflict in a resolution: ``<start, UTC>-b<booking>`` or ``<start, UTC>-m<window>``."""
+        """Names the conflict in a resolution: ``<start, UTC>-b<booking>``, ``-m<window>`` or ``-c<closure>``."""
         when = f"{self.at.astimezone(dt.UTC):%Y%m%dT%H%MZ}"
         if self.booking is not None:
             return f"{when}-b{self.booking.pk}"
+        if self.closure is not None:
+            return f"{when}-c{self.closure.pk}"
         return f"{when}-m{self.window.pk}"
+
+    @property
+    def span(self) -> tuple[dt.datetime, dt.datetime]:
+        """The time in the way: the booking's, the window's, or the closure's days (lab-local midnights)."""
+        if self.booking is not None:
+            return self.booking.start, self.booking.end
+        if self.window is not None:
+            return self.window.start, self.window.end
+        tz = self.closure.lab.tz
+        first = dt.datetime.combine(self.closure.starts_on, dt.time.min, tzinfo=tz)
+        after = dt.datetime.combine(self.closure.ends_on + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+        return first, after
 
     @property
     def movable(self) -> bool:
@@ -214,8 +230,19 @@ class Plan:
         return [c for o in self.occurrences for c in o.conflicts]
 
 
-def _conflicts(index: int, machines: list[Machine], start: dt.datetime, end: dt.datetime) -> list[Conflict]:
-    out: list[Conflict] = []
+def _closure_conflicts(index: int, lab: Lab, start: dt.datetime, end: dt.datetime) -> list[Conflict]:
+    """The lab's closures on a day ``[start, end)`` touches: a workshop may run outside the opening
+    hours (an evening course) but not while the lab is closed, no more than a member's booking may."""
+    first = timezone.localtime(start, lab.tz).date()
+    last = timezone.localtime(end - dt.timedelta(microseconds=1), lab.tz).date()
+    closures = Closure.objects.filter(lab=lab, starts_on__lte=last, ends_on__gte=first).select_related("lab")
+    return [Conflict(index, start, None, closure=c) for c in closures.order_by("starts_on", "pk")]
+
+
+def _conflicts(
+    index: int, lab: Lab, machines: list[Machine], start: dt.datetime, end: dt.datetime
+) -> list[Conflict]:
+    out = _closure_conflicts(index, lab, start, end)
     for machine in machines:
         blocked_until = end + machine.buffer
         bookings = (
@@ -261,7 +288,7 @@ def plan(
         raise BookingError("too_far_ahead")
     result = Plan(lab, machines, recurrence, title.strip(), seats, target_group.strip(), now, [], initiative)
     for index, (start, end) in enumerate(ahead):
-        occurrence = Occurrence(index, start, end, _conflicts(index, machines, start, end))
+        occurrence = Occurrence(index, start, end, _conflicts(index, lab, machines, start, end))
         if suggest:
             for conflict in occurrence.conflicts:
                 if conflict.movable:
@@ -330,7 +357,7 @@ def create_workshop(
             raise BookingError("series_conflict")
         to_move: dict[int, Booking] = {}
         for occurrence in kept:
-            for conflict in _conflicts(occurrence.index, machines, occurrence.start, occurrence.end):
+            for conflict in _conflicts(occurrence.index, lab, machines, occurrence.start, occurrence.end):
                 planned = allowed.get(conflict.key)
                 if planned is None or not conflict.movable:
                     raise BookingError("series_conflict")

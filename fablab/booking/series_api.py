@@ -83,6 +83,13 @@ class WorkshopInputSerializer(serializers.Serializer):
         return {**attrs, "lab": lab, "machines": machines}
 
 
+def _conflict_what(conflict: series.Conflict) -> str:
+    """``closure`` (the lab, every machine), ``maintenance`` or the kind of the booking in the way."""
+    if conflict.closure is not None:
+        return "closure"
+    return "maintenance" if conflict.window else conflict.booking.kind
+
+
 def _plan_json(the_plan: series.Plan) -> dict:
     lab = the_plan.lab
     return {
@@ -93,10 +100,10 @@ def _plan_json(the_plan: series.Plan) -> dict:
                 "conflicts": [
                     {
                         "key": c.key,
-                        "machine": c.machine.pk,
-                        "what": "maintenance" if c.window else c.booking.kind,
-                        "start": local_iso(c.window.start if c.window else c.booking.start, lab),
-                        "end": local_iso(c.window.end if c.window else c.booking.end, lab),
+                        "machine": c.machine.pk if c.machine else None,
+                        "what": _conflict_what(c),
+                        "start": local_iso(c.span[0], lab),
+                        "end": local_iso(c.span[1], lab),
                         "movable": c.movable,
                     }
                     for c in o.conflicts

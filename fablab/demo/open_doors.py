@@ -7,7 +7,8 @@ initiative.
   (or the next free day): ``newbie`` finds them from the laser's page ("You need Laser cutter safety:
   next sessions…") and registers in one click; a manager marks attendance, which certifies.
 * **A weekly course** — "Printing for beginners", every Tuesday 18:00–21:00 for eight weeks on both
-  Prusa printers, tagged "Young makers": planned, and booked where it does not clash (clashes skipped).
+  Prusa printers, tagged "Young makers": planned, and booked where it does not clash (clashes, the
+  lab's closures too, skipped).
 
 Everything goes through the services (sessions hold their machines, the course's bookings are workshop
 bookings under the same integrity guarantee); a refusal skips that piece with a log line.
@@ -98,11 +99,7 @@ def weekly_course(
     lab = printers[0].lab
     first = timezone.localdate(now, timezone=lab.tz) + dt.timedelta(days=1)
     recurrence = series.Recurrence(
-        series.weekly_rule([1]),
-        first,
-        dt.time(18),
-        dt.timedelta(hours=3),
-        until=first + dt.timedelta(weeks=8),
+        series.weekly_rule([1], count=8), first, dt.time(18), dt.timedelta(hours=3)
     )
     try:
         the_plan = series.plan(

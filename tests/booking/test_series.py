@@ -12,7 +12,7 @@ from fablab.booking import series as series_mod
 from fablab.booking.errors import BookingError
 from fablab.booking.models import Booking, Series, WorkshopRegistration
 from fablab.booking.series import MOVE, SKIP, Recurrence
-from fablab.labs.models import MaintenanceWindow
+from fablab.labs.models import Closure, MaintenanceWindow
 from tests.factories import (
     BookingFactory,
     LabFactory,
@@ -352,6 +352,51 @@ def test_maintenance_is_a_conflict_that_only_skips(lab, manager):
     assert info.value.code == "series_unresolved"
     result = series_mod.create_workshop(the_plan, {}, manager, now=NOW)
     assert len(result.bookings) == 1
+
+
+def test_a_closure_of_the_lab_is_a_conflict_that_only_skips(lab, manager):
+    """A workshop may run after hours, never on a day the lab is closed (as a member's booking)."""
+    printer, printer2 = MachineFactory(lab=lab), MachineFactory(lab=lab)
+    d1 = dt.date(2027, 3, 2)
+    closure = Closure.objects.create(
+        lab=lab, starts_on=d1 + dt.timedelta(days=6), ends_on=d1 + dt.timedelta(days=8)
+    )
+    the_plan = series_mod.plan(
+        lab=lab,
+        machines=[printer, printer2],
+        recurrence=tuesdays(d1, d1 + dt.timedelta(weeks=2)),
+        title="X",
+        now=NOW,
+    )
+    (conflict,) = the_plan.conflicts  # one for the lab, not one per machine
+    assert (conflict.occurrence, conflict.closure, conflict.machine, conflict.movable) == (
+        1,
+        closure,
+        None,
+        False,
+    )
+    assert conflict.span == (local(closure.starts_on, 0), local(closure.ends_on + dt.timedelta(days=1), 0))
+    with pytest.raises(BookingError) as info:
+        series_mod.create_workshop(the_plan, {conflict.key: MOVE}, manager, now=NOW)
+    assert info.value.code == "series_unresolved"
+    result = series_mod.create_workshop(the_plan, {}, manager, now=NOW)
+    assert sorted({b.start for b in result.bookings}) == [
+        local(d1, 18),
+        local(d1 + dt.timedelta(weeks=2), 18),
+    ]
+
+
+def test_a_closure_decided_after_the_plan_aborts_everything(lab, manager):
+    printer = MachineFactory(lab=lab)
+    d1 = dt.date(2027, 3, 2)
+    the_plan = series_mod.plan(
+        lab=lab, machines=[printer], recurrence=tuesdays(d1, d1 + dt.timedelta(weeks=1)), title="X", now=NOW
+    )
+    Closure.objects.create(lab=lab, starts_on=d1 + dt.timedelta(weeks=1), ends_on=d1 + dt.timedelta(weeks=1))
+    with pytest.raises(BookingError) as info:
+        series_mod.create_workshop(the_plan, {}, manager, now=NOW)
+    assert info.value.code == "series_conflict"
+    assert not Series.objects.exists() and not Booking.objects.exists()
 
 
 def test_a_workshop_belongs_to_an_initiative_of_its_labs_programme(lab, manager):

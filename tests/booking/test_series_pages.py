@@ -11,6 +11,7 @@ from django.core import mail
 from django.urls import reverse
 
 from fablab.booking.models import Booking, Series, WorkshopRegistration
+from fablab.labs.models import Closure
 from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +143,38 @@ def test_the_series_api_previews_then_books_a_workshop_and_lists_own_series(clie
     assert [s["title"] for s in listed["results"]] == ["Night course"]
     bad = client.post("/api/v1/series/", {**body, "rrule": "FREQ=SECONDLY"}, content_type="application/json")
     assert (bad.status_code, bad.json()["code"]) == (400, "series_invalid_rule")
+
+
+def test_a_closure_day_is_shown_as_a_conflict_of_the_whole_lab(client):
+    lab = LabFactory()
+    manager = UserFactory()
+    lab.managers.add(manager)
+    laser = MachineFactory(lab=lab, name="Laser")
+    Closure.objects.create(lab=lab, starts_on=TUESDAY, ends_on=TUESDAY, reason="Carnival")
+    client.force_login(manager)
+    form = {
+        "title": "Laser basics",
+        "machines": [laser.pk],
+        "weekdays": ["1"],
+        "first_day": TUESDAY.isoformat(),
+        "start_time": "18:00",
+        "duration_minutes": "180",
+        "until": (TUESDAY + dt.timedelta(weeks=1)).isoformat(),
+        "plan": "",
+    }
+    page = client.post(reverse("booking:workshop_new", args=[lab.slug]), form).content.decode()
+    assert "The lab is closed from" in page and "(Carnival)" in page and "Laser:" not in page
+    body = {
+        "lab": lab.slug,
+        "title": "Laser basics",
+        "machines": [laser.pk],
+        "rrule": "FREQ=WEEKLY;BYDAY=TU;COUNT=2",
+        "first_day": TUESDAY.isoformat(),
+        "start_time": "18:00",
+        "duration_minutes": 120,
+    }
+    occurrences = client.post("/api/v1/series/", body, content_type="application/json").json()["occurrences"]
+    (closed,) = occurrences[0]["conflicts"]
+    assert (closed["what"], closed["machine"], closed["movable"]) == ("closure", None, False)
+    assert (closed["start"], closed["end"]) == ("2027-03-02T00:00:00+01:00", "2027-03-03T00:00:00+01:00")
+    assert occurrences[1]["conflicts"] == []
