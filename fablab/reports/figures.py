@@ -6,11 +6,12 @@ page rules of the reports:
 
 * a percentage always carries the hours or counts it was computed from ("62 % (310 of 500 h)"),
   read from the cells of the same key — when one of them is hidden, only what is shown is printed;
-* a suppressed cell (flag ``c``) reads "<10" when it rests on fewer than 10 people (whatever its unit:
-  the page's footnote explains that it stands for "hidden to protect people", not for "less than ten
-  hours"), and "•" when it was hidden for another reason: one or two people giving most of its hours,
-  or so that another hidden figure cannot be worked out. Such a figure may be large: "<10" would
-  misstate it, and tell a reader which hidden figures are the small ones;
+* a suppressed cell (flag ``c``) reads "<10" only when it is a count of people hidden because fewer
+  than 10 are behind it: then the figure itself is 1 to 9. Any other hidden figure reads "•": hours,
+  visits or bookings resting on few people, a figure one or two people account for most of, or one
+  hidden so that another hidden figure cannot be worked out. Such a figure may be large: "<10" would
+  misstate it ("<10 h" reads as less than ten hours), and tell a reader which hidden figures are the
+  small ones;
 * a banded machine utilisation (1–2 users, unit "% band") reads "25–50 %";
 * a provisional (``p``) or estimated (``e``) figure keeps its flag, shown beside it.
 
@@ -27,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from .cells import ESTIMATED, PROVISIONAL, SUPPRESSED, Cell
 from .definitions import METRICS, RATIOS
-from .disclosure import MACHINE_RULE, THRESHOLD_RULE
+from .disclosure import THRESHOLD_RULE
 
 #: A percentage → (its part, its whole): the hours or counts printed beside it. The one table of ratios,
 #: but for availability (its part is the downtime, not what it measures) and the ratios whose whole is
@@ -39,7 +40,30 @@ SUPPRESSED_TEXT = "<10"
 WITHHELD_TEXT = "•"
 NO_VALUE = "–"
 #: The disclosure rules that hide a figure because fewer than 10 people are behind it.
-FEW_PEOPLE_RULES = (THRESHOLD_RULE, MACHINE_RULE)
+FEW_PEOPLE_RULES = (THRESHOLD_RULE,)
+#: The counts of distinct people: of all the figures hidden by :data:`FEW_PEOPLE_RULES`, only these are
+#: themselves fewer than 10. Visits (member-days) and certifications are counts too, but one person may
+#: make many of them.
+PEOPLE_COUNTS = frozenset(
+    {
+        "active_makers",
+        "new_makers",
+        "returning_makers",
+        "trainees",
+        "trainees_using_within_90_days",
+        "makers",
+        "participants",
+        "declared_participants",
+    }
+)
+
+
+def fewer_than_ten(metric: str, withheld_by: str) -> bool:
+    """Whether a hidden figure reads "<10": a count of people hidden for resting on fewer than 10 of them.
+
+    Decided by the metric and the rule only, never by the hidden value, so that the mark tells nothing
+    the rule does not."""
+    return metric in PEOPLE_COUNTS and withheld_by in FEW_PEOPLE_RULES
 
 
 def number(value: float, decimals: int = 0) -> str:
@@ -86,8 +110,8 @@ class Fig:
 
     @property
     def few_people(self) -> bool:
-        """Hidden because fewer than 10 people are behind it (it reads "<10", see the module)."""
-        return self.suppressed and self.withheld_by in FEW_PEOPLE_RULES
+        """A count of fewer than 10 people, hidden (it reads "<10", see the module)."""
+        return self.suppressed and fewer_than_ten(self.metric, self.withheld_by)
 
     @property
     def provisional(self) -> bool:
@@ -123,7 +147,7 @@ def _text(cell: Cell | None) -> str:
     if cell is None:
         return NO_VALUE
     if cell.suppressed:
-        return SUPPRESSED_TEXT if cell.withheld_by in FEW_PEOPLE_RULES else WITHHELD_TEXT
+        return SUPPRESSED_TEXT if fewer_than_ten(cell.metric, cell.withheld_by) else WITHHELD_TEXT
     return plain(cell.value, cell.unit)
 
 

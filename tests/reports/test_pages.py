@@ -185,6 +185,29 @@ def test_only_a_figure_resting_on_few_people_reads_fewer_than_ten(client, scene)
     assert 'id="note-c"' in page and 'id="note-c-withheld"' in page
 
 
+def test_fewer_than_ten_only_in_a_column_that_counts_people(client, scene):
+    alpha = scene["alpha"]
+    laser = alpha.machines.get()
+    for n in range(3):  # three students: their makers and their used hours rest on too few people
+        MemberDay.objects.create(
+            subject=Subject.objects.create(),
+            lab=alpha,
+            machine=laser,
+            day=Q4[30 + n],
+            kind=MemberDay.Kind.USE,
+            used_h=2.0,
+            user_category="student",
+        )
+    client.force_login(scene["officer_a"])
+    page = html(client.get(reverse("report_pages:lab", args=["alpha"]) + "?period=2025-Q4"))
+    table = page[page.index("<h3>User categories</h3>") : page.index("<h3>Gender</h3>")]
+    row = table[table.index('<tr data-category="student">') :]
+    makers, hours = row[: row.index("</tr>")].split("</td><td>")
+    assert ">&lt;10</abbr>" in makers and 'href="#note-c"' in makers
+    # Three people's hours may be many hours: "<10" would read as "less than 10 hours".
+    assert ">•</abbr>" in hours and 'href="#note-c-withheld"' in hours and "&lt;10" not in hours
+
+
 def test_a_lab_page_shows_hidden_figures_as_fewer_than_ten(client, scene):
     client.force_login(scene["officer_a"])
     response = client.get(reverse("report_pages:lab", args=["alpha"]) + "?period=2025-Q4")
