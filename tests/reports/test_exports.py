@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 
 import pytest
 import time_machine
@@ -189,3 +190,26 @@ def test_web_downloads_follow_the_same_access_rules(client, world):
     rows = parse(client.get(url("csv"), {"period": "2025", "level": "machine"}).content.decode())
     assert rows and {row["lab"] for row in rows} == {"a-two"}
     assert ExportLog.objects.get().user == world["manager"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "address",
+    [
+        url("csv") + "?period=2025-Q1&level=lab&lab=a-one",
+        reverse("opendata:csv"),
+    ],
+)
+def test_a_csv_is_served_whole_under_asgi_without_a_streaming_warning(async_client, world, address):
+    """The site runs under ASGI: a CSV streamed from a synchronous iterator would make Django warn on
+    every download. The files are small (one year of one scope), so they are answered whole."""
+    from asgiref.sync import async_to_sync
+
+    async_client.force_login(world["officer_a"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = async_to_sync(async_client.get)(address)
+    assert response.status_code == 200 and not response.streaming
+    assert not [w for w in caught if "StreamingHttpResponse" in str(w.message)]
+    rows = parse(response.content.decode("utf-8"))
+    assert rows and int(response["Content-Length"]) == len(response.content)
