@@ -43,6 +43,11 @@ def book(request, machine_id: int):
         messages.error(request, _("Pick a free time in the week view."))
         return redirect(week_url)
     now = timezone.now()
+    needs_training = machine.required_training_id is not None and not (
+        Certification.objects.filter(member=request.user, training_id=machine.required_training_id)
+        .active()
+        .exists()
+    )
     with timezone.override(lab.tz):
         form = BookingForm(request.POST or None, machine=machine, start=start, now=now)
         if request.method == "POST" and form.is_valid():
@@ -58,7 +63,8 @@ def book(request, machine_id: int):
                         purpose=form.cleaned_data["purpose"],
                     )
             except BookingError as exc:
-                form.add_error(None, exc.detail)
+                if not (needs_training and exc.code == "not_certified"):  # the page's note already says so
+                    form.add_error(None, exc.detail)
             else:
                 when = date_format(timezone.localtime(booking.start), "DATETIME_FORMAT")
                 if booking.status == Booking.Status.PENDING:
@@ -73,11 +79,6 @@ def book(request, machine_id: int):
                         _("%(machine)s booked for %(when)s.") % {"machine": machine.name, "when": when},
                     )
                 return redirect("booking:mine")
-        needs_training = machine.required_training_id is not None and not (
-            Certification.objects.filter(member=request.user, training_id=machine.required_training_id)
-            .active()
-            .exists()
-        )
         context = {
             "form": form,
             "machine": machine,

@@ -111,14 +111,14 @@ def test_a_machine_needing_approval_gets_a_pending_booking(client, maker):
 
 
 def test_a_broken_rule_shows_its_message_and_keeps_the_values(client, maker):
-    machine = MachineFactory(required_training=TrainingFactory())
+    machine = MachineFactory(required_training=TrainingFactory(name="Laser safety"))
     start = in_two_days(10)
     response = client.post(
         book_url(machine), {"start": start.isoformat(), "duration": "60", "purpose": "Lamp shade"}
     )
     html = response.content.decode()
     assert response.status_code == 200
-    assert "You need the training for this machine before you can book it." in html
+    assert 'You need the training "Laser safety" before you can book this machine.' in html  # the note, once
     assert 'value="Lamp shade"' in html
     assert '<option value="60" selected>' in html
     assert not Booking.objects.exists()
