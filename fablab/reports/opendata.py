@@ -35,6 +35,8 @@ from fablab.labs.models import Lab
 from . import exports, service
 from .cells import Cell
 from .definitions import AGE_BANDS, DIMENSIONS, GENDERS, METRICS, USER_CATEGORIES
+from .figures import NO_VALUE, plain
+from .page_sections import names_by_slug
 
 LICENSE = "https://creativecommons.org/licenses/by/4.0/"
 THEMES = ("EDUC", "SOCI")
@@ -209,7 +211,7 @@ def page(request: HttpRequest) -> HttpResponse:
         request,
         "reports/opendata.html",
         {
-            "years": tables_by_year(cells, names),
+            "years": tables_by_year(cells, names, category_labels(cells)),
             "license_url": LICENSE,
             "publisher": publisher_name(),
             "contact": contact(),
@@ -223,12 +225,30 @@ def _years_label(years: list[int]) -> str:
     return str(years[0]) if years[0] == years[-1] else f"{years[0]}-{years[-1]}"
 
 
-_CATEGORY_LABELS = {"gender": GENDERS, "age_band": AGE_BANDS, "user_category": USER_CATEGORIES}
+def category_labels(cells: list[Cell]) -> dict[str, dict]:
+    """Each breakdown's ``{category: label}``, as the report pages show them: the fixed categories in
+    their display order, trainings and initiatives by their names (the cells carry their slugs)."""
+    from fablab.members.models import Training
+    from fablab.trainings.models import Initiative
+
+    def slugs(dimension: str) -> set[str]:
+        return {cell.category for cell in cells if cell.dimension == dimension}
+
+    return {
+        "gender": GENDERS,
+        "age_band": AGE_BANDS,
+        "user_category": USER_CATEGORIES,
+        "training": names_by_slug(Training, slugs("training")),
+        "initiative": names_by_slug(Initiative, slugs("initiative")),
+    }
 
 
-def tables_by_year(cells: list[Cell], lab_names: dict[str, str]) -> list[dict]:
+def tables_by_year(
+    cells: list[Cell], lab_names: dict[str, str], labels_of: dict[str, dict] | None = None
+) -> list[dict]:
     """The open data as HTML tables: per year, one table per breakdown; rows are (category, metric),
-    columns the network then each lab (by name)."""
+    columns the network then each lab (by name). ``labels_of``: :func:`category_labels`."""
+    labels_of = labels_of or {}
     by_year: dict[str, dict[str, dict[tuple, dict[str, Cell]]]] = defaultdict(lambda: defaultdict(dict))
     labs_of_year: dict[str, set[str]] = defaultdict(set)
     for cell in cells:
@@ -243,7 +263,7 @@ def tables_by_year(cells: list[Cell], lab_names: dict[str, str]) -> list[dict]:
         tables = []
         for dimension in sorted(by_year[year], key=lambda d: (d != "", d)):
             rows = []
-            labels = _CATEGORY_LABELS.get(dimension, {})
+            labels = labels_of.get(dimension, {})
             for (category, metric), per_lab in sorted(
                 by_year[year][dimension].items(), key=lambda item: _row_order(item, labels)
             ):
@@ -253,7 +273,7 @@ def tables_by_year(cells: list[Cell], lab_names: dict[str, str]) -> list[dict]:
                         "category": str(labels.get(category, category)) if dimension else "",
                         "metric": str(definition.label) if definition else metric,
                         "definition": str(definition.definition) if definition else "",
-                        "values": [_shown(per_lab.get(slug)) for slug, _name in columns],
+                        "values": [_shown(per_lab.get(slug), metric, slug) for slug, _name in columns],
                     }
                 )
             label = DIMENSIONS.get(dimension, {}).get("label", dimension) if dimension else _("Totals")
@@ -274,14 +294,13 @@ def _row_order(item, labels: dict) -> tuple:
     return (position, category, _METRIC_ORDER.get(metric, len(_METRIC_ORDER)), metric)
 
 
-def _shown(cell: Cell | None) -> dict:
-    """What a table cell shows: the value and unit, "c" when suppressed, nothing when absent."""
+def _shown(cell: Cell | None, metric: str, lab: str) -> dict:
+    """What a table cell shows: the value and unit in the viewer's language (as on the report pages),
+    "c" when suppressed, "–" without a value; ``lab_only`` marks a network cell of a figure that is
+    published per lab only (P3, P5: see the metric's levels), nothing when a lab has no such figure."""
     if cell is None:
-        return {"text": "", "suppressed": False}
+        lab_only = not lab and metric in METRICS and "network" not in METRICS[metric].levels
+        return {"text": NO_VALUE if lab_only else "", "suppressed": False, "lab_only": lab_only}
     if cell.suppressed:
         return {"text": "c", "suppressed": True}
-    if cell.value is None:
-        return {"text": "–", "suppressed": False}
-    value = exports.plain_value(cell.value)
-    unit = {"%": " %", "count": "", "flag": ""}.get(cell.unit, f" {cell.unit}")
-    return {"text": f"{value}{unit}", "suppressed": False}
+    return {"text": plain(cell.value, cell.unit), "suppressed": False}

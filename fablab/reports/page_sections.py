@@ -108,7 +108,8 @@ def _row(cells: Cells, period: str, metrics, **where) -> list[Fig]:
     return [cells.fig(m, period, **where) for m in metrics]
 
 
-def _names(model, slugs, **filters) -> dict:
+def names_by_slug(model, slugs, **filters) -> dict:
+    """``{slug: name}`` of the ``model`` rows of ``slugs``: how a category or place is shown, not its slug."""
     return dict(model.objects.filter(slug__in=set(slugs), **filters).values_list("slug", "name"))
 
 
@@ -227,9 +228,9 @@ def lab_sections(user, period: Period, lab, *, charts: bool = True) -> dict:
     cells = Cells(c for c in year if c.period in wanted and c.lab == slug)
 
     types = cells.places(p, "machine_type", lab=slug)
-    type_names = _names(MachineType, [t for _l, t, _m in types])
+    type_names = names_by_slug(MachineType, [t for _l, t, _m in types])
     machines = cells.places(p, "machine", lab=slug)
-    machine_names = _names(Machine, [m for _l, _t, m in machines], lab=lab)
+    machine_names = names_by_slug(Machine, [m for _l, _t, m in machines], lab=lab)
     type_rows = [
         {"name": type_names.get(t, t), "figs": _row(cells, p, MACHINE_COLUMNS, lab=slug, machine_type=t)}
         for _l, t, _m in types
@@ -241,8 +242,8 @@ def lab_sections(user, period: Period, lab, *, charts: bool = True) -> dict:
         }
         for _l, t, m in machines
     ]
-    trainings = _names(Training, cells.categories(p, "training", lab=slug))
-    initiatives = _names(Initiative, cells.categories(p, "initiative", lab=slug))
+    trainings = names_by_slug(Training, cells.categories(p, "training", lab=slug))
+    initiatives = names_by_slug(Initiative, cells.categories(p, "initiative", lab=slug))
     context = {
         "summary": _row(cells, p, SUMMARY, lab=slug),
         "bookings": _row(cells, p, BOOKINGS, lab=slug),

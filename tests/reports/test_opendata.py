@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 
@@ -12,7 +13,8 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from fablab.reports.cells import COLUMNS
-from fablab.reports.models import ExportLog, MachineDay
+from fablab.reports.models import ExportLog, MachineDay, MemberDay, Subject
+from tests.factories import TrainingFactory
 from tests.reports.outputs_world import NOW, YEAR, make_world
 
 pytestmark = pytest.mark.django_db
@@ -140,3 +142,27 @@ def test_the_page_is_anonymous_and_links_licence_data_and_catalogue(client, worl
     for name in ("A One", "A Two", "B One"):
         assert name in html
     assert not ExportLog.objects.exists()
+
+
+def test_the_page_speaks_the_readers_language_and_names_the_categories(client, world):
+    training = TrainingFactory(slug="laser-safety", name="Laser safety")
+    MemberDay.objects.bulk_create(
+        MemberDay(
+            subject=Subject.objects.create(),
+            lab=world["labs"]["a-one"],
+            day=dt.date(YEAR, 3, 2),
+            kind=MemberDay.Kind.TRAINING,
+            training=training,
+            certified=True,
+        )
+        for _n in range(10)
+    )
+    html = client.get(reverse("opendata:page"), HTTP_ACCEPT_LANGUAGE="nl").content.decode()
+    # A's labs are open 10 h and B's 1000 h on twelve days: 12,240 h, grouped the Dutch way.
+    assert "12.240\xa0h" in html and "12240" not in html
+    assert "Laser safety" in html and "<td>laser-safety</td>" not in html
+    # The median hours per maker are published per lab only: the network's cell says so.
+    median = html[html.index("Mediaan aantal uren per maker") :]
+    network_cell = median[median.index("<td>") : median.index("</td>")]
+    assert "–" in network_cell and 'href="#note-lab-only"' in network_cell
+    assert 'id="note-lab-only"' in html
