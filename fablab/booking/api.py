@@ -527,7 +527,8 @@ class BookingFinishView(MemberAPIView):
         operation_id="bookings_finish",
         summary="I'm done: finish a checked-in booking early (its member, or a manager of its lab)",
         description=(
-            "The booking becomes `completed` and the machine is locked. The rest of its time, from the "
+            "The booking becomes `completed` and the machine is locked (with the end action `finish`, "
+            "once a job still running has ended). The rest of its time, from the "
             "machine's next slot boundary, is given back (`released_at`; `start` and `end` stay as "
             "booked) and offered to the waitlist. Finishing a booking that is already completed "
             "changes nothing and returns it (a fault line given then is kept if none was). Body "

@@ -20,6 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from fablab.labs.models import EndAction, Machine
 from fablab.members import roles
 
 from . import freed, strikes
@@ -203,6 +204,22 @@ def complete(booking_id: int, now: dt.datetime) -> bool:
 
 #: The longest fault line a member may leave when finishing (``Booking.fault_report``).
 FAULT_MAX = 300
+
+LOCKED_AT_ONCE = _("The machine is locked and the rest of the booking is given back to other makers.")
+LOCKED_AFTER_THE_JOB = _(
+    "The machine is locked, or locks as soon as the running job ends; the rest of the booking is given "
+    "back to other makers."
+)
+
+
+def finish_effect(machine: Machine) -> str:
+    """What "I'm done" does to ``machine``, in words for the member about to press it.
+
+    With the end action ``finish`` a job still running is left to end (the interlock's reason
+    ``finishing``, :mod:`devices.interlock`) and the machine locks after it. Whether a job runs is
+    known to ``devices`` only, which this app never imports, so that sentence holds either way.
+    """
+    return str(LOCKED_AFTER_THE_JOB if machine.effective_end_action == EndAction.FINISH else LOCKED_AT_ONCE)
 
 
 def one_line(text: str) -> str:

@@ -344,6 +344,7 @@ def detail(request, pk: int, *, finish_form=None, status: int = 200):
             "usage": usage_facts(booking),
             "live": booking.status in Booking.HOLDING and booking.end > now,
             "can_finish": booking.status == Booking.Status.CHECKED_IN,
+            "finish_effect": lifecycle.finish_effect(booking.machine),
             "finish_form": finish_form or FinishForm(auto_id="finish_%s"),
             "live_config": {
                 "ws_path": f"/ws/labs/{lab.slug}/",

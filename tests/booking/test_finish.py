@@ -22,6 +22,7 @@ from fablab.booking.errors import BookingError
 from fablab.booking.kiosk_views import COOKIE
 from fablab.booking.models import Booking, FreedTime
 from fablab.booking.signals import booking_changed
+from fablab.labs.models import EndAction
 from fablab.members.models import MemberProfile
 from tests.factories import BookingFactory, LabFactory, MachineFactory, UserFactory, api_token
 
@@ -287,6 +288,23 @@ def test_the_booking_page_offers_im_done_while_checked_in(client, booking, maker
     assert "the lab&#x27;s managers have been told" in html
     done = Booking.objects.get(pk=booking.pk)
     assert (done.status, done.fault_report) == (Booking.Status.COMPLETED, "Fan noisy")
+
+
+@pytest.mark.parametrize(
+    ("end_action", "says"),
+    [
+        (EndAction.FINISH, "The machine is locked, or locks as soon as the running job ends;"),
+        (EndAction.STOP, "The machine is locked and the rest of the booking"),
+    ],
+)
+def test_the_page_says_what_im_done_does_to_a_running_job(client, booking, maker, end_action, says):
+    """A printer lets its print end (the interlock's ``finishing``): "locked" alone would not be true."""
+    booking.machine.end_action = end_action
+    booking.machine.save(update_fields=["end_action"])
+    with time_machine.travel(at(10, 20), tick=False):
+        client.force_login(maker)
+        html = client.get(reverse("booking:detail", args=[booking.pk])).content.decode()
+    assert says in html
 
 
 def test_a_fault_line_too_long_shows_the_page_again_with_the_line(client, booking, maker):
