@@ -552,8 +552,9 @@ def _open_data(cells: list[Cell], reasons: dict) -> list[Cell]:
 def summary(cells: Iterable[Cell], reasons: dict | None = None) -> dict[str, int]:
     """How many of ``cells`` (protected) were suppressed or banded, by rule: ``{rule: count}``.
 
-    With the ``reasons`` of :func:`protect_with_reasons` the counts are exact; without, the primary rules
-    are recomputed from the cells themselves and any other suppression counts as secondary.
+    With the ``reasons`` of :func:`protect_with_reasons`, or the rule each suppressed cell carries
+    (``withheld_by``), the counts are exact; only for a cell without either are the primary rules
+    recomputed, any other suppression counting as secondary (which would fold the pattern rule into it).
     """
     cells = list(cells)
     by_key = {cell.key: cell for cell in cells}
@@ -563,6 +564,8 @@ def summary(cells: Iterable[Cell], reasons: dict | None = None) -> dict[str, int
             continue
         if reasons is not None and cell.key in reasons:
             reason = reasons[cell.key]
+        elif cell.suppressed and cell.withheld_by:
+            reason = cell.withheld_by
         elif cell.unit == BAND_UNIT:
             reason = BAND_RULE
         else:

@@ -121,6 +121,20 @@ def test_the_workbook_has_a_sheet_per_table_definitions_and_suppression_notes():
     assert len(notes) == len(SUPPRESSION_NOTES)
 
 
+def test_the_suppression_notes_count_each_hidden_cell_under_the_rule_that_hid_it():
+    hidden = [
+        Cell("2025-Q1", "a-one", dimension="initiative", category=slug, metric="participants",
+             value=float(n), unit="count", obs_status="c", people=n, withheld_by=rule)
+        for slug, n, rule in (("a", 4, "threshold"), ("b", 12, "pattern"), ("c", 15, "secondary"))
+    ]  # fmt: skip
+    book = load_workbook(io.BytesIO(exports.xlsx_bytes(hidden)))
+    counts = {row[0]: row[2] for row in book["Suppression notes"].iter_rows(min_row=2, values_only=True)}
+    # Hidden in every period because of another one: the pattern rule, not a secondary suppression.
+    assert (counts["threshold"], counts["pattern"], counts["secondary"]) == (1, 1, 1)
+    rules = sum(n for rule, n in counts.items() if rule not in ("c", "p", "band"))
+    assert rules == counts["c"] == 3
+
+
 # --------------------------------------------------------------------------------------- web downloads
 
 
