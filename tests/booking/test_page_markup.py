@@ -101,3 +101,16 @@ def test_the_certifications_page_writes_every_date_one_way(client):
         html = client.get(reverse("booking:certifications"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "7 December 2026" in html
     assert SHORT_DATE.findall(html) == []
+
+
+def test_the_week_pages_legend_lists_every_style_of_its_upcoming_slots(client):
+    """The laser's week beyond its horizon is all "Unavailable": the legend must say what that grey is."""
+    laser = MachineFactory(max_days_ahead=1)
+    next_week = timezone.localdate(timezone=BRUSSELS) + dt.timedelta(days=7)
+    url = reverse("labs:machine", args=[laser.lab.slug, laser.slug])
+    html = client.get(url, {"week": next_week.isoformat()}).content.decode()
+    legend, days = html.split('class="days"', 1)
+    used = set(re.findall(r'class="slot (\w+)"', days)) - {"past"}  # past days say "Past" in words
+    assert "closed" in used
+    assert used <= set(re.findall(r'class="key slot (\w+)"', legend))
+    assert re.search(r'class="key slot closed">Unavailable<', legend)
