@@ -357,3 +357,17 @@ def test_a_hidden_month_is_a_gap_in_the_charts(client, scene):
     assert booked[:9] == [None] * 9 and booked[9:] == [50.0, 50.0, 50.0]
     hours = {s["label"]: s["values"] for s in charts["hours"]["series"]}
     assert hours["Used hours"][9:] == [124.0, 120.0, 124.0]
+
+
+def test_the_declared_label_carries_its_colon_for_the_translators(client, scene, monkeypatch):
+    from django.utils.translation import trans_real
+
+    officer = UserFactory(language="fr")
+    scene["alpha"].programmes.first().officers.add(officer)
+    client.force_login(officer)
+    # French puts a (narrow) no-break space before a colon: only a label holding the colon lets it.
+    catalog = trans_real.translation("fr")._catalog._catalogs[0]
+    key = "before the share of makers who declared the attribute\x04Declared:"
+    monkeypatch.setitem(catalog, key, "Déclaré\u202f:")
+    page = html(client.get(reverse("report_pages:lab", args=["alpha"]) + "?period=2025-Q4"))
+    assert '<p class="coverage">Déclaré\u202f: <span' in page
