@@ -25,7 +25,7 @@ import io
 from collections.abc import Iterable, Mapping
 
 from django.utils import translation
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .cells import COLUMNS, PROVISIONAL, SUPPRESSED, Cell
@@ -203,8 +203,8 @@ def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
         ws.auto_filter.ref = ws.dimensions
 
     ws = sheet(
-        _t("Definitions"),
-        [_t("metric"), _t("ref"), _t("unit"), _t("label"), _t("definition")],
+        gettext("Definitions"),
+        [gettext("metric"), gettext("ref"), gettext("unit"), gettext("label"), gettext("definition")],
         [28, 8, 8, 28, 100],
     )
     for metric in METRICS.values():
@@ -216,7 +216,9 @@ def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
     counts[SUPPRESSED] = sum(1 for cell in cells if cell.suppressed)
     counts[PROVISIONAL] = sum(1 for cell in cells if PROVISIONAL in cell.obs_status)
     ws = sheet(
-        _t("Suppression notes"), [_t("flag or rule"), _t("note"), _t("cells in this file")], [16, 120, 16]
+        gettext("Suppression notes"),
+        [gettext("flag or rule"), gettext("note"), gettext("cells in this file")],
+        [16, 120, 16],
     )
     for key, text in _notes_rows(SUPPRESSION_NOTES):
         ws.append([key, text, counts.get(key, 0)])

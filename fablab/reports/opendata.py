@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone, translation
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
@@ -259,7 +259,7 @@ def tables_by_year(
     years = []
     for year in sorted(by_year, reverse=True):
         labs = sorted(labs_of_year[year], key=lambda slug: lab_names.get(slug, slug).lower())
-        columns = [("", _t("Network"))] + [(slug, lab_names.get(slug, slug)) for slug in labs]
+        columns = [("", gettext("Network"))] + [(slug, lab_names.get(slug, slug)) for slug in labs]
         tables = []
         for dimension in sorted(by_year[year], key=lambda d: (d != "", d)):
             rows = []
