@@ -11,6 +11,9 @@ from fablab.labs.models import Machine
 from . import care
 from .models import ServiceInterval
 
+#: The longest interval a task may be given in the care section, in hours (about eleven years of use
+#: around the clock): a longer one is a slip of the keyboard, a task that would never fall due. Only
+#: this form bounds it; the model's ``every_hours`` takes any positive integer.
 MAX_HOURS = 100_000
 
 
