@@ -29,7 +29,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .cells import COLUMNS, PROVISIONAL, SUPPRESSED, Cell
-from .definitions import METRICS
+from .definitions import DIMENSIONS, METRICS
 from .models import ExportLog
 
 CSV_TYPE = "text/csv; charset=utf-8"
@@ -146,6 +146,21 @@ def csvw_metadata(csv_url: str, *, title: str, description: str = "", license_ur
 # --------------------------------------------------------------------------------------- XLSX
 
 
+#: Each table's sheet title (:data:`.metrics.TABLES`), in the reader's language: the heading of its section
+#: on the report pages, so that the page's table is found under the same name; the heatmap's heading names
+#: a period, so its sheet takes its breakdown's label.
+TABLE_TITLES = {
+    "machines": _("Machines"),
+    "heatmap": DIMENSIONS["weekday_hour"]["label"],
+    "people": _("Makers"),
+    "trainings": _("Trainings"),
+    "user_category": _("User categories"),
+    "gender": _("Gender"),
+    "age_band": _("Age band"),
+    "initiatives": _("Initiative reach"),
+}
+
+
 def _table_of(cell: Cell) -> str:
     from .metrics import table_of
 
@@ -167,7 +182,8 @@ def _notes_rows(notes) -> list[tuple[str, str]]:
 def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
     """A workbook: one sheet per table (``metrics.table_of``), then "Definitions" and "Suppression notes".
 
-    Header rows bold and frozen; definitions and notes in the active language.
+    Header rows bold and frozen; sheet titles (:data:`TABLE_TITLES`), definitions and notes in the active
+    language.
     """
     from openpyxl import Workbook
     from openpyxl.styles import Font
@@ -195,7 +211,7 @@ def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
         tables.setdefault(_table_of(cell), []).append(cell)
     widths = [10, 16, 16, 16, 14, 14, 28, 10, 8, 10]
     for name, table in tables.items():
-        ws = sheet(name, list(COLUMNS), widths)
+        ws = sheet(str(TABLE_TITLES.get(name, name)), list(COLUMNS), widths)
         for cell in table:
             row = cell.public()
             row["value"] = plain_value(row["value"])
@@ -231,10 +247,15 @@ def xlsx_bytes(cells: Iterable[Cell], *, title: str = "") -> bytes:
 
 
 def _sheet_title(name: str, taken: list[str]) -> str:
-    """An Excel sheet title: at most 31 characters, none of ``[]:*?/\\``, unique in the workbook."""
+    """An Excel sheet title: at most 31 characters, none of ``[]:*?/\\``, unique in the workbook.
+
+    Excel compares sheet titles regardless of case ("Gender" and "gender" clash), and so does openpyxl,
+    which would rename the second one itself, past 31 characters.
+    """
     clean = "".join("_" if ch in "[]:*?/\\" else ch for ch in name)[:31] or "table"
+    taken_folded = {other.casefold() for other in taken}
     title, n = clean, 2
-    while title in taken:
+    while title.casefold() in taken_folded:
         suffix = f" ({n})"
         title, n = clean[: 31 - len(suffix)] + suffix, n + 1
     return title

@@ -11,11 +11,13 @@ import pytest
 import time_machine
 from django.core.cache import cache
 from django.urls import reverse
+from django.utils import translation
 from openpyxl import load_workbook
 
 from fablab.reports import exports
 from fablab.reports.cells import COLUMNS, Cell
 from fablab.reports.disclosure import SUPPRESSION_NOTES
+from fablab.reports.metrics import TABLES
 from fablab.reports.models import ExportLog
 from tests.reports.outputs_world import NOW, make_world
 
@@ -133,6 +135,29 @@ def test_the_suppression_notes_count_each_hidden_cell_under_the_rule_that_hid_it
     assert (counts["threshold"], counts["pattern"], counts["secondary"]) == (1, 1, 1)
     rules = sum(n for rule, n in counts.items() if rule not in ("c", "p", "band"))
     assert rules == counts["c"] == 3
+
+
+def test_the_sheets_are_named_by_the_tables_titles_in_the_readers_language():
+    with translation.override("fr"):
+        book = load_workbook(io.BytesIO(exports.xlsx_bytes(CELLS)))
+    assert book.sheetnames == ["Machines", "Genre", "Définitions", "Notes de masquage"]
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "nl"])
+def test_every_tables_title_is_a_sheet_title_excel_takes_as_it_is(language):
+    with translation.override(language):
+        titles = [str(exports.TABLE_TITLES[table]) for table in TABLES]
+    assert [exports._sheet_title(title, []) for title in titles] == titles  # short, no []:*?/\
+    assert len({title.casefold() for title in titles}) == len(TABLES)
+
+
+def test_a_sheet_title_is_cut_to_31_characters_without_forbidden_ones_and_unique_whatever_its_case():
+    name = "Heures/membre [T1]: machines et ateliers"
+    first = exports._sheet_title(name, [])
+    assert first == "Heures_membre _T1__ machines et"
+    second = exports._sheet_title(name, ["Genre", first])
+    assert second == "Heures_membre _T1__ machine (2)"
+    assert exports._sheet_title("GENRE", ["Genre"]) == "GENRE (2)"
 
 
 # --------------------------------------------------------------------------------------- web downloads
