@@ -25,8 +25,15 @@ from collections import defaultdict
 from fractions import Fraction
 from math import inf
 
+from .definitions import RATIOS
+
 #: Shown figures are rounded to a tenth.
 TOLERANCE = 0.05
+
+#: The percentages of what their numerator leaves of the denominator: availability (the net available
+#: hours without the unplanned downtime published beside it) and the declared coverage (whose numerator
+#: is the not-declared count).
+COMPLEMENTS = frozenset({"declared_coverage", *(name for name, r in RATIOS.items() if r.complement)})
 
 
 def _fraction(value) -> Fraction:
@@ -64,8 +71,8 @@ def equations(protector, ratio_members) -> list[tuple[int, dict]]:
 
 
 def _ratio_row(pct, by_key, unknown, ratio_members) -> dict:
-    """``100·num = pct·den`` (``100·num = (100 − pct)·den`` for the declared coverage, whose numerator
-    is the not-declared count) over the unknowns, or ``{}`` when it is not linear in them."""
+    """``100·num = pct·den`` (``100·num = (100 − pct)·den`` for the :data:`COMPLEMENTS`) over the
+    unknowns, or ``{}`` when it is not linear in them."""
     cell = by_key[pct]
     if cell.value is None and pct not in unknown:
         return {}
@@ -75,9 +82,8 @@ def _ratio_row(pct, by_key, unknown, ratio_members) -> dict:
     num, den = members
     if num not in by_key or den is None or den not in by_key:
         return {}
-    coverage = cell.metric == "declared_coverage"
     # 100·num + s·pct·den + t·den = 0
-    s, t = (1, -100) if coverage else (-1, 0)
+    s, t = (1, -100) if cell.metric in COMPLEMENTS else (-1, 0)
     row: dict = {}
     if num in unknown:
         row[num] = Fraction(100)
