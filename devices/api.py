@@ -24,7 +24,6 @@ from rest_framework.response import Response
 
 from fablab.booking.api import AUTH_ERRORS, NOT_FOUND, MemberAPIView, Pages, _page
 from fablab.booking.api_errors import describe_codes
-from fablab.booking.errors import BookingError
 from fablab.booking.serializers import MAX_ID, ErrorSerializer, TextField
 from fablab.labs.models import Lab, Machine
 from fablab.members import roles
@@ -185,7 +184,7 @@ class AlertListView(MemberAPIView):
         responses={
             200: AlertSerializer(many=True),
             400: OpenApiResponse(ErrorSerializer, description=describe_codes("invalid")),
-            403: OpenApiResponse(ErrorSerializer, description=describe_codes("forbidden")),
+            403: FORBIDDEN,
             404: OpenApiResponse(
                 ErrorSerializer,
                 description="No lab with this slug, or a `page` after the last one. "
@@ -202,7 +201,7 @@ class AlertListView(MemberAPIView):
         if lab is None:
             raise exceptions.NotFound()
         if not roles.manages_lab(request.user, lab):
-            raise BookingError("forbidden", _("Only the lab's managers may see its alerts."))
+            raise exceptions.PermissionDenied(_("Only the lab's managers may see its alerts."))
         alerts = Alert.objects.filter(machine__lab=lab).select_related("machine")
         if filters.validated_data.get("state", "open") == "all":
             alerts = alerts.filter(Q(cleared_at__isnull=True) | Q(cleared_at__gte=timezone.now() - RECENT))

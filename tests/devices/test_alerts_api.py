@@ -89,7 +89,7 @@ def test_alerts_come_in_pages(scene):
 def test_anyone_but_the_labs_managers_is_forbidden(scene, who):
     response = client_for(scene[who]).get(URL, {"lab": "bxl"})
     assert response.status_code == 403
-    assert response.json()["code"] == "forbidden"
+    assert response.json()["code"] == "permission_denied"
 
 
 def test_a_network_admin_may_list_any_lab(scene):
@@ -125,7 +125,7 @@ def test_the_schema_documents_the_alerts_list():
     assert {p["name"] for p in operation["parameters"]} >= {"lab", "state", "page", "page_size"}
     assert next(p for p in operation["parameters"] if p["name"] == "lab")["required"] is True
     assert set(operation["responses"]) >= {"200", "400", "401", "403", "404"}
-    assert "forbidden" in operation["responses"]["403"]["description"]
+    assert "permission_denied" in operation["responses"]["403"]["description"]
     item = schema["components"]["schemas"]["Alert"]["properties"]
     assert set(item) == {
         "id",
