@@ -11,8 +11,10 @@ What is counted, and from what:
   (a plug-only machine's runs have no job id, and still count);
 * **laser-on hours** (:func:`laser_on_hours`) — from the ``laser_power_pct`` telemetry a GRBL
   controller in laser mode reports, in InfluxDB (the estimate and its error:
-  :meth:`devices.influx.InfluxStore.field_on_seconds`). When the store is not configured or does not
-  answer the figure is *unknown* (``None``), never 0, and nothing else depends on it.
+  :meth:`devices.influx.InfluxStore.field_on_seconds`). Raw telemetry is kept ``INFLUX_RAW_RETENTION``;
+  the hours before the first raw reading still kept come from the hourly on-seconds the downsampling
+  keeps (:func:`_laser_seconds`). When the store is not configured or does not answer the figure is
+  *unknown* (``None``), never 0, and nothing else depends on it.
 
 A :class:`~devices.models.ServiceInterval` counts its basis (run or laser-on hours) from its last
 :class:`~devices.models.ServiceRecord` (else from ``counted_from``); it is *due* the moment the hours
@@ -25,12 +27,13 @@ whose message lists the due tasks; the message follows the list, and the alert i
 interval is due. An interval whose hours are unknown never clears nor shortens an alert (nothing is
 known to be done); the run-hour intervals are decided all the same. Laser-on hours are asked of
 InfluxDB at most every :data:`LASER_REFRESH` per interval (answers, and failures, are remembered in
-this process), so the pass costs one aggregate query per run-hour interval plus two reads. A service
-recorded also closes the machine's ``fault_reported`` alert (members' fault reports made before it:
+this process), so the pass costs one aggregate query per run-hour interval plus two reads (five for
+an interval counted from before the raw retention). A service recorded also closes the machine's
+``fault_reported`` alert (members' fault reports made before it:
 :func:`devices.fault_reports.close_after_service`): the manager who serviced it has seen to the machine.
 
-Imports the models, :mod:`devices.alerts`, :mod:`devices.fault_reports`, :mod:`devices.influx` and the
-lab roles only.
+Imports the models, :mod:`devices.alerts`, :mod:`devices.fault_reports`, :mod:`devices.influx`,
+:mod:`devices.influx_retention` and the lab roles only.
 """
 
 from __future__ import annotations
@@ -130,7 +133,8 @@ def laser_on_hours(
     (logged). ``store``: an :class:`~devices.influx.InfluxStore` to use (not closed here); by
     default one from the settings, closed after the query. The reading interval's bound is the
     link's ``telemetry_interval_s``; the method and its error are
-    :meth:`~devices.influx.InfluxStore.field_on_seconds`'s.
+    :meth:`~devices.influx.InfluxStore.field_on_seconds`'s, also for the hours whose raw readings
+    expired (:func:`_laser_seconds`).
     """
     from devices.influx import InfluxError
 
@@ -148,9 +152,7 @@ def laser_on_hours(
         if store is None:
             return None
     try:
-        seconds = store.field_on_seconds(
-            machine.lab.slug, machine.slug, LASER_FIELD, since, until, reading_cap_s=float(cap)
-        )
+        seconds = _laser_seconds(store, machine, since, until, float(cap))
     except InfluxError as exc:
         log.warning("laser-on hours of %s/%s unknown: %s", machine.lab.slug, machine.slug, exc)
         return None
@@ -158,6 +160,47 @@ def laser_on_hours(
         if own:
             store.close()
     return seconds / 3600
+
+
+def _laser_seconds(store, machine: Machine, since: dt.datetime, until: dt.datetime, cap: float) -> float:
+    """Laser-on seconds in ``[since, until)``: raw readings where they are kept, the hourly figures before.
+
+    InfluxDB drops raw readings older than ``INFLUX_RAW_RETENTION``, and counting only those still
+    kept would let an old tube's hours shrink back. Before the machine's first raw reading in the
+    period, the hours (the whole hour ``since`` falls in: the safe side) come from the on-seconds
+    the downsampling kept per hour (:func:`devices.influx_retention.hourly_on_seconds`); from that
+    reading's hour on, from the raw readings; no hour counts twice. While ``since`` is within the
+    raw retention nothing can have expired and only the raw readings are asked, as on InfluxDB 2.x,
+    whose downsampling is a task of the operator's (docs/telemetry-retention.md).
+    """
+    from devices import influx_retention as retention
+
+    lab, slug = machine.lab.slug, machine.slug
+    if store.v2 or not _raw_may_have_expired(since):
+        return store.field_on_seconds(lab, slug, LASER_FIELD, since, until, reading_cap_s=cap)
+    since_ms, until_ms = int(since.timestamp() * 1000), int(until.timestamp() * 1000)
+    first = store.first_reading_ms(lab, slug, LASER_FIELD, since, until)
+    # Raw readings are whole from the first one's hour on: InfluxDB drops whole shard groups, on the hour.
+    raw_from_ms = until_ms if first is None else first - first % retention.HOUR_MS
+    if raw_from_ms <= since_ms:
+        return store.field_on_seconds(lab, slug, LASER_FIELD, since, until, reading_cap_s=cap)
+    since_hour_ms = since_ms - since_ms % retention.HOUR_MS
+    older = retention.hourly_on_seconds(
+        store, lab, slug, LASER_FIELD, since_hour_ms, raw_from_ms, reading_cap_s=cap
+    )
+    raw_from = dt.datetime.fromtimestamp(raw_from_ms / 1000, dt.UTC)
+    return older + store.field_on_seconds(lab, slug, LASER_FIELD, raw_from, until, reading_cap_s=cap)
+
+
+def _raw_may_have_expired(since: dt.datetime) -> bool:
+    """Whether raw telemetry from ``since`` on may be gone: older than ``INFLUX_RAW_RETENTION`` (if set wrong: yes)."""
+    from devices.influx_retention import configured_durations
+
+    try:
+        raw_s = configured_durations()[0]
+    except ValueError:
+        return True
+    return raw_s > 0 and since < timezone.now() - dt.timedelta(seconds=raw_s)
 
 
 class _LaserCache:

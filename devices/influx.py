@@ -497,19 +497,26 @@ class InfluxStore:
         # Every value is quoted by quote_ident/quote_str or is an integer.
         all_counts = self._bucket_counts(f"SELECT count({column}) {base}{group}")
         on_counts = self._bucket_counts(f"SELECT count({column}) {base} AND {column} > 0{group}")
-        if not on_counts:
-            return 0.0
+        return on_seconds(all_counts, on_counts, start_ms, end_ms, bucket_ms, reading_cap_s)
 
-        def spacing(bucket: int, n: int) -> float:
-            return (min(bucket + bucket_ms, end_ms) - max(bucket, start_ms)) / 1000 / n
+    def first_reading_ms(
+        self, lab: str, machine: str, field: str, start: datetime, end: datetime
+    ) -> int | None:
+        """The time (epoch ms) of the machine's first ``field`` reading in ``[start, end)``, or None.
 
-        spacings = sorted(spacing(b, n) for b, n in all_counts.items())
-        cadence = min(spacings[len(spacings) // 2] if spacings else reading_cap_s, reading_cap_s)
-        total = 0.0
-        for bucket, n_on in on_counts.items():
-            n = max(all_counts.get(bucket, n_on), n_on)
-            total += n_on * min(spacing(bucket, n), cadence)
-        return total
+        Read from the default retention policy, as :meth:`field_on_seconds` reads: where its readings
+        begin tells what expired from it (machine care's laser-on hours, :mod:`devices.care`).
+        """
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        q = (
+            f"SELECT first({quote_ident(field)}) FROM {quote_ident(TELEMETRY)} "  # noqa: S608 - quoted
+            f"WHERE {quote_ident('lab')} = {quote_str(lab)} AND {quote_ident('machine')} = {quote_str(machine)} "
+            f"AND time >= {start_ms}ms AND time < {end_ms}ms"
+        )
+        for block in self.query(q):
+            for row in block.get("values", [])[:1]:
+                return int(row[0])
+        return None
 
     def _bucket_counts(self, q: str) -> dict[int, int]:
         """``{bucket start ms: count}`` of a ``SELECT count(…) … GROUP BY time`` statement (empty left out)."""
@@ -519,6 +526,35 @@ class InfluxStore:
                 if len(row) > 1 and isinstance(row[1], int | float) and row[1] > 0:
                     out[int(row[0])] = int(row[1])
         return out
+
+
+def on_seconds(
+    all_counts: Mapping[int, int],
+    on_counts: Mapping[int, int],
+    start_ms: int,
+    end_ms: int,
+    bucket_ms: int,
+    reading_cap_s: float,
+) -> float:
+    """The on-time of :meth:`InfluxStore.field_on_seconds` from its counts per bucket (method there).
+
+    ``all_counts``/``on_counts``: ``{bucket start ms: readings}`` and ``{…: readings above 0}`` of
+    ``[start_ms, end_ms)``. A function of its own because the hourly downsampling
+    (:mod:`devices.influx_retention`) estimates each hour the same way.
+    """
+    if not on_counts:
+        return 0.0
+
+    def spacing(bucket: int, n: int) -> float:
+        return (min(bucket + bucket_ms, end_ms) - max(bucket, start_ms)) / 1000 / n
+
+    spacings = sorted(spacing(b, n) for b, n in all_counts.items())
+    cadence = min(spacings[len(spacings) // 2] if spacings else reading_cap_s, reading_cap_s)
+    total = 0.0
+    for bucket, n_on in on_counts.items():
+        n = max(all_counts.get(bucket, n_on), n_on)
+        total += n_on * min(spacing(bucket, n), cadence)
+    return total
 
 
 def quote_ident(name: str) -> str:

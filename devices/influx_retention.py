@@ -7,8 +7,10 @@ Two retention policies in the telemetry database, both made by the platform:
   the hub writes without naming a policy and the charts query without naming one, so both use it
   without a change;
 * ``"hourly"`` — the downsampled series, kept ``INFLUX_HOURLY_RETENTION`` (default ``INF``):
-  ``telemetry_1h`` (per machine and hour: ``<field>_mean``, ``<field>_max`` and ``<field>_count``)
-  and ``machine_state_1h`` (per machine and hour: ``<state>_s``, the seconds spent in each state).
+  ``telemetry_1h`` (per machine and hour: ``<field>_mean``, ``<field>_max`` and ``<field>_count``;
+  for the fields of :data:`ON_FIELDS` also ``<field>_on_s`` and ``<field>_on_count``, the seconds
+  on and the readings above 0) and ``machine_state_1h`` (per machine and hour: ``<state>_s``, the
+  seconds spent in each state).
 
 :func:`ensure_retention` creates the policies, or alters their durations when the settings
 changed; the hub runs it at start and ``manage.py influx_retention --apply`` on demand. Making
@@ -20,17 +22,20 @@ switches and copies the previous policy's last ``INFLUX_RAW_RETENTION`` into ``"
 
 :func:`downsample_pass` is the scheduler's ``downsample`` step: every complete UTC hour since the
 last one done is averaged by InfluxDB (``SELECT mean(*), max(*), count(*) … GROUP BY time(1h), *``)
-and written back with ``/write?rp=hourly``. The hour a pass stopped at is kept in InfluxDB itself
-(``"hourly"."downsample_progress"``), not in Django's database: the progress describes this
-server's data, so a restored or replaced InfluxDB (or another ``INFLUX_DATABASE``) starts over by
-itself instead of trusting a row that speaks of another server. Points carry the hour's start as
-their timestamp, so an hour done twice (two schedulers, a ``--from`` rerun) is stored once. An hour
-is complete :data:`SETTLE` after its end (the hub's batches land by then); points that come later
-(a spool replayed after a long outage) stay in ``"raw"`` and reach ``"hourly"`` only through a
-rerun (``influx_retention --downsample --from``). Each pass does at most :data:`MAX_HOURS_PER_PASS`
-hours, so a long stop catches up over passes, and an empty stretch is skipped in one step.
-InfluxDB being down costs one log line and nothing else (the other steps run); it is asked again
-:data:`RETRY_AFTER` later.
+and written back with ``/write?rp=hourly``. A mean of the laser's power is not a share of time
+on, so the on-seconds of :data:`ON_FIELDS` are estimated per hour as machine care does from raw
+readings (:meth:`~devices.influx.InfluxStore.field_on_seconds`, from counts per minute), and
+:func:`hourly_on_seconds` reads them back for the hours whose raw readings expired. The hour a
+pass stopped at is kept in InfluxDB itself (``"hourly"."downsample_progress"``), not in Django's
+database: the progress describes this server's data, so a restored or replaced InfluxDB (or
+another ``INFLUX_DATABASE``) starts over by itself instead of trusting a row that speaks of
+another server. Points carry the hour's start as their timestamp, so an hour done twice (two
+schedulers, a ``--from`` rerun) is stored once. An hour is complete :data:`SETTLE` after its end
+(the hub's batches land by then); points that come later (a spool replayed after a long outage)
+stay in ``"raw"`` and reach ``"hourly"`` only through a rerun (``influx_retention --downsample
+--from``). Each pass does at most :data:`MAX_HOURS_PER_PASS` hours, so a long stop catches up over
+passes, and an empty stretch is skipped in one step. InfluxDB being down costs one log line and
+nothing else (the other steps run); it is asked again :data:`RETRY_AFTER` later.
 
 InfluxDB 2.x/3.x (``INFLUX_TOKEN`` set) keep data in buckets whose retention is the bucket's own
 and downsample with a task: nothing here applies there; docs/telemetry-retention.md says what to
@@ -42,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -54,7 +60,9 @@ from devices.influx import (
     InfluxError,
     InfluxStore,
     fields_line,
+    on_seconds,
     quote_ident,
+    quote_str,
     tag_prefix,
 )
 
@@ -79,6 +87,11 @@ STATE_HOLD_MS = 15 * 60_000
 #: Shard group duration of ``"hourly"`` when it is kept long (a shorter policy keeps InfluxDB's choice:
 #: a shard group may not outlast its policy).
 HOURLY_SHARDS = "52w"
+#: Fields whose on-time (seconds above 0) is kept per hour: machine care counts the laser tube's
+#: service interval in it (``devices.care.LASER_FIELD``) for longer than raw telemetry is kept.
+ON_FIELDS = ("laser_power_pct",)
+#: The buckets an hour's on-time is estimated from (``field_on_seconds``'s own for ranges up to two weeks).
+ON_BUCKET_MS = 60_000
 #: Lines per write request.
 WRITE_CHUNK = 5_000
 #: How often the pass tries to create policies that are missing (or to make "raw" the default).
@@ -314,7 +327,11 @@ def _write_progress(store: InfluxStore, until_ms: int) -> None:
 
 
 def telemetry_hours(store: InfluxStore, a: int, b: int) -> list[str]:
-    """``telemetry_1h`` lines of the hours in ``[a, b)``: mean, max and count of every field, per series."""
+    """``telemetry_1h`` lines of the hours in ``[a, b)``: mean, max and count of every field, per series.
+
+    With the on-seconds of :data:`ON_FIELDS` (:func:`on_fields`) in the same points.
+    """
+    on = on_fields(store, a, b)
     q = (
         f"SELECT mean(*), max(*), count(*) FROM {quote_ident(RAW)}.{quote_ident(TELEMETRY)} "  # noqa: S608
         f"WHERE time >= {a}ms AND time < {b}ms GROUP BY time(1h), * fill(none)"
@@ -329,10 +346,77 @@ def telemetry_hours(store: InfluxStore, a: int, b: int) -> list[str]:
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     func, _, field = column.partition("_")
                     fields[f"{field}_{func}"] = value
-            line = fields_line(prefix, fields, int(row[0]))
+            line = fields_line(prefix, fields | on.get((prefix, int(row[0])), {}), int(row[0]))
             if line:
                 lines.append(line)
     return lines
+
+
+def on_fields(store: InfluxStore, a: int, b: int) -> dict[tuple[str, int], dict[str, float]]:
+    """``{(telemetry_1h tag prefix, hour ms): {"<field>_on_s": …, "<field>_on_count": …}}`` of ``[a, b)``.
+
+    Each hour of each series as :meth:`~devices.influx.InfluxStore.field_on_seconds` estimates it
+    from that hour's readings: counts per minute of all readings and of those above 0 (two
+    statements per field and pass), the cadence their median. No link is known here, so its
+    interval does not bound the cadence; :func:`hourly_on_seconds` bounds the sum instead. An hour
+    with readings but none on gets 0: a redone hour overwrites its fields.
+    """
+    out: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    for field in ON_FIELDS:
+        column = quote_ident(field)
+        base = f"FROM {quote_ident(RAW)}.{quote_ident(TELEMETRY)} WHERE time >= {a}ms AND time < {b}ms"
+        group = f" GROUP BY time({ON_BUCKET_MS}ms), * fill(none)"
+        all_counts = _counts_per_hour(store, f"SELECT count({column}) {base}{group}")
+        on_counts = _counts_per_hour(store, f"SELECT count({column}) {base} AND {column} > 0{group}")
+        for (prefix, hour), counts in all_counts.items():
+            on = on_counts.get((prefix, hour), {})
+            seconds = on_seconds(counts, on, hour, hour + HOUR_MS, ON_BUCKET_MS, math.inf)
+            out[(prefix, hour)] |= {f"{field}_on_s": seconds, f"{field}_on_count": sum(on.values())}
+    return out
+
+
+def _counts_per_hour(store: InfluxStore, q: str) -> dict[tuple[str, int], dict[int, int]]:
+    """``{(telemetry_1h tag prefix, hour ms): {bucket ms: count}}`` of a ``count(…) … GROUP BY time, *``."""
+    out: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
+    for block in store.query(q):
+        prefix = tag_prefix(TELEMETRY_1H, block.get("tags") or {})
+        for row in block.get("values", []):
+            if isinstance(row[1], int | float) and row[1] > 0:
+                out[(prefix, _floor_hour(int(row[0])))][int(row[0])] = int(row[1])
+    return out
+
+
+def hourly_on_seconds(
+    store: InfluxStore,
+    lab: str,
+    machine: str,
+    field: str,
+    start_ms: int,
+    end_ms: int,
+    *,
+    reading_cap_s: float,
+) -> float:
+    """Seconds ``field`` was on in the downsampled hours that start in ``[start_ms, end_ms)`` (ms, on the hour).
+
+    The sum of the hours' ``<field>_on_s``, bounded by ``reading_cap_s`` (the link's telemetry
+    interval) per reading on: the bound :meth:`~devices.influx.InfluxStore.field_on_seconds` puts
+    on each minute's cadence, put here on the sum (the link is not known when the hour is
+    downsampled). So it can only count more than a bound per minute would, and only for hours whose
+    readings came slower than the link's interval. 0 without an ``"hourly"`` policy
+    (nothing was downsampled). Raises :class:`InfluxError`.
+    """
+    if HOURLY not in policies(store):
+        return 0.0
+    on_s, on_count = quote_ident(f"{field}_on_s"), quote_ident(f"{field}_on_count")
+    q = (
+        f"SELECT sum({on_s}), sum({on_count}) FROM {quote_ident(HOURLY)}.{quote_ident(TELEMETRY_1H)} "  # noqa: S608
+        f"WHERE {quote_ident('lab')} = {quote_str(lab)} AND {quote_ident('machine')} = {quote_str(machine)} "
+        f"AND time >= {start_ms}ms AND time < {end_ms}ms"
+    )
+    for block in store.query(q):
+        for _time, seconds, readings in block.get("values", [])[:1]:
+            return min(seconds or 0.0, (readings or 0) * reading_cap_s)
+    return 0.0
 
 
 def state_hours(store: InfluxStore, a: int, b: int) -> list[str]:

@@ -295,3 +295,58 @@ def test_a_wrong_duration_stops_the_command_naming_the_setting(settings):
     settings.INFLUX_RAW_RETENTION = "13 months"
     with pytest.raises(CommandError, match="INFLUX_RAW_RETENTION: '13 months' is not a duration"):
         call_command("influx_retention", stdout=io.StringIO())
+
+
+L1 = telemetry_tags(lab="bxl", machine="l1", machine_type="laser", adapter="grbl")
+
+
+def write_laser(store: InfluxStore, start_ms: int, values: list[float], every_s: int = 1) -> None:
+    """``laser_power_pct`` readings of l1 from ``start_ms``, one every ``every_s`` seconds."""
+    store.write_lines(
+        [
+            telemetry_line(L1, {"laser_power_pct": v}, start_ms + i * every_s * 1000)
+            for i, v in enumerate(values)
+        ]
+    )
+
+
+def test_downsampling_keeps_each_hours_laser_on_seconds_as_the_raw_estimate_gives_them(influx, ready):
+    write_two_hours(ready)
+    # Hour 0 at 1 s, from 17 s in: 600 s on, 300 off, 300 on; silence (bridge gone); 120 s on from 35:17.
+    write_laser(ready, BASE + 17_000, [60.0] * 600 + [0.0] * 300 + [35.5] * 300)
+    write_laser(ready, BASE + 35 * M + 17_000, [80.0] * 120 + [0.0] * 60)
+    # Hour 1 at 2 s: 30 min on, 30 min off.
+    write_laser(ready, BASE + H, [50.0] * 900 + [0.0] * 900, every_s=2)
+    written, _until = downsample(ready, NOW)
+    assert written == 5 + 3  # the on-seconds are fields of the laser's telemetry_1h points, not points more
+
+    rows = hourly(influx, "telemetry_1h")
+    for h in (0, 1):
+        start, end = (dt.datetime.fromtimestamp((BASE + k * H) / 1000, dt.UTC) for k in (h, h + 1))
+        raw = ready.field_on_seconds("bxl", "l1", "laser_power_pct", start, end, reading_cap_s=3600)
+        assert rows[("l1", h)]["laser_power_pct_on_s"] == pytest.approx(raw)
+    assert rows[("l1", 0)]["laser_power_pct_on_s"] == pytest.approx(1020, abs=3)
+    assert rows[("l1", 0)]["laser_power_pct_on_count"] == 1020
+    assert rows[("l1", 1)]["laser_power_pct_on_s"] == pytest.approx(1800, abs=3)
+    assert rows[("l1", 1)]["laser_power_pct_on_count"] == 900
+    assert not any("laser_power_pct_on_s" in rows[("m1", h)] for h in (0, 1))  # no laser: no on-seconds
+
+    # Read back, bounded by the link's interval per reading on: hour 1's 2 s readings count 1 s each.
+    on = retention.hourly_on_seconds
+    assert on(ready, "bxl", "l1", "laser_power_pct", BASE, BASE + 2 * H, reading_cap_s=10) == pytest.approx(
+        rows[("l1", 0)]["laser_power_pct_on_s"] + rows[("l1", 1)]["laser_power_pct_on_s"]
+    )
+    assert on(ready, "bxl", "l1", "laser_power_pct", BASE, BASE + 2 * H, reading_cap_s=1) == pytest.approx(
+        1020 + 900
+    )
+    assert on(
+        ready, "bxl", "l1", "laser_power_pct", BASE + H, BASE + 2 * H, reading_cap_s=10
+    ) == pytest.approx(1800, abs=3)
+    assert on(ready, "bxl", "l2", "laser_power_pct", BASE, BASE + 2 * H, reading_cap_s=10) == 0.0
+
+
+def test_without_an_hourly_policy_no_hour_was_kept(store):
+    assert (
+        retention.hourly_on_seconds(store, "bxl", "l1", "laser_power_pct", BASE, BASE + H, reading_cap_s=1)
+        == 0
+    )
