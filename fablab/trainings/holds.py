@@ -5,7 +5,7 @@ its holds are written, or refused, together. The holds go through the booking in
 
 * the checks of :mod:`fablab.booking.services` that apply to a training (opening hours unless a
   manager ticked "outside opening hours", maintenance and breakdowns, overlapping bookings), and the
-  lab's closures whatever was ticked (:func:`_check_not_closed`);
+  lab's closures whatever was ticked (:func:`check_not_closed`);
 * the insert in a savepoint (:func:`~fablab.booking.services.insert_booking`): on PostgreSQL the
   exclusion constraint ``booking_no_overlap`` refuses a concurrent overlapping insert; on SQLite the
   transaction is IMMEDIATE, so nobody else writes between the check and the insert.
@@ -41,14 +41,13 @@ def _clash(machine: Machine, booking: Booking | None) -> BookingError:
     return BookingError("machine_busy", detail)
 
 
-def _check_not_closed(machine: Machine, start: dt.datetime, end: dt.datetime) -> None:
-    """Refuse (``lab_closed``) a hold on any day ``[start, end)`` touches that the lab is closed.
+def check_not_closed(lab, start: dt.datetime, end: dt.datetime) -> None:
+    """Refuse (``lab_closed``) a session or a hold on any day ``[start, end)`` touches that ``lab`` is closed.
 
     "Outside opening hours" lets a manager run an evening course; a closure is a day the lab is shut,
     when no session may run, as for a workshop's sessions (:mod:`fablab.booking.series`) and the
     bookings of a machine bookable around the clock (``services.check_opening_hours``).
     """
-    lab = machine.lab
     first = timezone.localtime(start, lab.tz).date()
     last = timezone.localtime(end - dt.timedelta(microseconds=1), lab.tz).date()
     if lab.closures.filter(starts_on__lte=last, ends_on__gte=first).exists():
@@ -71,7 +70,7 @@ def hold(
         machine = Machine.objects.select_related("lab").get(pk=machine.pk)
         if machine.lab_id != session.lab_id:
             raise BookingError("machine_not_in_lab")
-        _check_not_closed(machine, start, end)
+        check_not_closed(machine.lab, start, end)
         if not outside_opening_hours:
             booking_services.check_opening_hours(machine, start, end)
         booking_services.check_maintenance(machine, start, end, now)

@@ -103,6 +103,7 @@ def session_create(
     if seats < 1:
         raise ValueError("a session has at least one seat")
     _check_scheduler(by, lab, training, outside_opening_hours)
+    holds.check_not_closed(lab, start, end)  # with machines or without: the lab is shut that day
     machines = list(machines)
     with transaction.atomic():
         session = TrainingSession.objects.create(
@@ -153,6 +154,7 @@ def session_update(
         moved = start != session.start or end != session.end
         if moved:
             _check_times(start, end, now)
+            holds.check_not_closed(session.lab, start, end)
         seats = changes.get("seats", session.seats)
         if seats < 1:
             raise ValueError("a session has at least one seat")
