@@ -41,6 +41,10 @@ def forwards(apps, schema_editor):
 
 def backwards(apps, schema_editor):
     _remap(apps, backward_map)
+    if schema_editor.connection.vendor == "postgresql":
+        # Undone, the field alterations come after this in the same transaction; PostgreSQL refuses to
+        # ALTER a table whose updated rows still have deferred foreign-key checks pending.
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
 
 
 class Migration(migrations.Migration):
