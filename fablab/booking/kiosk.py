@@ -291,7 +291,9 @@ def bookings_now(member, lab: Lab, now: dt.datetime | None = None) -> Bookings:
             machine__lab=lab,
             status__in=(Booking.Status.CONFIRMED, Booking.Status.CHECKED_IN),
             end__gt=now,
-            start__lt=end_of_day,
+            # Tomorrow's first hours too: shortly before midnight, a booking starting just after it
+            # may already be open for check-in (its window opens before its start).
+            start__lt=end_of_day + dt.timedelta(days=1),
         )
         .select_related("machine__lab")
         .order_by("start", "machine__name")
@@ -302,7 +304,7 @@ def bookings_now(member, lab: Lab, now: dt.datetime | None = None) -> Bookings:
             checked_in.append(booking)
         elif lifecycle.check_in_open(booking, now):
             checkable.append(booking)
-        elif now < lifecycle.check_in_opens(booking):
+        elif now < lifecycle.check_in_opens(booking) and booking.start < end_of_day:
             later.append(booking)
     return Bookings(checkable=checkable, checked_in=checked_in, next_today=later[0] if later else None)
 

@@ -534,3 +534,16 @@ def test_the_nothing_page_shows_the_next_booking_today_or_the_current_check_in(c
     with time_machine.travel(noon.replace(hour=15, minute=10), tick=False):
         html = type_in(client, lab, number_of(maker), PIN).content.decode()
     assert "You are already checked in: Laser cutter until 16:00." in html
+
+
+def test_a_booking_just_after_midnight_can_be_checked_in_just_before_it(client, lab, machine, maker):
+    """Check-in opens before the start: at 23:57 lab time, a booking at 00:02 is open at the kiosk."""
+    before_midnight = dt.datetime(2026, 12, 7, 23, 57, tzinfo=lab.tz)
+    with time_machine.travel(before_midnight, tick=False):
+        booking = booking_now(machine, maker, starts_in=5)
+        assert timezone.localtime(booking.start, lab.tz).date() == dt.date(2026, 12, 8)
+        assert service.bookings_now(maker, lab).checkable == [booking]
+        enrolled(client, lab)
+        type_in(client, lab, number_of(maker), PIN)
+    booking.refresh_from_db()
+    assert booking.status == Booking.Status.CHECKED_IN
