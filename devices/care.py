@@ -30,7 +30,7 @@ InfluxDB at most every :data:`LASER_REFRESH` per interval (answers, and failures
 this process), so the pass costs one aggregate query per run-hour interval plus two reads (five for
 an interval counted from before the raw retention). A service recorded also closes the machine's
 ``fault_reported`` alert (members' fault reports made before it:
-:func:`devices.fault_reports.close_after_service`): the manager who serviced it has seen to the machine.
+:func:`devices.fault_reports.close_reported_before`): the manager who serviced it has seen to the machine.
 
 Imports the models, :mod:`devices.alerts`, :mod:`devices.fault_reports`, :mod:`devices.influx`,
 :mod:`devices.influx_retention` and the lab roles only.
@@ -353,7 +353,7 @@ def record_service(
                 interval=interval, at=now, by=by, note=note, hours=None if used is None else round(used, 2)
             )
     refresh_machine(machine, now)
-    fault_reports.close_after_service(machine.pk, record.at, by)
+    fault_reports.close_reported_before(machine.pk, record.at, by, how=fault_reports.SERVICE_RECORDED)
     return record
 
 

@@ -17,8 +17,8 @@ The message is the member's own words, stored as typed: it is not translated.
 
 Nothing about the machine's state says a fault is gone, so the alert is closed by people, in one of
 three ways: a lab manager marks it resolved (:func:`resolve`: the "Care" section of the machine's page,
-the care API), records a service on the machine (:func:`close_after_service`, from
-:func:`devices.care.record_service`), or puts the machine back in service (:func:`close_back_in_service`,
+the care API), records a service on the machine (:func:`close_reported_before`, from
+:func:`devices.care.record_service`), or puts the machine back in service (the same,
 from :data:`fablab.booking.signals.machine_back_in_service` through :mod:`devices.follow`). The last two
 close the reports made before that moment. The alert keeps when it was closed (``cleared_at``); who
 closed it, and how, is in the log (the alert has no column for it). After the commit the machine's card
@@ -147,16 +147,16 @@ def resolve(alert: Alert, by, now: dt.datetime | None = None) -> bool:
     return _close(Alert.objects.filter(pk=alert.pk), now or timezone.now(), by, "resolved")
 
 
-def close_after_service(machine_id: int, at: dt.datetime, by) -> bool:
-    """A service recorded on the machine at ``at`` closes the fault report opened before it; True when
-    one was open. A report opened after ``at`` (a second click on the same service) stays open."""
-    return _close(Alert.objects.filter(machine_id=machine_id, raised_at__lte=at), at, by, "service recorded")
+#: Why a fault report closed without a manager's click: a service recorded, or out of service ended.
+SERVICE_RECORDED = "service recorded"
+BACK_IN_SERVICE = "back in service"
 
 
-def close_back_in_service(machine_id: int, at: dt.datetime, by) -> bool:
-    """The machine put back in service by ``by`` at ``at`` (its out-of-service time ended early) closes
-    the fault report opened before that moment; True when one was open. One opened later stays open."""
-    return _close(Alert.objects.filter(machine_id=machine_id, raised_at__lte=at), at, by, "back in service")
+def close_reported_before(machine_id: int, at: dt.datetime, by, *, how: str) -> bool:
+    """The manager ``by`` saw to the machine at ``at`` (``how``: :data:`SERVICE_RECORDED` or
+    :data:`BACK_IN_SERVICE`): the fault report opened before that moment closes; True when one was
+    open. A report opened after ``at`` (a second click on the same service) stays open."""
+    return _close(Alert.objects.filter(machine_id=machine_id, raised_at__lte=at), at, by, how)
 
 
 def _close(candidates: QuerySet[Alert], at: dt.datetime, by, how: str) -> bool:

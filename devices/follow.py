@@ -10,7 +10,7 @@ scheduler's next pass repairs what was missed.
 
 :func:`on_back_in_service` receives :data:`fablab.booking.signals.machine_back_in_service` (a manager
 ended the machine's out-of-service time early, after the commit) and closes the fault members reported
-before that moment (:func:`devices.fault_reports.close_back_in_service`); a failure is logged, and the
+before that moment (:func:`devices.fault_reports.close_reported_before`); a failure is logged, and the
 report stays open for a manager to mark resolved.
 
 A caller that changes many bookings in a row (the scheduler's pass at a boundary where every machine
@@ -48,7 +48,7 @@ def on_back_in_service(sender, *, machine_id: int, at: dt.datetime, by, **kwargs
     from devices import fault_reports
 
     try:
-        fault_reports.close_back_in_service(machine_id, at, by)
+        fault_reports.close_reported_before(machine_id, at, by, how=fault_reports.BACK_IN_SERVICE)
     except Exception:
         log.exception("closing the fault report of machine %s back in service failed", machine_id)
 
